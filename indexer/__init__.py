@@ -1,0 +1,1 @@
+"""Deployable entrypoints of the indexer: `python -m indexer load|...`."""

@@ -1,0 +1,103 @@
+"""RFC 9457 problem details: the one place that turns errors into HTTP responses.
+
+Every error leaves the service as `application/problem+json`; nothing ever shows a stack trace.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from loguru import logger
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from src.search.errors import InvalidParameter, SearchUnavailable
+from src.search.models import Problem, ProblemError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class DocumentNotFound(Exception):
+    """GET /v1/documents/{id} found nothing (404)."""
+
+    def __init__(self, doc_id: str) -> None:
+        super().__init__(doc_id)
+        self.doc_id = doc_id
+
+
+class ProblemResponse(Response):
+    """A problem details response."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def __init__(self, problem: Problem, headers: dict[str, str] | None = None) -> None:
+        super().__init__(content=orjson.dumps(problem), status_code=problem["status"], headers=headers)
+
+
+def problem(status: int, detail: str, request: Request, *, type_: str = "about:blank") -> Problem:
+    """A problem body for `status` with the standard title of that status."""
+    return {
+        "type": type_,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+
+
+async def _invalid_parameter(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidParameter)
+    body = problem(
+        422, f"invalid parameter {exc.parameter!r}: {exc.detail}", request, type_="/problems/invalid-parameter"
+    )
+    body["errors"] = [{"parameter": exc.parameter, "detail": exc.detail}]
+    return ProblemResponse(body)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors: list[ProblemError] = [
+        {"parameter": str(error["loc"][-1]) if error.get("loc") else "request", "detail": str(error["msg"])}
+        for error in exc.errors()
+    ]
+    names = ", ".join(sorted({error["parameter"] for error in errors}))
+    body = problem(422, f"invalid parameter(s): {names}", request, type_="/problems/invalid-parameter")
+    body["errors"] = errors
+    return ProblemResponse(body)
+
+
+async def _search_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SearchUnavailable)
+    logger.warning("dependency unavailable: {}", exc.detail)
+    body = problem(503, f"the {exc.dependency} backend is unavailable", request, type_="/problems/unavailable")
+    body["dependency"] = exc.dependency
+    return ProblemResponse(body, headers={"Retry-After": "1"})
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DocumentNotFound)
+    return ProblemResponse(problem(404, f"no document with id {exc.doc_id!r}", request, type_="/problems/not-found"))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return ProblemResponse(
+        problem(exc.status_code, str(exc.detail), request), headers=dict(exc.headers) if exc.headers else None
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.opt(exception=exc).error("unhandled error on {}", request.url.path)
+    return ProblemResponse(problem(500, "an internal error occurred; it has been logged", request))
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register every error-to-problem translation on `app`."""
+    app.add_exception_handler(InvalidParameter, _invalid_parameter)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(SearchUnavailable, _search_unavailable)
+    app.add_exception_handler(DocumentNotFound, _not_found)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

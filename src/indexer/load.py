@@ -1,0 +1,128 @@
+"""Bulk-load a JSON Lines file (optionally gzipped) into the configured backend.
+
+Reading is streamed and batched, so memory stays bounded by one batch whatever the file size. A line
+that is not a JSON object with an id, or that the backend refuses, is counted as an error and
+reported with its line number; the load goes on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, cast
+
+import orjson
+
+from src.search.backends.base import IndexAction, SearchBackend
+from src.search.documents import DocumentInvalid, document_id
+from src.search.models import Document
+
+
+@dataclass(slots=True)
+class LoadSummary:
+    """What a load did."""
+
+    documents: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    index: str = ""
+    created: bool = False
+    error_samples: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedLine:
+    """One line of the input: an action to apply, or the reason it cannot be loaded."""
+
+    line_number: int
+    action: IndexAction | None
+    error: str | None = None
+
+
+def open_lines(path: Path) -> IO[bytes]:
+    """Open a JSON Lines file, transparently gunzipping `.gz` files (by magic number, not name)."""
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    return cast(IO[bytes], gzip.open(path, "rb")) if magic == b"\x1f\x8b" else path.open("rb")
+
+
+def parse_lines(lines: Iterator[bytes]) -> Iterator[ParsedLine]:
+    """Turn raw lines into upsert actions (pure); blank lines are skipped."""
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            decoded = orjson.loads(raw)
+            if not isinstance(decoded, dict):
+                raise DocumentInvalid("a JSON object is required")
+            document = cast(Document, decoded)
+            action = IndexAction(op="upsert", doc_id=document_id(document), document=document)
+        except (orjson.JSONDecodeError, DocumentInvalid) as err:
+            yield ParsedLine(line_number=number, action=None, error=str(err))
+            continue
+        yield ParsedLine(line_number=number, action=action)
+
+
+def batched(items: Iterator[ParsedLine], size: int) -> Iterator[list[ParsedLine]]:
+    """Group items into lists of at most `size`."""
+    batch: list[ParsedLine] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def load_file(
+    path: Path,
+    *,
+    backend: SearchBackend,
+    batch_size: int,
+    recreate: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+    max_error_samples: int = 20,
+) -> LoadSummary:
+    """Load `path` into the alias, creating a versioned index and the alias when there is none.
+
+    With `recreate`, load into a new versioned index and swap the alias onto it at the end (readers
+    keep the old index until then).
+    """
+    started = time.perf_counter()
+    summary = LoadSummary()
+    current = await backend.current_index()
+    if current is None or recreate:
+        summary.index = await backend.create_index()
+        summary.created = True
+    else:
+        summary.index = current
+    with open_lines(path) as stream:
+        for batch in batched(parse_lines(iter(stream)), batch_size):
+            actions = [item.action for item in batch if item.action is not None]
+            for item in batch:
+                if item.error is not None:
+                    _record_error(summary, f"line {item.line_number}: {item.error}", max_error_samples)
+            results = await backend.bulk(actions, index=summary.index) if actions else []
+            numbers = [item.line_number for item in batch if item.action is not None]
+            for number, result in zip(numbers, results, strict=True):
+                if result.ok:
+                    summary.documents += 1
+                else:
+                    _record_error(summary, f"line {number} (id {result.doc_id}): {result.error}", max_error_samples)
+            if on_progress is not None:
+                on_progress(len(batch))
+    await backend.refresh(summary.index)
+    if summary.created:
+        await backend.point_alias(summary.index)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _record_error(summary: LoadSummary, message: str, limit: int) -> None:
+    summary.errors += 1
+    if len(summary.error_samples) < limit:
+        summary.error_samples.append(message)

@@ -1,0 +1,64 @@
+"""The ASGI application: `create_app()` builds it; the lifespan opens and closes the clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from loguru import logger
+
+from src.api.problems import install_problem_handlers
+from src.api.routes import health, search
+from src.observability.logging import configure_logging
+from src.search.backends.factory import create_backend
+from src.search.schema import load_schema
+from src.search.service import SearchOptions
+from src.settings import DEV_CURSOR_SECRET, Settings, get_settings
+
+
+def search_options(settings: Settings) -> SearchOptions:
+    """The search service's limits, from settings."""
+    return SearchOptions(
+        cursor_secret=settings.cursor_secret.get_secret_value().encode(),
+        one_edit_min_chars=settings.fuzzy_one_edit_min_chars,
+        two_edits_min_chars=settings.fuzzy_two_edits_min_chars,
+        max_query_chars=settings.search_max_query_chars,
+        max_query_terms=settings.search_max_query_terms,
+        max_filters=settings.search_max_filters,
+        facet_size=settings.search_facet_size,
+        track_total_up_to=settings.search_track_total_hits_up_to,
+        fragment_chars=settings.highlight_fragment_chars,
+        max_fragments=settings.highlight_max_fragments,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; clients open in the lifespan, so building it does no I/O."""
+    config = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(config.log_level)
+        if config.cursor_secret.get_secret_value() == DEV_CURSOR_SECRET:
+            logger.warning("CURSOR_SECRET is the development default: set a secret shared by all instances")
+        schema = load_schema(config.index_schema_path)
+        app.state.schema = schema
+        app.state.search_options = search_options(config)
+        app.state.backend = create_backend(config, schema)
+        logger.info("serving {} on {}", schema.fingerprint, app.state.backend.kind)
+        try:
+            yield
+        finally:
+            await app.state.backend.close()
+
+    app = FastAPI(
+        title="Search read API",
+        version="0.1.0",
+        description="Typo-tolerant search over Elasticsearch or an embedded Tantivy index.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(search.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,60 @@
+"""Text normalisation shared by indexing and querying, on every backend.
+
+The backends only split on whitespace: everything else (case, accents, punctuation) happens here, so
+Elasticsearch (without analysis-common) and Tantivy see identical tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_NON_WORD = re.compile(r"[^\w]+|_+")
+
+
+def normalise(text: str) -> str:
+    """Return `text` case-folded, accent-stripped, with punctuation turned into single spaces.
+
+    >>> normalise("Crème-Brûlée  FAQ!")
+    'creme brulee faq'
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    # casefold after stripping: "ß" -> "ss", and precomposed forms fold the same way.
+    return " ".join(_NON_WORD.sub(" ", stripped.casefold()).split())
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into normalised tokens (what the backends index for a searchable field)."""
+    return normalise(text).split()
+
+
+def allowed_edits(term: str, *, one_edit_min_chars: int, two_edits_min_chars: int) -> int:
+    """Typo budget of a term: 0 below the first threshold, 1 from it, 2 from the second."""
+    if len(term) >= two_edits_min_chars:
+        return 2
+    if len(term) >= one_edit_min_chars:
+        return 1
+    return 0
+
+
+def damerau_levenshtein(a: str, b: str, *, limit: int) -> int:
+    """Optimal-string-alignment distance (a transposition is one edit), cut off above `limit`.
+
+    Returns `limit + 1` as soon as the distance is known to exceed `limit`.
+    """
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, start=1):
+            cost = 0 if ca == cb else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return min(prev[-1], limit + 1)

@@ -1,0 +1,127 @@
+"""The `SearchBackend` seam: one protocol, two real implementations (Elasticsearch, Tantivy).
+
+Contract (tests/contract/test_search_backend_contract.py runs it against every implementation):
+
+- Indexes are versioned: `create_index()` makes `<alias>-<timestamp>` from the index schema and returns
+  its name; `point_alias(name)` moves the alias onto it atomically (readers see the old index until then,
+  the new one after); `current_index()` names the index the alias points at, or None.
+- `bulk(actions, index=...)` writes upserts/deletes by document id, idempotently, and returns one
+  `BulkItemResult` per action in order. A document the backend refuses for good is `ok=False,
+  retryable=False`; a transient failure is `retryable=True`. Writes are searchable after `refresh()`.
+- `search(query)` returns hits ordered by the requested sort (relevance by default), ties broken by
+  document id ascending, `query.limit` at most, continuing strictly after `query.after` (the
+  `sort_values` of the previous page's last hit). Terms match with the typo budget of each `Term`
+  (a transposition is one edit), the last term also as a prefix when `Term.prefix`, each term in at
+  least one searchable field; phrases match consecutive tokens; exclusions remove documents; value
+  filters match any of their values, everything else is AND-ed. Facet buckets count the matching
+  documents per value. `total` is exact up to `query.track_total_up_to` at least.
+- `get(doc_id)` returns the stored document or None.
+- Every call either answers within the configured timeout or raises `SearchUnavailable`; vendor
+  exceptions never escape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from src.search.models import Document, JSONScalar
+from src.search.query import BackendQuery
+
+
+@dataclass(frozen=True, slots=True)
+class BackendHit:
+    """One hit as a backend returns it."""
+
+    id: str
+    score: float | None
+    sort_values: tuple[JSONScalar, ...]
+    """The values this hit sorts by (`[sort key, id]`); the next page continues after them."""
+    document: Document
+
+
+@dataclass(frozen=True, slots=True)
+class BackendPage:
+    """One page of backend results."""
+
+    hits: tuple[BackendHit, ...]
+    total: int
+    total_exact: bool
+    facets: dict[str, list[tuple[JSONScalar, int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexAction:
+    """One write: upsert (the whole document) or delete, by document id."""
+
+    op: Literal["upsert", "delete"]
+    doc_id: str
+    document: Document | None = None
+    version: int | None = None
+    """External version (monotonic per document); an older write never replaces a newer one."""
+
+
+@dataclass(frozen=True, slots=True)
+class BulkItemResult:
+    """The backend's answer for one action of a bulk request."""
+
+    doc_id: str
+    ok: bool
+    retryable: bool = False
+    error: str | None = None
+
+
+class SearchBackend(Protocol):
+    """A search engine holding the index described by the index schema."""
+
+    kind: str
+    """"elasticsearch" or "tantivy"; part of cursor fingerprints and readiness reports."""
+
+    async def search(self, query: BackendQuery) -> BackendPage:
+        """Run one page of a search."""
+        ...
+
+    async def get(self, doc_id: str) -> Document | None:
+        """The stored document with this id, or None."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise SearchUnavailable unless the backend answers and the alias exists."""
+        ...
+
+    async def create_index(self) -> str:
+        """Create a new empty versioned index from the schema and return its name."""
+        ...
+
+    async def point_alias(self, index: str) -> None:
+        """Atomically point the alias at `index`."""
+        ...
+
+    async def current_index(self) -> str | None:
+        """The index the alias points at, or None when there is none."""
+        ...
+
+    async def list_indices(self) -> list[str]:
+        """Every versioned index of this alias, oldest first."""
+        ...
+
+    async def drop_index(self, index: str) -> None:
+        """Delete a versioned index (never the one the alias points at)."""
+        ...
+
+    async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
+        """Apply the actions to `index` (default: the alias) and report each one."""
+        ...
+
+    async def refresh(self, index: str | None = None) -> None:
+        """Make every acknowledged write searchable."""
+        ...
+
+    async def count(self, index: str | None = None) -> int:
+        """Number of documents in `index` (default: the alias)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and files."""
+        ...

@@ -1,0 +1,573 @@
+"""Embedded Tantivy backend: an on-disk index, the default when no Elasticsearch URL is set.
+
+Layout under the data directory: one folder per versioned index (`<alias>-<timestamp>`) and an alias
+file `<alias>.alias` naming the current one, replaced atomically (`os.replace`) to swap. Readers check
+the alias file at most every `reload_interval_seconds` and reopen when it moved.
+
+Tantivy's calls are synchronous: every one runs in a worker thread with a timeout. Tantivy has no
+multi-key sort nor search_after, so pages are computed by fetching a window of the engine's order,
+re-sorting it by `(sort key, id)` in Python and growing the window until the page is certain; deep
+pages cost time proportional to their depth (see README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+import orjson
+import tantivy
+
+from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, IndexAction
+from src.search.documents import DocumentInvalid, PreparedDocument, prepare_document
+from src.search.errors import SearchUnavailable
+from src.search.models import Document, JSONScalar
+from src.search.query import BackendQuery, Filter, FilterValue, ParsedQuery, RangeFilter, SortSpec, Term
+from src.search.schema import FieldSpec, IndexSchema
+
+_ANALYZER = "normalised"
+_EXACT_BOOST = 3.0
+_PREFIX_BOOST = 1.5
+_FUZZY_BOOST = 1.0
+_WHOLE_EXACT_BOOST = 10.0
+_WHOLE_PREFIX_BOOST = 4.0
+_WHOLE_FUZZY_BOOST = 5.0
+_WRITER_HEAP_BYTES = 64_000_000
+_FIELD_TYPES = {
+    "integer": tantivy.FieldType.Integer,
+    "float": tantivy.FieldType.Float,
+    "date": tantivy.FieldType.Date,
+}
+
+
+def build_tantivy_schema(schema: IndexSchema) -> tantivy.Schema:
+    """The Tantivy schema derived from the index schema."""
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("id", stored=True, fast=True, tokenizer_name="raw")
+    builder.add_bytes_field("_source", stored=True)
+    builder.add_integer_field("_version", stored=True, indexed=True, fast=True)
+    for spec in schema.searchable:
+        builder.add_text_field(f"t_{spec.name}", tokenizer_name=_ANALYZER, index_option="position")
+    for spec in schema.searchable:
+        if spec.type == "keyword":
+            builder.add_text_field(f"x_{spec.name}", tokenizer_name="raw", index_option="basic")
+    for spec in schema.value_fields:
+        name = f"v_{spec.name}"
+        match spec.type:
+            case "integer":
+                builder.add_integer_field(name, indexed=True, fast=True)
+            case "float":
+                builder.add_float_field(name, indexed=True, fast=True)
+            case "date":
+                builder.add_date_field(name, indexed=True, fast=True)
+            case _:
+                builder.add_text_field(name, fast=True, tokenizer_name="raw", index_option="basic")
+    return builder.build()
+
+
+def _register_analyzer(index: tantivy.Index) -> None:
+    # Our Python normalisation already did case, accents and punctuation; split on whitespace only.
+    analyzer = (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).filter(tantivy.Filter.remove_long(255)).build()
+    )
+    index.register_tokenizer(_ANALYZER, analyzer)
+
+
+def build_tantivy_query(query: BackendQuery, schema: IndexSchema, tschema: tantivy.Schema) -> tantivy.Query:
+    """Translate a BackendQuery into a Tantivy query (pure apart from Tantivy's own objects)."""
+    Occur = tantivy.Occur
+    clauses: list[tuple[tantivy.Occur, tantivy.Query]] = [
+        (Occur.Must, clause) for clause in _positive_clauses(query.query, schema, tschema)
+    ]
+    if not clauses:
+        clauses.append((Occur.Must, tantivy.Query.all_query()))
+    clauses.extend(
+        (Occur.Must, tantivy.Query.const_score_query(_filter_query(item, tschema), 0.0)) for item in query.filters
+    )
+    clauses.extend((Occur.MustNot, clause) for clause in _negative_clauses(query.query, schema, tschema))
+    if query.query.whole is not None:
+        clauses.extend((Occur.Should, clause) for clause in _whole_value_clauses(query.query.whole, schema, tschema))
+    return tantivy.Query.boolean_query(clauses)
+
+
+def _positive_clauses(parsed: ParsedQuery, schema: IndexSchema, tschema: tantivy.Schema) -> list[tantivy.Query]:
+    Query = tantivy.Query
+    clauses: list[tantivy.Query] = []
+    for term in parsed.terms:
+        options: list[tantivy.Query] = []
+        for spec in schema.searchable:
+            field = f"t_{spec.name}"
+            options.append(Query.boost_query(Query.term_query(tschema, field, term.text), spec.boost * _EXACT_BOOST))
+            if term.prefix:
+                prefix = Query.fuzzy_term_query(tschema, field, term.text, 0, True, True)
+                options.append(Query.boost_query(prefix, spec.boost * _PREFIX_BOOST))
+            if term.edits:
+                fuzzy = Query.fuzzy_term_query(tschema, field, term.text, term.edits, True, False)
+                options.append(Query.boost_query(fuzzy, spec.boost * _FUZZY_BOOST))
+        clauses.append(Query.disjunction_max_query(options))
+    for phrase in parsed.phrases:
+        clauses.append(
+            Query.disjunction_max_query(
+                [
+                    Query.boost_query(_phrase(spec, phrase, tschema), spec.boost * _EXACT_BOOST)
+                    for spec in schema.searchable
+                ]
+            )
+        )
+    return clauses
+
+
+def _whole_value_clauses(whole: Term, schema: IndexSchema, tschema: tantivy.Schema) -> list[tantivy.Query]:
+    """Optional clauses rewarding a keyword field whose whole value is the query (exactly, as prefix, fuzzily)."""
+    Query = tantivy.Query
+    clauses: list[tantivy.Query] = []
+    for spec in schema.searchable:
+        if spec.type != "keyword":
+            continue
+        field = f"x_{spec.name}"
+        clauses.append(Query.boost_query(Query.term_query(tschema, field, whole.text), spec.boost * _WHOLE_EXACT_BOOST))
+        if whole.prefix:
+            prefix = Query.fuzzy_term_query(tschema, field, whole.text, 0, True, True)
+            clauses.append(Query.boost_query(prefix, spec.boost * _WHOLE_PREFIX_BOOST))
+        if whole.edits:
+            fuzzy = Query.fuzzy_term_query(tschema, field, whole.text, whole.edits, True, False)
+            clauses.append(Query.boost_query(fuzzy, spec.boost * _WHOLE_FUZZY_BOOST))
+    return clauses
+
+
+def _phrase(spec: FieldSpec, tokens: tuple[str, ...], tschema: tantivy.Schema) -> tantivy.Query:
+    field = f"t_{spec.name}"
+    if len(tokens) == 1:
+        return tantivy.Query.term_query(tschema, field, tokens[0])
+    return tantivy.Query.phrase_query(tschema, field, list(tokens))
+
+
+def _negative_clauses(parsed: ParsedQuery, schema: IndexSchema, tschema: tantivy.Schema) -> list[tantivy.Query]:
+    clauses = [
+        tantivy.Query.term_query(tschema, f"t_{spec.name}", term)
+        for term in parsed.excluded_terms
+        for spec in schema.searchable
+    ]
+    clauses.extend(_phrase(spec, phrase, tschema) for phrase in parsed.excluded_phrases for spec in schema.searchable)
+    return clauses
+
+
+def _filter_query(item: Filter, tschema: tantivy.Schema) -> tantivy.Query:
+    field = f"v_{item.field.name}"
+    if isinstance(item, RangeFilter):
+        return _range(item.field, tschema, item.lower, item.upper, item.include_lower, item.include_upper)
+    if item.field.type == "keyword":
+        return tantivy.Query.term_set_query(tschema, field, [str(value) for value in item.values])
+    return tantivy.Query.boolean_query(
+        [(tantivy.Occur.Should, _range(item.field, tschema, value, value, True, True)) for value in item.values]
+    )
+
+
+def _range(
+    spec: FieldSpec,
+    tschema: tantivy.Schema,
+    lower: FilterValue | None,
+    upper: FilterValue | None,
+    include_lower: bool,
+    include_upper: bool,
+) -> tantivy.Query:
+    return tantivy.Query.range_query(
+        tschema,
+        f"v_{spec.name}",
+        _FIELD_TYPES[spec.type],
+        _range_bound(spec, lower),
+        _range_bound(spec, upper),
+        include_lower,
+        include_upper,
+    )
+
+
+def _range_bound(spec: FieldSpec, value: FilterValue | None) -> FilterValue | None:
+    if spec.type == "float" and isinstance(value, int):
+        return float(value)  # Tantivy wants a float bound for a float field
+    return value
+
+
+def _add_prepared(doc: tantivy.Document, prepared: PreparedDocument, version: int) -> None:
+    doc.add_text("id", prepared.id)
+    doc.add_bytes("_source", orjson.dumps(prepared.source))
+    doc.add_integer("_version", version)
+    for name, text in prepared.text.items():
+        doc.add_text(f"t_{name}", text)
+    for name, wholes in prepared.whole.items():
+        for whole in wholes:
+            doc.add_text(f"x_{name}", whole)
+    for name, values in prepared.values.items():
+        for value in values:
+            if isinstance(value, datetime):
+                doc.add_date(f"v_{name}", value.astimezone(UTC))
+            elif isinstance(value, bool | str):
+                doc.add_text(f"v_{name}", str(value))
+            elif isinstance(value, int):
+                doc.add_integer(f"v_{name}", value)
+            else:
+                doc.add_float(f"v_{name}", value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    key: JSONScalar
+    id: str
+    score: float | None
+    document: Document
+
+
+def _compare(a: tuple[JSONScalar, str], b: tuple[JSONScalar, str], descending: bool) -> int:
+    """Order by sort key (missing last in both directions), then id ascending."""
+    (key_a, id_a), (key_b, id_b) = a, b
+    if key_a != key_b:
+        if key_a is None:
+            return 1
+        if key_b is None:
+            return -1
+        less = cast(float, key_a) < cast(float, key_b)
+        return (1 if less else -1) if descending else (-1 if less else 1)
+    return (id_a > id_b) - (id_a < id_b)
+
+
+def _ordered(entries: list[_Entry], descending: bool) -> list[_Entry]:
+    def compare(a: _Entry, b: _Entry) -> int:
+        return _compare((a.key, a.id), (b.key, b.id), descending)
+
+    return sorted(entries, key=functools.cmp_to_key(compare))
+
+
+class _IndexHandle:
+    """One open Tantivy index (reader side, plus a lazily created writer)."""
+
+    def __init__(self, path: Path, tschema: tantivy.Schema) -> None:
+        self.name = path.name
+        self.index = tantivy.Index(tschema, path=str(path), reuse=True)
+        _register_analyzer(self.index)
+        self._writer: tantivy.IndexWriter | None = None
+
+    def writer(self) -> tantivy.IndexWriter:
+        if self._writer is None:
+            self._writer = self.index.writer(_WRITER_HEAP_BYTES, 1)
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.wait_merging_threads()
+            self._writer = None
+
+
+class TantivyBackend:
+    """`SearchBackend` on an embedded on-disk Tantivy index, behind an alias file."""
+
+    kind = "tantivy"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        schema: IndexSchema,
+        alias: str,
+        timeout_seconds: float,
+        reload_interval_seconds: float = 1.0,
+    ) -> None:
+        self._dir = data_dir
+        self._schema = schema
+        self._tschema = build_tantivy_schema(schema)
+        self._alias = alias
+        self._timeout = timeout_seconds
+        self._reload_interval = reload_interval_seconds
+        self._handles: dict[str, _IndexHandle] = {}
+        self._current: str | None = None
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def _alias_file(self) -> Path:
+        return self._dir / f"{self._alias}.alias"
+
+    async def _run[T](self, what: str, fn: Callable[[], T], *, budget_seconds: float | None = None) -> T:
+        """The one choke point: run off the event loop, bounded, Tantivy errors become SearchUnavailable."""
+        try:
+            async with asyncio.timeout(budget_seconds or self._timeout):
+                return await asyncio.to_thread(fn)
+        except TimeoutError as err:
+            raise SearchUnavailable(f"tantivy {what} timed out") from err
+        except (ValueError, OSError, RuntimeError) as err:
+            raise SearchUnavailable(f"tantivy {what} failed: {err}") from err
+
+    def _handle(self, name: str) -> _IndexHandle:
+        with self._lock:
+            handle = self._handles.get(name)
+            if handle is None:
+                path = self._dir / name
+                if not (path / "meta.json").exists():
+                    raise SearchUnavailable(f"tantivy index {name!r} does not exist")
+                handle = self._handles[name] = _IndexHandle(path, self._tschema)
+            return handle
+
+    def _read_alias(self) -> str | None:
+        try:
+            return self._alias_file.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _reader(self) -> _IndexHandle:
+        """The aliased index, re-checking the alias file and reloading at most once per interval."""
+        now = time.monotonic()
+        if self._current is None or now - self._checked_at >= self._reload_interval:
+            self._checked_at = now
+            current = self._read_alias()
+            if current is None:
+                raise SearchUnavailable(f"tantivy alias {self._alias!r} does not exist; load data first")
+            handle = self._handle(current)
+            if current == self._current:
+                handle.index.reload()
+            self._current = current
+        return self._handle(self._current)
+
+    def _target(self, index: str | None) -> _IndexHandle:
+        return self._handle(index) if index else self._reader()
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def search(self, query: BackendQuery) -> BackendPage:
+        """Run one page of a search."""
+        return await self._run("search", functools.partial(self._search_sync, query))
+
+    def _search_sync(self, query: BackendQuery) -> BackendPage:
+        searcher = self._reader().index.searcher()
+        tquery = build_tantivy_query(query, self._schema, self._tschema)
+        entries, total = self._page(searcher, tquery, query)
+        hits = tuple(
+            BackendHit(id=entry.id, score=entry.score, sort_values=(entry.key, entry.id), document=entry.document)
+            for entry in entries
+        )
+        facets = self._facets(searcher, tquery, query.facets, query.facet_size)
+        return BackendPage(hits=hits, total=total, total_exact=True, facets=facets)
+
+    def _page(self, searcher: tantivy.Searcher, tquery: tantivy.Query, query: BackendQuery) -> tuple[list[_Entry], int]:
+        sort = query.sort
+        by_id = sort.field is None and query.query.is_match_all
+        order_field = "id" if by_id else (f"v_{sort.field.name}" if sort.field else None)
+        descending = sort.descending and not by_id
+        window = max(query.offset + query.limit * 2, 16)
+        total = 0
+        after = (query.after[0], str(query.after[1])) if query.after else None
+        while True:
+            result = searcher.search(
+                tquery,
+                limit=window,
+                count=True,
+                order_by_field=order_field,
+                order=tantivy.Order.Desc if descending else tantivy.Order.Asc,
+            )
+            total = int(getattr(result, "count", 0) or 0)  # `count` is missing from tantivy's stubs
+            exhausted = len(result.hits) < window
+            entries = [self._entry(searcher, raw_key, address, sort, by_id) for raw_key, address in result.hits]
+            boundary = entries[-1].key if entries and not exhausted else None
+            ordered = _ordered(entries, descending)
+            if after is not None:
+                ordered = [e for e in ordered if _compare((e.key, e.id), after, descending) > 0]
+            if not exhausted and not by_id:
+                # Hits sharing the window's last key may continue past the window: only keys strictly
+                # before it are certain to be complete.
+                ordered = [e for e in ordered if e.key != boundary]
+            if exhausted or len(ordered) >= query.limit:
+                return ordered[: query.limit], total
+            window *= 4
+
+    def _entry(
+        self, searcher: tantivy.Searcher, raw_key: object, address: tantivy.DocAddress, sort: SortSpec, by_id: bool
+    ) -> _Entry:
+        stored = searcher.doc(address)
+        doc_id = cast(str, stored.get_first("id"))
+        document = cast(Document, orjson.loads(cast(bytes, stored.get_first("_source"))))
+        if by_id:
+            return _Entry(key=1.0, id=doc_id, score=1.0, document=document)
+        if sort.field is None:
+            return _Entry(key=cast(float, raw_key), id=doc_id, score=cast(float, raw_key), document=document)
+        return _Entry(key=cast(JSONScalar, raw_key), id=doc_id, score=None, document=document)
+
+    def _facets(
+        self, searcher: tantivy.Searcher, tquery: tantivy.Query, facets: tuple[FieldSpec, ...], size: int
+    ) -> dict[str, list[tuple[JSONScalar, int]]]:
+        if not facets:
+            return {}
+        # Ask for more buckets than shown so the count-then-value order below decides the cut, as in ES.
+        spec = {f.name: {"terms": {"field": f"v_{f.name}", "size": size + 100}} for f in facets}
+        raw = cast(dict[str, dict[str, list[dict[str, object]]]], searcher.aggregate(tquery, spec))
+        result: dict[str, list[tuple[JSONScalar, int]]] = {}
+        for field in facets:
+            buckets = [
+                (_facet_key(field, bucket["key"]), int(cast(int, bucket["doc_count"])))
+                for bucket in raw.get(field.name, {}).get("buckets", [])
+            ]
+            buckets.sort(key=lambda item: (-item[1], item[0]))
+            result[field.name] = buckets[:size]
+        return result
+
+    async def get(self, doc_id: str) -> Document | None:
+        """The stored document, or None."""
+        return await self._run("get", functools.partial(self._get_sync, doc_id))
+
+    def _get_sync(self, doc_id: str, index: str | None = None) -> Document | None:
+        searcher = self._target(index).index.searcher()
+        result = searcher.search(tantivy.Query.term_query(self._tschema, "id", doc_id), limit=1, count=False)
+        if not result.hits:
+            return None
+        stored = searcher.doc(result.hits[0][1])
+        return cast(Document, orjson.loads(cast(bytes, stored.get_first("_source"))))
+
+    async def ping(self) -> None:
+        """Raise SearchUnavailable unless the aliased index opens."""
+        await self._run("ping", lambda: self._reader().index.searcher().num_docs)
+
+    async def count(self, index: str | None = None) -> int:
+        """Documents in `index` (default: the alias)."""
+        return await self._run("count", lambda: int(self._target(index).index.searcher().num_docs))
+
+    # --- index management ----------------------------------------------------------------------
+
+    async def create_index(self) -> str:
+        """Create `<alias>-<timestamp>` on disk from the schema."""
+        name = f"{self._alias}-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
+
+        def create() -> str:
+            (self._dir / name).mkdir(parents=True)
+            handle = _IndexHandle(self._dir / name, self._tschema)
+            handle.writer().commit()  # an empty first commit writes meta.json: the index now exists
+            with self._lock:
+                self._handles[name] = handle
+            return name
+
+        return await self._run("create index", create, budget_seconds=60)
+
+    async def point_alias(self, index: str) -> None:
+        """Swap the alias file atomically (write a temporary file, fsync, os.replace)."""
+
+        def swap() -> None:
+            self._handle(index)  # refuse to point at an index that does not exist
+            tmp = self._alias_file.with_suffix(".alias.tmp")
+            with tmp.open("w", encoding="utf-8") as out:
+                out.write(index)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self._alias_file)
+            self._checked_at = float("-inf")
+
+        await self._run("point alias", swap, budget_seconds=60)
+
+    async def current_index(self) -> str | None:
+        """The index the alias file names, or None."""
+        return await self._run("read alias", self._read_alias)
+
+    async def list_indices(self) -> list[str]:
+        """Every `<alias>-*` index directory, oldest first."""
+
+        def listing() -> list[str]:
+            if not self._dir.exists():
+                return []
+            prefix = f"{self._alias}-"
+            return sorted(p.name for p in self._dir.iterdir() if p.is_dir() and p.name.startswith(prefix))
+
+        return await self._run("list indices", listing)
+
+    async def drop_index(self, index: str) -> None:
+        """Delete an index directory unless the alias names it."""
+        if index == await self.current_index():
+            raise ValueError(f"refusing to drop {index!r}: the alias points at it")
+
+        def drop() -> None:
+            import shutil
+
+            with self._lock:
+                handle = self._handles.pop(index, None)
+            if handle is not None:
+                handle.close()
+            shutil.rmtree(self._dir / index)
+
+        await self._run("drop index", drop, budget_seconds=60)
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
+        """Apply the actions and commit once; returns one result per action."""
+        async with self._write_lock:
+            return await self._run(
+                "bulk",
+                functools.partial(self._bulk_sync, list(actions), index),
+                budget_seconds=max(60.0, self._timeout),
+            )
+
+    def _bulk_sync(self, actions: list[IndexAction], index: str | None) -> list[BulkItemResult]:
+        handle = self._target(index)
+        writer = handle.writer()
+        versions = self._stored_versions(handle, {a.doc_id for a in actions if a.version is not None})
+        results: list[BulkItemResult] = []
+        for action in actions:
+            if action.version is not None:
+                if versions.get(action.doc_id, -1) > action.version:
+                    results.append(BulkItemResult(doc_id=action.doc_id, ok=True))  # a newer write won
+                    continue
+                versions[action.doc_id] = action.version
+            if action.op == "delete":
+                writer.delete_documents_by_term("id", action.doc_id)
+                results.append(BulkItemResult(doc_id=action.doc_id, ok=True))
+                continue
+            try:
+                prepared = prepare_document(action.document or {}, self._schema)
+            except DocumentInvalid as err:
+                results.append(BulkItemResult(doc_id=action.doc_id, ok=False, error=str(err)))
+                continue
+            doc = tantivy.Document()
+            _add_prepared(doc, prepared, action.version or 0)
+            writer.delete_documents_by_term("id", prepared.id)
+            writer.add_document(doc)
+            results.append(BulkItemResult(doc_id=action.doc_id, ok=True))
+        writer.commit()
+        handle.index.reload()
+        return results
+
+    def _stored_versions(self, handle: _IndexHandle, doc_ids: set[str]) -> dict[str, int]:
+        if not doc_ids:
+            return {}
+        searcher = handle.index.searcher()
+        result = searcher.search(
+            tantivy.Query.term_set_query(self._tschema, "id", sorted(doc_ids)), limit=len(doc_ids), count=False
+        )
+        addresses = [address for _, address in result.hits]
+        values = searcher.fast_field_values("_version", addresses)
+        ids = [cast(str, searcher.doc(address).get_first("id")) for address in addresses]
+        return {doc_id: int(value) for doc_id, value in zip(ids, values, strict=True) if value is not None}
+
+    async def refresh(self, index: str | None = None) -> None:
+        """Commits are durable and visible at once; this only reloads the reader."""
+        await self._run("refresh", lambda: self._target(index).index.reload())
+
+    async def close(self) -> None:
+        """Finish merges and release the writers' directory locks."""
+
+        def close_all() -> None:
+            with self._lock:
+                handles = list(self._handles.values())
+                self._handles.clear()
+            for handle in handles:
+                handle.close()
+
+        await self._run("close", close_all, budget_seconds=60)
+
+
+def _facet_key(field: FieldSpec, key: object) -> JSONScalar:
+    if field.type == "integer" and isinstance(key, float) and key.is_integer():
+        return int(key)
+    return cast(JSONScalar, key)

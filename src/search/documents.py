@@ -1,0 +1,113 @@
+"""Pure preparation of a source document for indexing, shared by both backends.
+
+`prepare_document` validates a document against the index schema and splits it into what the
+backends index: the normalised text of searchable fields and the typed values of filter/facet/sort
+fields. The original document is stored as-is and returned by the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from src.search.analysis import normalise
+from src.search.models import Document, JSONValue
+from src.search.schema import FieldSpec, IndexSchema
+
+type IndexValue = str | int | float | datetime
+
+
+class DocumentInvalid(ValueError):
+    """The document does not fit the index schema; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDocument:
+    """A validated document split into what the backends index."""
+
+    id: str
+    source: Document
+    text: dict[str, str]
+    """Searchable field to its normalised text (values of multi fields joined by spaces)."""
+    values: dict[str, list[IndexValue]]
+    """Filter/facet/sort field to its typed values (one unless the field is multi)."""
+    whole: dict[str, list[str]]
+    """Searchable keyword field to its normalised whole values (for whole-value exactness ranking)."""
+
+
+def document_id(document: Document) -> str:
+    """The document's id as a string; DocumentInvalid when missing or not a string/integer."""
+    raw = document.get("id")
+    if isinstance(raw, bool) or not isinstance(raw, str | int) or raw == "":
+        raise DocumentInvalid("id: a non-empty string (or integer) is required")
+    return str(raw)
+
+
+def prepare_document(document: Document, schema: IndexSchema) -> PreparedDocument:
+    """Validate `document` against `schema` and split it for indexing."""
+    doc_id = document_id(document)
+    text: dict[str, str] = {}
+    values: dict[str, list[IndexValue]] = {}
+    whole: dict[str, list[str]] = {}
+    for spec in schema.fields:
+        raw = document.get(spec.name)
+        if raw is None:
+            continue
+        items = _as_list(spec, raw)
+        if spec.searchable:
+            text[spec.name] = normalise(" ".join(_as_text(spec, item) for item in items))
+            if spec.type == "keyword":
+                whole[spec.name] = [normalise(_as_text(spec, item)) for item in items]
+        if spec.has_value_column:
+            values[spec.name] = [_typed(spec, item) for item in items]
+    return PreparedDocument(id=doc_id, source={**document, "id": doc_id}, text=text, values=values, whole=whole)
+
+
+def project(document: Document, schema: IndexSchema) -> Document:
+    """The document limited to `id` and the fields the schema returns."""
+    returned = set(schema.returned)
+    return {key: value for key, value in document.items() if key == "id" or key in returned}
+
+
+def _as_list(spec: FieldSpec, raw: JSONValue) -> list[JSONValue]:
+    if isinstance(raw, list):
+        if not spec.multi and spec.type != "text":
+            raise DocumentInvalid(f"{spec.name}: a single value is required, not a list")
+        return [item for item in raw if item is not None]
+    return [raw]
+
+
+def _as_text(spec: FieldSpec, item: JSONValue) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, int | float) and not isinstance(item, bool):
+        return str(item)
+    raise DocumentInvalid(f"{spec.name}: text is required, got {type(item).__name__}")
+
+
+def _typed(spec: FieldSpec, item: JSONValue) -> IndexValue:
+    match spec.type:
+        case "keyword":
+            if isinstance(item, str):
+                return item
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                return str(item)
+        case "integer":
+            if isinstance(item, int) and not isinstance(item, bool):
+                return item
+            if isinstance(item, float) and item.is_integer():
+                return int(item)
+        case "float":
+            if isinstance(item, int | float) and not isinstance(item, bool) and item == item:
+                return float(item)
+        case "date":
+            if isinstance(item, str):
+                try:
+                    parsed = datetime.fromisoformat(item)
+                except ValueError:
+                    pass
+                else:
+                    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        case "text":  # pragma: no cover - text fields have no value column (schema validation)
+            pass
+    raise DocumentInvalid(f"{spec.name}: a {spec.type} value is required, got {item!r:.40}")

@@ -1,0 +1,29 @@
+"""Errors the search module raises; adapters translate vendor errors into these at one choke point."""
+
+from __future__ import annotations
+
+
+class SearchError(Exception):
+    """Base class of the search module's errors."""
+
+
+class SearchUnavailable(SearchError):
+    """The search backend cannot be reached, timed out or failed on its side (a 503 at the edge)."""
+
+    def __init__(self, detail: str, *, dependency: str = "search") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.dependency = dependency
+
+
+class InvalidParameter(SearchError):
+    """A request parameter is malformed or not allowed by the index schema (a 422 at the edge)."""
+
+    def __init__(self, parameter: str, detail: str) -> None:
+        super().__init__(f"{parameter}: {detail}")
+        self.parameter = parameter
+        self.detail = detail
+
+
+class DocumentRejected(SearchError):
+    """The backend refused a document for good (mapping error); retrying will not help."""

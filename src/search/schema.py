@@ -1,0 +1,190 @@
+"""The index schema: which fields are searchable (with boosts), filterable, facetable, sortable, returned.
+
+It is configuration (a JSON file named by `INDEX_SCHEMA_PATH`), like Meilisearch's index settings, and
+both backends derive their mapping from it. Loading validates it fully, so a bad file fails at start-up
+with a message naming the field, never at query time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NotRequired, TypedDict, cast
+
+type FieldType = Literal["text", "keyword", "integer", "float", "date"]
+FIELD_TYPES: tuple[FieldType, ...] = ("text", "keyword", "integer", "float", "date")
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class FieldSpecFile(TypedDict):
+    """One field as written in the schema file."""
+
+    type: FieldType
+    """text (analysed, searchable only), keyword (exact values), integer, float or date (ISO 8601)."""
+    searchable: NotRequired[bool]
+    """Matched by `q` (text and keyword fields only)."""
+    boost: NotRequired[float]
+    """Relative weight of a match in this field; default 1."""
+    filterable: NotRequired[bool]
+    """Usable in `filter` (not for text fields)."""
+    facetable: NotRequired[bool]
+    """Usable in `facets` (not for text fields)."""
+    sortable: NotRequired[bool]
+    """Usable in `sort` (single-valued, not text)."""
+    returned: NotRequired[bool]
+    """Included in responses; default true."""
+    multi: NotRequired[bool]
+    """The value may be a list of values (not allowed with sortable)."""
+
+
+class SchemaFile(TypedDict):
+    """The schema file's top level."""
+
+    name: str
+    """Human-readable name of the data set."""
+    version: int
+    """Bumped on every change that needs a reindex; part of the cache keys."""
+    fields: dict[str, FieldSpecFile]
+    """Field name to its spec; `id` is implicit (keyword, returned, sortable tie-break)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of the index schema, validated."""
+
+    name: str
+    type: FieldType
+    searchable: bool = False
+    boost: float = 1.0
+    filterable: bool = False
+    facetable: bool = False
+    sortable: bool = False
+    returned: bool = True
+    multi: bool = False
+
+    @property
+    def is_numeric(self) -> bool:
+        """Integer, float and date fields accept range filters."""
+        return self.type in ("integer", "float", "date")
+
+    @property
+    def has_value_column(self) -> bool:
+        """Whether the backends keep an exact-value (keyword/numeric) column for this field."""
+        return self.filterable or self.facetable or self.sortable
+
+
+class SchemaError(ValueError):
+    """The schema file is invalid; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSchema:
+    """The validated index schema."""
+
+    name: str
+    version: int
+    fields: tuple[FieldSpec, ...]
+
+    def field(self, name: str) -> FieldSpec | None:
+        """The spec of `name`, or None when the schema has no such field."""
+        return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def searchable(self) -> tuple[FieldSpec, ...]:
+        """Fields matched by `q`, in schema order."""
+        return tuple(f for f in self.fields if f.searchable)
+
+    @property
+    def value_fields(self) -> tuple[FieldSpec, ...]:
+        """Fields with an exact-value column (filter, facet or sort)."""
+        return tuple(f for f in self.fields if f.has_value_column)
+
+    @property
+    def returned(self) -> tuple[str, ...]:
+        """Names of the fields included in responses."""
+        return tuple(f.name for f in self.fields if f.returned)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short stable identity of the schema (name and version)."""
+        return f"{self.name}:v{self.version}"
+
+
+def parse_schema(raw: object) -> IndexSchema:
+    """Validate a decoded schema file; raise SchemaError naming the offending field."""
+    if not isinstance(raw, dict):
+        raise SchemaError("schema: the top level must be an object")
+    data = cast(dict[str, object], raw)
+    name = data.get("name")
+    version = data.get("version")
+    fields = data.get("fields")
+    if not isinstance(name, str) or not name:
+        raise SchemaError("schema.name: a non-empty string is required")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SchemaError("schema.version: a positive integer is required")
+    if not isinstance(fields, dict) or not fields:
+        raise SchemaError("schema.fields: a non-empty object is required")
+    specs = tuple(_parse_field(key, value) for key, value in cast(dict[str, object], fields).items())
+    return IndexSchema(name=name, version=version, fields=specs)
+
+
+def _parse_field(name: str, raw: object) -> FieldSpec:
+    where = f"schema.fields.{name}"
+    if not _FIELD_NAME.match(name) or name == "id":
+        raise SchemaError(f"{where}: names are [a-z][a-z0-9_]* and 'id' is reserved")
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{where}: must be an object")
+    spec = cast(dict[str, object], raw)
+    unknown = set(spec) - {"type", "boost", *_FLAG_DEFAULTS}
+    if unknown:
+        raise SchemaError(f"{where}: unknown keys {sorted(unknown)}")
+    ftype = spec.get("type")
+    if ftype not in FIELD_TYPES:
+        raise SchemaError(f"{where}.type: one of {list(FIELD_TYPES)} is required")
+    flags = {key: spec.get(key, default) for key, default in _FLAG_DEFAULTS.items()}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise SchemaError(f"{where}.{key}: must be true or false")
+    boost = spec.get("boost", 1.0)
+    if not isinstance(boost, int | float) or isinstance(boost, bool) or boost <= 0:
+        raise SchemaError(f"{where}.boost: must be a positive number")
+    field = FieldSpec(
+        name=name,
+        type=ftype,
+        boost=float(boost),
+        **cast(dict[str, bool], flags),
+    )
+    _check_capabilities(field, where)
+    return field
+
+
+_FLAG_DEFAULTS: dict[str, bool] = {
+    "searchable": False,
+    "filterable": False,
+    "facetable": False,
+    "sortable": False,
+    "returned": True,
+    "multi": False,
+}
+
+
+def _check_capabilities(field: FieldSpec, where: str) -> None:
+    if field.searchable and field.type not in ("text", "keyword"):
+        raise SchemaError(f"{where}: only text and keyword fields can be searchable")
+    if field.type == "text" and field.has_value_column:
+        raise SchemaError(f"{where}: text fields cannot be filterable, facetable or sortable")
+    if field.type == "date" and field.facetable:
+        raise SchemaError(f"{where}: date fields cannot be facetable (use range filters)")
+    if field.sortable and field.multi:
+        raise SchemaError(f"{where}: a multi-valued field cannot be sortable")
+
+
+def load_schema(path: Path) -> IndexSchema:
+    """Read and validate the schema file at `path`."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise SchemaError(f"cannot read index schema {path}: {err}") from err
+    return parse_schema(raw)

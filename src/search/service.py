@@ -1,0 +1,198 @@
+"""The search service: validates a request against the schema, runs it on a backend, shapes the page.
+
+Module-level async functions with keyword-only collaborators; the pure parts (parsing, cursors,
+highlighting, fingerprints) live in their own modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+
+from src.search.backends.base import BackendHit, SearchBackend
+from src.search.cursor import CursorState, decode_cursor, encode_cursor
+from src.search.documents import project
+from src.search.errors import InvalidParameter
+from src.search.highlight import highlight
+from src.search.models import Document, FacetBucket, SearchHit, SearchPage
+from src.search.query import (
+    BackendQuery,
+    Filter,
+    FilterValue,
+    ParsedQuery,
+    RangeFilter,
+    SortSpec,
+    parse_facets,
+    parse_filters,
+    parse_q,
+    parse_sort,
+)
+from src.search.schema import IndexSchema
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """Limits and tuning of the search service (built from settings at start-up)."""
+
+    cursor_secret: bytes
+    one_edit_min_chars: int = 4
+    two_edits_min_chars: int = 8
+    max_query_chars: int = 256
+    max_query_terms: int = 16
+    max_filters: int = 20
+    facet_size: int = 20
+    track_total_up_to: int = 10_000
+    fragment_chars: int = 160
+    max_fragments: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """The raw parameters of GET /v1/search."""
+
+    q: str = ""
+    filters: list[str] = field(default_factory=list)
+    facets: str | None = None
+    sort: str | None = None
+    size: int = 10
+    cursor: str | None = None
+    highlight: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSearch:
+    """A validated request: what the backend runs plus what shaping the page needs."""
+
+    backend_query: BackendQuery
+    fingerprint: str
+    size: int
+    highlight: bool
+
+
+def prepare_search(
+    request: SearchRequest, *, schema: IndexSchema, options: SearchOptions, backend_kind: str
+) -> PreparedSearch:
+    """Validate every parameter (InvalidParameter names the first bad one) and build the backend query."""
+    if len(request.q) > options.max_query_chars:
+        raise InvalidParameter("q", f"at most {options.max_query_chars} characters are allowed")
+    if len(request.filters) > options.max_filters:
+        raise InvalidParameter("filter", f"at most {options.max_filters} filters are allowed")
+    parsed = parse_q(
+        request.q,
+        one_edit_min_chars=options.one_edit_min_chars,
+        two_edits_min_chars=options.two_edits_min_chars,
+        max_terms=options.max_query_terms,
+    )
+    filters = parse_filters(request.filters, schema)
+    facets = parse_facets(request.facets, schema)
+    sort = parse_sort(request.sort, schema)
+    fingerprint = request_fingerprint(parsed, filters, sort, schema=schema, backend_kind=backend_kind)
+    state = (
+        decode_cursor(request.cursor, secret=options.cursor_secret, fingerprint=fingerprint) if request.cursor else None
+    )
+    backend_query = BackendQuery(
+        query=parsed,
+        filters=filters,
+        facets=facets,
+        sort=sort,
+        limit=request.size + 1,
+        after=state.after if state else None,
+        offset=state.offset if state else 0,
+        facet_size=options.facet_size,
+        track_total_up_to=options.track_total_up_to,
+    )
+    return PreparedSearch(
+        backend_query=backend_query, fingerprint=fingerprint, size=request.size, highlight=request.highlight
+    )
+
+
+def request_fingerprint(
+    parsed: ParsedQuery, filters: tuple[Filter, ...], sort: SortSpec, *, schema: IndexSchema, backend_kind: str
+) -> str:
+    """A stable hash of what decides a result list's order (not the page size nor the facets)."""
+    canonical = {
+        "backend": backend_kind,
+        "schema": schema.fingerprint,
+        "terms": [[t.text, t.edits, t.prefix] for t in parsed.terms],
+        "phrases": [list(p) for p in parsed.phrases],
+        "not_terms": sorted(parsed.excluded_terms),
+        "not_phrases": sorted(list(p) for p in parsed.excluded_phrases),
+        "filters": sorted(_filter_key(item) for item in filters),
+        "sort": [sort.field.name if sort.field else None, sort.descending],
+    }
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def _filter_key(item: Filter) -> str:
+    if isinstance(item, RangeFilter):
+        parts = [item.field.name, "range", _value_key(item.lower), _value_key(item.upper)]
+        parts += [str(item.include_lower), str(item.include_upper)]
+    else:
+        parts = [item.field.name, "in", *sorted(_value_key(value) for value in item.values)]
+    return orjson.dumps(parts).decode()
+
+
+def _value_key(value: FilterValue | None) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value)
+
+
+async def search_documents(
+    request: SearchRequest, *, backend: SearchBackend, schema: IndexSchema, options: SearchOptions
+) -> SearchPage:
+    """Run GET /v1/search: validate, query the backend, page, highlight."""
+    started = time.perf_counter()
+    prepared = prepare_search(request, schema=schema, options=options, backend_kind=backend.kind)
+    page = await backend.search(prepared.backend_query)
+    shown = page.hits[: prepared.size]
+    next_cursor = None
+    if len(page.hits) > prepared.size and shown:
+        state = CursorState(
+            fingerprint=prepared.fingerprint,
+            after=shown[-1].sort_values,
+            offset=prepared.backend_query.offset + len(shown),
+        )
+        next_cursor = encode_cursor(state, secret=options.cursor_secret)
+    query = prepared.backend_query.query
+    hits = [_hit(hit, schema, query if prepared.highlight else None, options) for hit in shown]
+    facets: dict[str, list[FacetBucket]] = {
+        name: [{"value": value, "count": count} for value, count in buckets] for name, buckets in page.facets.items()
+    }
+    return {
+        "hits": hits,
+        "total": {"value": page.total, "exact": page.total_exact},
+        "facets": facets,
+        "next_cursor": next_cursor,
+        "took_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+
+
+def _hit(hit: BackendHit, schema: IndexSchema, query: ParsedQuery | None, options: SearchOptions) -> SearchHit:
+    document = project(hit.document, schema)
+    highlights: dict[str, list[str]] = {}
+    if query is not None and not query.is_match_all:
+        for spec in schema.searchable:
+            value = document.get(spec.name)
+            texts = value if isinstance(value, list) else [value]
+            fragments = [
+                fragment
+                for text in texts
+                if isinstance(text, str)
+                for fragment in highlight(
+                    text, query, fragment_chars=options.fragment_chars, max_fragments=options.max_fragments
+                )
+            ][: options.max_fragments]
+            if fragments:
+                highlights[spec.name] = fragments
+    return {"id": hit.id, "score": hit.score, "document": document, "highlights": highlights}
+
+
+async def get_document(doc_id: str, *, backend: SearchBackend, schema: IndexSchema) -> Document | None:
+    """Run GET /v1/documents/{id}: the stored document limited to returned fields, or None."""
+    found = await backend.get(doc_id)
+    return None if found is None else project(found, schema)
