@@ -1,8 +1,8 @@
 """Elasticsearch backend on `AsyncElasticsearch`, using only core Elasticsearch analysis.
 
 Documents are indexed as `{"id", "doc", "t": {...}, "v": {...}}`: `doc` is the original document
-(stored, not indexed), `t.<field>` the normalised text of searchable fields (whitespace tokenizer,
-`index_prefixes` for search-as-you-type), `v.<field>` typed values for filters, facets and sorting.
+(stored, not indexed), `t.<field>` the normalised text of searchable fields (standard tokenizer
+over already-normalised text, `index_prefixes` for search-as-you-type), `v.<field>` typed values for filters, facets and sorting.
 The query and mapping builders are pure; `ElasticsearchBackend` is the only place that talks to the
 client, and `_translate_errors` the one choke point for its exceptions.
 """
@@ -57,8 +57,10 @@ def build_mapping(schema: IndexSchema, *, replicas: int, refresh_interval: str) 
             "number_of_replicas": replicas,
             "refresh_interval": refresh_interval,
             "analysis": {
-                # Our own Python normalisation did the work; the backend only splits on whitespace.
-                "analyzer": {_ANALYZER: {"type": "custom", "tokenizer": "whitespace", "filter": ["lowercase"]}}
+                # Our own Python normalisation did the work: the text is lowercase words separated by
+                # single spaces. `whitespace` lives in analysis-common (absent from minimal servers), and
+                # `standard` splits such text identically (except runs of CJK ideographs; see README).
+                "analyzer": {_ANALYZER: {"type": "custom", "tokenizer": "standard", "filter": ["lowercase"]}}
             },
         },
         "mappings": {

@@ -222,7 +222,7 @@ class _Entry:
     key: JSONScalar
     id: str
     score: float | None
-    document: Document
+    address: tantivy.DocAddress
 
 
 def _compare(a: tuple[JSONScalar, str], b: tuple[JSONScalar, str], descending: bool) -> int:
@@ -349,7 +349,12 @@ class TantivyBackend:
         tquery = build_tantivy_query(query, self._schema, self._tschema)
         entries, total = self._page(searcher, tquery, query)
         hits = tuple(
-            BackendHit(id=entry.id, score=entry.score, sort_values=(entry.key, entry.id), document=entry.document)
+            BackendHit(
+                id=entry.id,
+                score=entry.score,
+                sort_values=(entry.key, entry.id),
+                document=cast(Document, orjson.loads(cast(bytes, searcher.doc(entry.address).get_first("_source")))),
+            )
             for entry in entries
         )
         facets = self._facets(searcher, tquery, query.facets, query.facet_size)
@@ -357,23 +362,33 @@ class TantivyBackend:
 
     def _page(self, searcher: tantivy.Searcher, tquery: tantivy.Query, query: BackendQuery) -> tuple[list[_Entry], int]:
         sort = query.sort
+        # Relevance over match-all is a constant score: order by the id column, which needs no stored reads.
         by_id = sort.field is None and query.query.is_match_all
         order_field = "id" if by_id else (f"v_{sort.field.name}" if sort.field else None)
         descending = sort.descending and not by_id
-        window = max(query.offset + query.limit * 2, 16)
-        total = 0
         after = (query.after[0], str(query.after[1])) if query.after else None
+        # Ids are unique, so an id-ordered page can start near the previous page's end.
+        start = max(0, query.offset - query.limit) if by_id and after is not None else 0
+        window = max(query.offset - start + query.limit * 2, 16)
         while True:
             result = searcher.search(
                 tquery,
                 limit=window,
                 count=True,
                 order_by_field=order_field,
+                offset=start,
                 order=tantivy.Order.Desc if descending else tantivy.Order.Asc,
             )
             total = int(getattr(result, "count", 0) or 0)  # `count` is missing from tantivy's stubs
-            exhausted = len(result.hits) < window
             entries = [self._entry(searcher, raw_key, address, sort, by_id) for raw_key, address in result.hits]
+            if (
+                start
+                and after is not None
+                and (not entries or _compare((entries[0].key, entries[0].id), after, False) > 0)
+            ):
+                start = 0  # the index moved under the cursor: fall back to a scan from the top
+                continue
+            exhausted = len(result.hits) < window
             boundary = entries[-1].key if entries and not exhausted else None
             ordered = _ordered(entries, descending)
             if after is not None:
@@ -389,14 +404,12 @@ class TantivyBackend:
     def _entry(
         self, searcher: tantivy.Searcher, raw_key: object, address: tantivy.DocAddress, sort: SortSpec, by_id: bool
     ) -> _Entry:
-        stored = searcher.doc(address)
-        doc_id = cast(str, stored.get_first("id"))
-        document = cast(Document, orjson.loads(cast(bytes, stored.get_first("_source"))))
         if by_id:
-            return _Entry(key=1.0, id=doc_id, score=1.0, document=document)
+            return _Entry(key=1.0, id=cast(str, raw_key), score=1.0, address=address)
+        doc_id = cast(str, searcher.doc(address).get_first("id"))
         if sort.field is None:
-            return _Entry(key=cast(float, raw_key), id=doc_id, score=cast(float, raw_key), document=document)
-        return _Entry(key=cast(JSONScalar, raw_key), id=doc_id, score=None, document=document)
+            return _Entry(key=cast(float, raw_key), id=doc_id, score=cast(float, raw_key), address=address)
+        return _Entry(key=cast(JSONScalar, raw_key), id=doc_id, score=None, address=address)
 
     def _facets(
         self, searcher: tantivy.Searcher, tquery: tantivy.Query, facets: tuple[FieldSpec, ...], size: int

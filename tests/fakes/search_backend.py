@@ -1,0 +1,229 @@
+"""An in-memory SearchBackend that follows the contract in src/search/backends/base.py.
+
+Matching uses the same pure functions as the real backends (normalisation, edit distance), scoring is
+a simple sum of boosts, so the contract suite can run against it as a third implementation.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from src.search.analysis import damerau_levenshtein
+from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, IndexAction
+from src.search.documents import DocumentInvalid, IndexValue, PreparedDocument, prepare_document
+from src.search.errors import SearchUnavailable
+from src.search.models import Document, JSONScalar
+from src.search.query import BackendQuery, Filter, FilterValue, RangeFilter, Term
+from src.search.schema import IndexSchema
+
+
+def _term_matches(term: Term, tokens: list[str]) -> float:
+    best = 0.0
+    for token in tokens:
+        if token == term.text:
+            return 3.0
+        if term.prefix and token.startswith(term.text):
+            best = max(best, 1.5)
+        elif term.edits and damerau_levenshtein(token, term.text, limit=term.edits) <= term.edits:
+            best = max(best, 1.0)
+    return best
+
+
+def _phrase_in(phrase: tuple[str, ...], tokens: list[str]) -> bool:
+    size = len(phrase)
+    return any(tuple(tokens[i : i + size]) == phrase for i in range(len(tokens) - size + 1))
+
+
+def _as_comparable(value: IndexValue | FilterValue) -> float | str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).timestamp()
+    return value
+
+
+def _filter_matches(item: Filter, values: list[IndexValue]) -> bool:
+    if isinstance(item, RangeFilter):
+        for raw in values:
+            value = _as_comparable(raw)
+            if item.lower is not None:
+                lower = _as_comparable(item.lower)
+                if value < lower or (value == lower and not item.include_lower):  # type: ignore[operator]
+                    continue
+            if item.upper is not None:
+                upper = _as_comparable(item.upper)
+                if value > upper or (value == upper and not item.include_upper):  # type: ignore[operator]
+                    continue
+            return True
+        return False
+    wanted = {_as_comparable(v) for v in item.values}
+    return any(_as_comparable(v) in wanted for v in values)
+
+
+@dataclass
+class FakeSearchBackend:
+    """In-memory indices keyed by name, an alias, and a switch to simulate an outage."""
+
+    schema: IndexSchema
+    alias: str = "test"
+    kind: str = "fake"
+    down: bool = False
+    indices: dict[str, dict[str, tuple[PreparedDocument, int]]] = field(default_factory=dict)
+    current: str | None = None
+    _counter: int = 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise SearchUnavailable("fake backend is down")
+
+    def _docs(self, index: str | None = None) -> dict[str, tuple[PreparedDocument, int]]:
+        self._check()
+        name = index or self.current
+        if name is None or name not in self.indices:
+            raise SearchUnavailable(f"index {name!r} does not exist")
+        return self.indices[name]
+
+    async def search(self, query: BackendQuery) -> BackendPage:
+        sort = query.sort
+        descending = sort.descending or sort.field is None
+        entries: list[tuple[JSONScalar, str, float, PreparedDocument]] = []
+        for prepared, _ in self._docs().values():
+            score = self._score(query, prepared)
+            if score is None:
+                continue
+            if sort.field is None:
+                key: JSONScalar = score
+            else:
+                values = prepared.values.get(sort.field.name)
+                key = _json_key(values[0]) if values else None
+            entries.append((key, prepared.id, score, prepared))
+
+        def compare(a: tuple[JSONScalar, str], b: tuple[JSONScalar, str]) -> int:
+            if a[0] != b[0]:
+                if a[0] is None:
+                    return 1
+                if b[0] is None:
+                    return -1
+                less = a[0] < b[0]  # type: ignore[operator]
+                return (1 if less else -1) if descending else (-1 if less else 1)
+            return (a[1] > b[1]) - (a[1] < b[1])
+
+        ordered = sorted(entries, key=functools.cmp_to_key(lambda x, y: compare((x[0], x[1]), (y[0], y[1]))))
+        if query.after is not None:
+            marker = (query.after[0], str(query.after[1]))
+            ordered = [entry for entry in ordered if compare((entry[0], entry[1]), marker) > 0]
+        hits = tuple(
+            BackendHit(
+                id=doc_id,
+                score=score if sort.field is None else None,
+                sort_values=(key, doc_id),
+                document=prepared.source,
+            )
+            for key, doc_id, score, prepared in ordered[: query.limit]
+        )
+        facets: dict[str, list[tuple[JSONScalar, int]]] = {}
+        for spec in query.facets:
+            counts: dict[JSONScalar, int] = {}
+            for *_, prepared in entries:
+                for value in dict.fromkeys(prepared.values.get(spec.name, [])):
+                    counts[_json_key(value)] = counts.get(_json_key(value), 0) + 1
+            buckets = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # type: ignore[operator]
+            facets[spec.name] = buckets[: query.facet_size]
+        return BackendPage(hits=hits, total=len(entries), total_exact=True, facets=facets)
+
+    def _score(self, query: BackendQuery, prepared: PreparedDocument) -> float | None:
+        tokens = {name: text.split() for name, text in prepared.text.items()}
+        parsed = query.query
+        score = 0.0 if parsed.terms or parsed.phrases else 1.0
+        for term in parsed.terms:
+            best = max((_term_matches(term, tokens.get(s.name, [])) * s.boost for s in self.schema.searchable), default=0)
+            if not best:
+                return None
+            score += best
+        for phrase in parsed.phrases:
+            if not any(_phrase_in(phrase, tokens.get(s.name, [])) for s in self.schema.searchable):
+                return None
+            score += 3.0
+        for excluded in parsed.excluded_terms:
+            if any(excluded in tokens.get(s.name, []) for s in self.schema.searchable):
+                return None
+        for phrase in parsed.excluded_phrases:
+            if any(_phrase_in(phrase, tokens.get(s.name, [])) for s in self.schema.searchable):
+                return None
+        for item in query.filters:
+            if not _filter_matches(item, prepared.values.get(item.field.name, [])):
+                return None
+        if parsed.whole is not None:
+            for spec in self.schema.searchable:
+                for whole in prepared.whole.get(spec.name, []):
+                    if whole == parsed.whole.text:
+                        score += 10.0 * spec.boost
+        return score
+
+    async def get(self, doc_id: str) -> Document | None:
+        found = self._docs().get(doc_id)
+        return found[0].source if found else None
+
+    async def ping(self) -> None:
+        self._docs()
+
+    async def create_index(self) -> str:
+        self._check()
+        self._counter += 1
+        name = f"{self.alias}-{self._counter:06d}"
+        self.indices[name] = {}
+        return name
+
+    async def point_alias(self, index: str) -> None:
+        self._docs(index)
+        self.current = index
+
+    async def current_index(self) -> str | None:
+        self._check()
+        return self.current
+
+    async def list_indices(self) -> list[str]:
+        self._check()
+        return sorted(self.indices)
+
+    async def drop_index(self, index: str) -> None:
+        if index == self.current:
+            raise ValueError("refusing to drop the aliased index")
+        del self.indices[index]
+
+    async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
+        docs = self._docs(index)
+        results = []
+        for action in actions:
+            stored = docs.get(action.doc_id)
+            if action.version is not None and stored is not None and stored[1] > action.version:
+                results.append(BulkItemResult(doc_id=action.doc_id, ok=True))
+                continue
+            if action.op == "delete":
+                docs.pop(action.doc_id, None)
+                results.append(BulkItemResult(doc_id=action.doc_id, ok=True))
+                continue
+            try:
+                prepared = prepare_document(action.document or {}, self.schema)
+            except DocumentInvalid as err:
+                results.append(BulkItemResult(doc_id=action.doc_id, ok=False, error=str(err)))
+                continue
+            docs[prepared.id] = (prepared, action.version or 0)
+            results.append(BulkItemResult(doc_id=action.doc_id, ok=True))
+        return results
+
+    async def refresh(self, index: str | None = None) -> None:
+        self._docs(index)
+
+    async def count(self, index: str | None = None) -> int:
+        return len(self._docs(index))
+
+    async def close(self) -> None:
+        return None
+
+
+def _json_key(value: IndexValue) -> JSONScalar:
+    if isinstance(value, datetime):
+        return int(value.astimezone(UTC).timestamp() * 1000)
+    return value
