@@ -137,7 +137,9 @@ class FakeSearchBackend:
         parsed = query.query
         score = 0.0 if parsed.terms or parsed.phrases else 1.0
         for term in parsed.terms:
-            best = max((_term_matches(term, tokens.get(s.name, [])) * s.boost for s in self.schema.searchable), default=0)
+            best = max(
+                (_term_matches(term, tokens.get(s.name, [])) * s.boost for s in self.schema.searchable), default=0
+            )
             if not best:
                 return None
             score += best
@@ -189,7 +191,7 @@ class FakeSearchBackend:
 
     async def drop_index(self, index: str) -> None:
         if index == self.current:
-            raise ValueError("refusing to drop the aliased index")
+            raise ValueError(f"refusing to drop {index!r}: the alias points at it")
         del self.indices[index]
 
     async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:

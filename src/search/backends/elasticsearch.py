@@ -1,8 +1,9 @@
 """Elasticsearch backend on `AsyncElasticsearch`, using only core Elasticsearch analysis.
 
 Documents are indexed as `{"id", "doc", "t": {...}, "v": {...}}`: `doc` is the original document
-(stored, not indexed), `t.<field>` the normalised text of searchable fields (standard tokenizer
-over already-normalised text, `index_prefixes` for search-as-you-type), `v.<field>` typed values for filters, facets and sorting.
+(stored, not indexed), `t.<field>` the normalised text of searchable fields (standard tokenizer over
+already-normalised text, `index_prefixes` for search-as-you-type), `v.<field>` typed values for
+filters, facets and sorting, `x.<field>` whole normalised values of searchable keyword fields.
 The query and mapping builders are pure; `ElasticsearchBackend` is the only place that talks to the
 client, and `_translate_errors` the one choke point for its exceptions.
 """

@@ -1,0 +1,65 @@
+"""An app wired to the in-memory fake backend and the contract catalogue, through the real lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from src.main import create_app
+from src.settings import Settings
+from tests.conftest import load
+from tests.fakes.search_backend import FakeSearchBackend
+from tests.fixtures.catalog import DOCS, SCHEMA
+
+
+def schema_file(tmp_path: Path) -> Path:
+    """The catalogue schema written to a file, as production reads it."""
+    path = tmp_path / "schema.json"
+    fields = {
+        spec.name: {
+            "type": spec.type,
+            "searchable": spec.searchable,
+            "boost": spec.boost,
+            "filterable": spec.filterable,
+            "facetable": spec.facetable,
+            "sortable": spec.sortable,
+            "returned": spec.returned,
+            "multi": spec.multi,
+        }
+        for spec in SCHEMA.fields
+    }
+    path.write_bytes(orjson.dumps({"name": SCHEMA.name, "version": SCHEMA.version, "fields": fields}))
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        index_schema_path=schema_file(tmp_path),
+        tantivy_data_dir=tmp_path / "tantivy",
+        cursor_secret="api-test-secret",  # type: ignore[arg-type]
+        search_max_query_chars=64,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        fake = FakeSearchBackend(schema=application.state.schema)
+        await load(fake, DOCS)
+        await application.state.backend.close()
+        application.state.backend = fake
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http

@@ -1,0 +1,115 @@
+"""Shared fixtures: backends for the contract suite, and the Elasticsearch availability rule.
+
+Elasticsearch runs are skipped with a visible reason when no server answers at ELASTICSEARCH_URL
+(default http://127.0.0.1:9200) outside CI; with CI=true its absence is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from src.search.backends.base import IndexAction, SearchBackend
+from src.search.backends.elasticsearch import create_elasticsearch_backend
+from src.search.backends.tantivy import TantivyBackend
+from src.search.models import Document
+from src.search.schema import IndexSchema
+from src.settings import get_settings
+from tests.fakes.search_backend import FakeSearchBackend
+
+ES_URL = os.environ.get("ELASTICSEARCH_URL") or "http://127.0.0.1:9200"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BACKENDS = ["fake", "tantivy", "elasticsearch"]
+
+
+def elasticsearch_reachable() -> bool:
+    """Whether an Elasticsearch server answers its cluster health at ES_URL."""
+    try:
+        return httpx.get(f"{ES_URL}/_cluster/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def require_elasticsearch() -> None:
+    """Skip (outside CI) or fail (in CI) when no Elasticsearch server is reachable."""
+    if elasticsearch_reachable():
+        return
+    message = f"no Elasticsearch at {ES_URL} (start one with scripts/elasticsearch.sh start)"
+    if IN_CI:
+        pytest.fail(f"CI=true requires Elasticsearch: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests never read the developer's .env or a cached Settings."""
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    for name in list(os.environ):
+        if name.startswith(("ELASTICSEARCH_", "TANTIVY_", "INDEX_", "SEARCH_", "CURSOR_")):
+            monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+async def make_backend(kind: str, schema: IndexSchema, tmp_path: Path) -> SearchBackend:
+    """A fresh, empty backend of `kind` with a unique alias."""
+    alias = f"contract-{uuid.uuid4().hex[:10]}"
+    if kind == "fake":
+        return FakeSearchBackend(schema=schema, alias=alias)
+    if kind == "tantivy":
+        return TantivyBackend(tmp_path / "tantivy", schema=schema, alias=alias, timeout_seconds=10.0)
+    require_elasticsearch()
+    return create_elasticsearch_backend(url=ES_URL, schema=schema, alias=alias, timeout_seconds=10.0)
+
+
+async def drop_all(backend: SearchBackend) -> None:
+    """Remove every index the test created (Elasticsearch keeps them otherwise)."""
+    if backend.kind != "elasticsearch":
+        return
+    current = await backend.current_index()
+    for name in await backend.list_indices():
+        if name != current:
+            await backend.drop_index(name)
+    if current is not None:
+        client = backend._client  # type: ignore[attr-defined]
+        await client.indices.delete(index=current)
+
+
+async def load(backend: SearchBackend, docs: list[Document]) -> str:
+    """Create an index, write `docs`, make them searchable and point the alias at it."""
+    index = await backend.create_index()
+    results = await backend.bulk(
+        [IndexAction(op="upsert", doc_id=str(doc["id"]), document=doc) for doc in docs], index=index
+    )
+    assert all(result.ok for result in results), [r for r in results if not r.ok]
+    await backend.refresh(index)
+    await backend.point_alias(index)
+    return index
+
+
+@pytest.fixture(params=BACKENDS)
+async def empty_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SearchBackend]:
+    """Each contract test runs once per implementation, on an empty backend with the catalog schema."""
+    from tests.fixtures.catalog import SCHEMA
+
+    backend = await make_backend(str(request.param), SCHEMA, tmp_path)
+    try:
+        yield backend
+    finally:
+        await drop_all(backend)
+        await backend.close()
+
+
+@pytest.fixture
+async def catalog_backend(empty_backend: SearchBackend) -> SearchBackend:
+    """The backend loaded with the contract catalogue."""
+    from tests.fixtures.catalog import DOCS
+
+    await load(empty_backend, DOCS)
+    return empty_backend

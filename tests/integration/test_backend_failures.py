@@ -1,0 +1,100 @@
+"""Backends that are down, silent or empty answer with SearchUnavailable quickly, never hang."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from src.main import create_app
+from src.search.backends.elasticsearch import create_elasticsearch_backend
+from src.search.backends.tantivy import TantivyBackend
+from src.search.errors import SearchUnavailable
+from src.search.query import BackendQuery, ParsedQuery, SortSpec
+from src.settings import Settings
+from tests.fixtures.catalog import SCHEMA
+
+QUERY = BackendQuery(query=ParsedQuery(), filters=(), facets=(), sort=SortSpec(), limit=10)
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield port
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_elasticsearch_search_when_connection_refused_raises_unavailable() -> None:
+    backend = create_elasticsearch_backend(url="http://127.0.0.1:9", schema=SCHEMA, alias="x", timeout_seconds=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(SearchUnavailable):
+            await backend.search(QUERY)
+        with pytest.raises(SearchUnavailable):
+            await backend.get("a")
+        with pytest.raises(SearchUnavailable):
+            await backend.ping()
+    finally:
+        await backend.close()
+    assert time.monotonic() - started < 5
+
+
+async def test_elasticsearch_search_when_server_silent_times_out(silent_server: int) -> None:
+    backend = create_elasticsearch_backend(
+        url=f"http://127.0.0.1:{silent_server}", schema=SCHEMA, alias="x", timeout_seconds=0.3
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(SearchUnavailable):
+            await backend.search(QUERY)
+    finally:
+        await backend.close()
+    assert time.monotonic() - started < 3
+
+
+async def test_tantivy_search_when_alias_missing_raises_unavailable(tmp_path: Path) -> None:
+    backend = TantivyBackend(tmp_path, schema=SCHEMA, alias="none", timeout_seconds=1)
+    with pytest.raises(SearchUnavailable, match="load data first"):
+        await backend.search(QUERY)
+    assert await backend.current_index() is None
+    assert await backend.list_indices() == []
+    await backend.close()
+
+
+async def test_readyz_when_elasticsearch_down_returns_503(tmp_path: Path) -> None:
+    settings = Settings(elasticsearch_url="http://127.0.0.1:9", search_timeout_seconds=0.5)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            ready = await client.get("/readyz")
+            search = await client.get("/v1/search", params={"q": "nginx"})
+    assert ready.status_code == 503
+    assert ready.json()["dependency"] == "search"
+    assert search.status_code == 503
+    assert search.headers["content-type"] == "application/problem+json"
+
+
+async def test_search_when_tantivy_index_not_loaded_returns_503(tmp_path: Path) -> None:
+    app = create_app(Settings(tantivy_data_dir=tmp_path / "empty"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/v1/search")
+    assert response.status_code == 503
