@@ -4,9 +4,6 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-DEMO_DATA ?= data/debian-packages.jsonl.gz
-HOST ?= 127.0.0.1
-PORT ?= 8000
 
 .PHONY: venv run load test pytest typecheck lint bench es-start es-stop clean
 
@@ -18,11 +15,12 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
+# Loads the demo data (DEMO_DATA_PATH) into the configured backend unless the alias already exists.
 load: venv
-	$(PY) -m indexer load --if-empty $(DEMO_DATA)
+	$(PY) -m indexer load --if-empty
 
 run: load
-	$(VENV)/bin/uvicorn --factory src.main:create_app --host $(HOST) --port $(PORT)
+	$(PY) -m src
 
 # The README's test command: tests with coverage (fail_under in setup.cfg), then types and lint.
 test: venv

@@ -25,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m indexer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     load = commands.add_parser("load", help="bulk-load a JSON Lines file (.jsonl or .jsonl.gz)")
-    load.add_argument("file", type=Path, help="JSON Lines file, one document per line, each with an id")
+    load.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        help="JSON Lines file, one document per line, each with an id (default: DEMO_DATA_PATH)",
+    )
     load.add_argument("--recreate", action="store_true", help="load into a new index and swap the alias at the end")
     load.add_argument("--if-empty", action="store_true", help="skip when the alias already exists")
     load.add_argument("--batch-size", type=int, default=None, help="documents per bulk request")
@@ -41,12 +46,16 @@ async def run_load(args: argparse.Namespace, settings: Settings) -> int:
             print(f"alias {settings.index_alias!r} already exists on {backend.kind}; nothing to load")
             return 0
         with tqdm(desc=f"loading {args.file.name}", unit="doc", file=sys.stderr, mininterval=0.5) as bar:
+
+            def advance(count: int) -> None:
+                bar.update(count)
+
             summary = await load_file(
                 args.file,
                 backend=backend,
                 batch_size=args.batch_size or settings.load_batch_size,
                 recreate=args.recreate,
-                on_progress=bar.update,
+                on_progress=advance,
             )
     finally:
         await backend.close()
@@ -69,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    args.file = args.file or settings.demo_data_path
     if not args.file.exists():
         print(f"error: {args.file} does not exist", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ def search_options(settings: Settings) -> SearchOptions:
     """The search service's limits, from settings."""
     return SearchOptions(
         cursor_secret=settings.cursor_secret.get_secret_value().encode(),
+        default_size=settings.search_default_size,
         one_edit_min_chars=settings.fuzzy_one_edit_min_chars,
         two_edits_min_chars=settings.fuzzy_two_edits_min_chars,
         max_query_chars=settings.search_max_query_chars,

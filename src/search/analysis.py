@@ -6,10 +6,27 @@ Elasticsearch (without analysis-common) and Tantivy see identical tokens.
 
 from __future__ import annotations
 
-import re
 import unicodedata
+from collections.abc import Iterator
 
-_NON_WORD = re.compile(r"[^\w]+|_+")
+
+def is_word_char(ch: str) -> bool:
+    """Letters, digits and combining marks (which belong to the letter before them) make words."""
+    return ch.isalnum() or unicodedata.category(ch)[0] == "M"
+
+
+def word_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each maximal run of word characters in `text`, the words `normalise` keeps."""
+    start = -1
+    for position, ch in enumerate(text):
+        if is_word_char(ch):
+            if start < 0:
+                start = position
+        elif start >= 0:
+            yield start, position
+            start = -1
+    if start >= 0:
+        yield start, len(text)
 
 
 def normalise(text: str) -> str:
@@ -19,9 +36,9 @@ def normalise(text: str) -> str:
     'creme brulee faq'
     """
     decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    # casefold after stripping: "ß" -> "ss", and precomposed forms fold the same way.
-    return " ".join(_NON_WORD.sub(" ", stripped.casefold()).split())
+    # Accents are combining marks (class != 0) and go; spacing marks (Indic vowel signs) stay in words.
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    return " ".join(stripped[start:end] for start, end in word_spans(stripped))
 
 
 def tokenize(text: str) -> list[str]:

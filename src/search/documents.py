@@ -7,11 +7,13 @@ fields. The original document is stored as-is and returned by the API.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from src.search.analysis import normalise
 from src.search.models import Document, JSONValue
+from src.search.query import INT64_MAX, INT64_MIN
 from src.search.schema import FieldSpec, IndexSchema
 
 type IndexValue = str | int | float | datetime
@@ -93,12 +95,11 @@ def _typed(spec: FieldSpec, item: JSONValue) -> IndexValue:
             if isinstance(item, int | float) and not isinstance(item, bool):
                 return str(item)
         case "integer":
-            if isinstance(item, int) and not isinstance(item, bool):
-                return item
-            if isinstance(item, float) and item.is_integer():
-                return int(item)
+            number = int(item) if isinstance(item, float) and item.is_integer() else item
+            if isinstance(number, int) and not isinstance(number, bool) and INT64_MIN <= number <= INT64_MAX:
+                return number
         case "float":
-            if isinstance(item, int | float) and not isinstance(item, bool) and item == item:
+            if isinstance(item, int | float) and not isinstance(item, bool) and math.isfinite(item):
                 return float(item)
         case "date":
             if isinstance(item, str):

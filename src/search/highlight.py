@@ -7,13 +7,10 @@ normalised) text, with the same typo and prefix rules as the query itself.
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass
 
-from src.search.analysis import damerau_levenshtein, normalise
+from src.search.analysis import damerau_levenshtein, normalise, word_spans
 from src.search.query import ParsedQuery
-
-_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +31,7 @@ def word_matches(token: str, query: ParsedQuery) -> bool:
 
 def highlight(text: str, query: ParsedQuery, *, fragment_chars: int, max_fragments: int) -> list[str]:
     """Up to `max_fragments` HTML-escaped fragments of `text` around matches, in text order."""
-    spans = [
-        _Span(found.start(), found.end())
-        for found in _WORD.finditer(text)
-        if word_matches(normalise(found.group()), query)
-    ]
+    spans = [_Span(start, end) for start, end in word_spans(text) if word_matches(normalise(text[start:end]), query)]
     fragments: list[str] = []
     index = 0
     while index < len(spans) and len(fragments) < max_fragments:

@@ -7,6 +7,7 @@ same `BackendQuery`, which is what keeps their behaviour identical.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,9 @@ from src.search.models import JSONScalar
 from src.search.schema import FieldSpec, IndexSchema
 
 type FilterValue = str | int | float | datetime
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Integer fields hold signed 64-bit values on both backends."""
 
 # A quoted phrase (possibly unclosed at the end of q) or a bare word, each optionally negated.
 _QUERY_PART = re.compile(r'(?P<neg>-?)(?:"(?P<phrase>[^"]*)"?|(?P<word>[^\s"]+))')
@@ -128,7 +132,7 @@ def parse_q(q: str, *, one_edit_min_chars: int, two_edits_min_chars: int, max_te
         else:
             words.extend(tokens)
             last_word_is_open = match.end() == len(q)
-    if len(words) + sum(map(len, phrases)) + len(excluded_terms) + len(excluded_phrases) > max_terms:
+    if len(words) + sum(map(len, phrases)) + len(excluded_terms) + sum(map(len, excluded_phrases)) > max_terms:
         raise InvalidParameter("q", f"at most {max_terms} words are allowed")
     terms = tuple(
         Term(
@@ -232,12 +236,15 @@ def coerce_value(spec: FieldSpec, raw: str, *, parameter: str) -> FilterValue:
     try:
         match spec.type:
             case "integer":
-                return int(raw)
-            case "float":
-                number = float(raw)
-                if number != number or number in (float("inf"), float("-inf")):
+                integer = int(raw)
+                if not INT64_MIN <= integer <= INT64_MAX:
                     raise ValueError(raw)
-                return number
+                return integer
+            case "float":
+                real = float(raw)
+                if not math.isfinite(real):
+                    raise ValueError(raw)
+                return real
             case "date":
                 parsed = datetime.fromisoformat(raw)
                 return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

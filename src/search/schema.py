@@ -8,6 +8,7 @@ with a message naming the field, never at query time.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,7 @@ def parse_schema(raw: object) -> IndexSchema:
 
 def _parse_field(name: str, raw: object) -> FieldSpec:
     where = f"schema.fields.{name}"
-    if not _FIELD_NAME.match(name) or name == "id":
+    if not _FIELD_NAME.fullmatch(name) or name == "id":
         raise SchemaError(f"{where}: names are [a-z][a-z0-9_]* and 'id' is reserved")
     if not isinstance(raw, dict):
         raise SchemaError(f"{where}: must be an object")
@@ -148,7 +149,7 @@ def _parse_field(name: str, raw: object) -> FieldSpec:
         if not isinstance(value, bool):
             raise SchemaError(f"{where}.{key}: must be true or false")
     boost = spec.get("boost", 1.0)
-    if not isinstance(boost, int | float) or isinstance(boost, bool) or boost <= 0:
+    if not isinstance(boost, int | float) or isinstance(boost, bool) or not math.isfinite(boost) or boost <= 0:
         raise SchemaError(f"{where}.boost: must be a positive number")
     field = FieldSpec(
         name=name,
@@ -185,6 +186,6 @@ def load_schema(path: Path) -> IndexSchema:
     """Read and validate the schema file at `path`."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # ValueError: bad JSON and undecodable UTF-8 alike
         raise SchemaError(f"cannot read index schema {path}: {err}") from err
     return parse_schema(raw)

@@ -39,6 +39,7 @@ class SearchOptions:
     """Limits and tuning of the search service (built from settings at start-up)."""
 
     cursor_secret: bytes
+    default_size: int = 10
     one_edit_min_chars: int = 4
     two_edits_min_chars: int = 8
     max_query_chars: int = 256
@@ -58,7 +59,8 @@ class SearchRequest:
     filters: list[str] = field(default_factory=list)
     facets: str | None = None
     sort: str | None = None
-    size: int = 10
+    size: int | None = None
+    """Hits per page; None means the configured default."""
     cursor: str | None = None
     highlight: bool = False
 
@@ -90,6 +92,7 @@ def prepare_search(
     filters = parse_filters(request.filters, schema)
     facets = parse_facets(request.facets, schema)
     sort = parse_sort(request.sort, schema)
+    size = request.size or options.default_size
     fingerprint = request_fingerprint(parsed, filters, sort, schema=schema, backend_kind=backend_kind)
     state = (
         decode_cursor(request.cursor, secret=options.cursor_secret, fingerprint=fingerprint) if request.cursor else None
@@ -99,15 +102,13 @@ def prepare_search(
         filters=filters,
         facets=facets,
         sort=sort,
-        limit=request.size + 1,
+        limit=size + 1,
         after=state.after if state else None,
         offset=state.offset if state else 0,
         facet_size=options.facet_size,
         track_total_up_to=options.track_total_up_to,
     )
-    return PreparedSearch(
-        backend_query=backend_query, fingerprint=fingerprint, size=request.size, highlight=request.highlight
-    )
+    return PreparedSearch(backend_query=backend_query, fingerprint=fingerprint, size=size, highlight=request.highlight)
 
 
 def request_fingerprint(

@@ -49,7 +49,9 @@ async def search(
     sort: Annotated[
         str | None, Query(description="`field` ascending or `-field` descending; default relevance.")
     ] = None,
-    size: Annotated[int, Query(ge=1, le=100, description="Hits per page.")] = 10,
+    size: Annotated[
+        int | None, Query(ge=1, le=100, description="Hits per page (1-100); default SEARCH_DEFAULT_SIZE.")
+    ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     highlight: Annotated[bool, Query(description="Return matched fragments per searchable field.")] = False,
 ) -> Response:

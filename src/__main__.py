@@ -1,0 +1,22 @@
+"""`python -m src`: serve the read API with uvicorn on APP_HOST:APP_PORT."""
+
+import uvicorn
+
+from src.settings import get_settings
+
+
+def main() -> None:
+    """Run the server (one process; scale out with more processes behind the gateway)."""
+    settings = get_settings()
+    uvicorn.run(
+        "src.main:create_app",
+        factory=True,
+        host=settings.app_host,
+        port=settings.app_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
