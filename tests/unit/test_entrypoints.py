@@ -1,0 +1,34 @@
+"""The two process entrypoints wire settings into uvicorn and the indexer CLI."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+import pytest
+import uvicorn
+
+from src.__main__ import main as serve
+
+
+def test_main_when_run_serves_settings_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setenv("APP_PORT", "8123")
+    serve()
+    assert calls == [
+        (
+            ("src.main:create_app",),
+            {"factory": True, "host": "127.0.0.1", "port": 8123, "log_level": "info", "access_log": False},
+        )
+    ]
+
+
+def test_indexer_module_when_run_exits_with_cli_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["indexer", "load", "/nonexistent.jsonl"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("indexer", run_name="__main__")
+    assert exited.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
