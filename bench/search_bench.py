@@ -3,6 +3,7 @@
 For each backend (Tantivy always; Elasticsearch when ELASTICSEARCH_URL answers) it loads the demo data
 into a bench alias, starts the API as a separate uvicorn process, and measures in one run:
 
+- floor:  GET /healthz on the same server (what HTTP + FastAPI + the load generator cost alone),
 - api:    GET /v1/search over HTTP (httpx, `--concurrency` requests in flight), and
 - direct: the query our service would send, through the backend's own client
           (AsyncElasticsearch.search with the same body; Tantivy's searcher with the same query and
@@ -39,7 +40,7 @@ from src.search.backends.elasticsearch import ElasticsearchBackend, build_search
 from src.search.backends.factory import create_backend  # noqa: E402
 from src.search.backends.tantivy import TantivyBackend, build_tantivy_query  # noqa: E402
 from src.search.schema import IndexSchema, load_schema  # noqa: E402
-from src.search.service import SearchOptions, SearchRequest, prepare_search  # noqa: E402
+from src.search.service import PreparedSearch, SearchOptions, SearchRequest, prepare_search  # noqa: E402
 from src.settings import Settings  # noqa: E402
 
 QUERIES = [
@@ -118,7 +119,7 @@ async def bench_backend(kind: str, settings: Settings, args: argparse.Namespace)
         "LOG_LEVEL": "WARNING",
         "CURSOR_SECRET": "bench",
     }
-    server = subprocess.Popen([sys.executable, "-m", "src"], cwd=ROOT, env=env)
+    server = subprocess.Popen([sys.executable, "-m", "src"], cwd=ROOT, env=env)  # noqa: ASYNC220 - once, before timing
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(url)
@@ -129,6 +130,10 @@ async def bench_backend(kind: str, settings: Settings, args: argparse.Namespace)
                 response = await client.get("/v1/search", params={"q": q})
                 response.raise_for_status()
 
+            async def floor_call(q: str) -> None:
+                (await client.get("/healthz")).raise_for_status()
+
+            floor = await measure(f"{kind} http floor (/healthz)", floor_call, args.requests, args.concurrency)
             api = await measure(f"{kind} api", api_call, args.requests, args.concurrency)
         direct_call = direct_caller(backend, schema)
         direct = await measure(f"{kind} direct", direct_call, args.requests, args.concurrency)
@@ -136,20 +141,20 @@ async def bench_backend(kind: str, settings: Settings, args: argparse.Namespace)
         server.terminate()
         server.wait(timeout=10)
         await backend.close()
-    return [api, direct]
+    return [floor, api, direct]
 
 
 def direct_caller(backend: SearchBackend, schema: IndexSchema) -> Callable[[str], Awaitable[None]]:
     """The same work through the engine's own client, skipping only our service and HTTP layers."""
     options = SearchOptions(cursor_secret=b"bench")
 
-    def prepared(q: str) -> object:
+    def prepared(q: str) -> PreparedSearch:
         return prepare_search(SearchRequest(q=q), schema=schema, options=options, backend_kind=backend.kind)
 
     if isinstance(backend, ElasticsearchBackend):
         client = backend._client
         alias = backend._alias
-        bodies = {q: build_search_body(prepared(q).backend_query, schema) for q in QUERIES}  # type: ignore[attr-defined]
+        bodies = {q: build_search_body(prepared(q).backend_query, schema) for q in QUERIES}
 
         async def es_call(q: str) -> None:
             await client.search(index=alias, body=bodies[q])
@@ -158,7 +163,7 @@ def direct_caller(backend: SearchBackend, schema: IndexSchema) -> Callable[[str]
     assert isinstance(backend, TantivyBackend)
     handle = backend._reader()
     tschema = backend._tschema
-    queries = {q: build_tantivy_query(prepared(q).backend_query, schema, tschema) for q in QUERIES}  # type: ignore[attr-defined]
+    queries = {q: build_tantivy_query(prepared(q).backend_query, schema, tschema) for q in QUERIES}
 
     def tantivy_sync(q: str) -> None:
         searcher = handle.index.searcher()
@@ -182,8 +187,9 @@ def report(results: list[Result]) -> str:
             f"| {result.name} | {result.requests} | {result.rps:.0f} | "
             f"{result.percentile(0.5):.2f} | {result.percentile(0.99):.2f} |"
         )
-    for api, direct in zip(results[::2], results[1::2], strict=True):
+    for floor, api, direct in zip(results[::3], results[1::3], results[2::3], strict=True):
         lines.append(f"\n{api.name} / {direct.name} throughput ratio: {api.rps / direct.rps:.2f}")
+        lines.append(f"{api.name} / {floor.name} throughput ratio: {api.rps / floor.rps:.2f}")
     return "\n".join(lines)
 
 
@@ -204,7 +210,7 @@ async def main() -> None:
         print("ELASTICSEARCH_URL not set: Elasticsearch skipped", file=sys.stderr)
     print(f"{args.requests} requests per mode, concurrency {args.concurrency}, {os.cpu_count()} cores\n")
     print(report(results))
-    print(f"\nmedian api latency: {statistics.median(r.percentile(0.5) for r in results[::2]):.2f} ms")
+    print(f"\nmedian api p50 latency: {statistics.median(r.percentile(0.5) for r in results[1::3]):.2f} ms")
 
 
 if __name__ == "__main__":

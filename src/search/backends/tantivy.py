@@ -372,7 +372,8 @@ class TantivyBackend:
         after = (query.after[0], str(query.after[1])) if query.after else None
         if by_id and query.offset >= _DEEP_PAGE_OFFSET and after is not None:
             return self._page_by_id_terms(searcher, tquery, query.limit, after[1])
-        window = max(query.offset + query.limit * 2, 16)
+        window = max(query.offset + query.limit * 3, 32)
+        ids: dict[tuple[int, int], str] = {}  # stored-id reads survive window growth
         while True:
             result = searcher.search(
                 tquery,
@@ -382,7 +383,7 @@ class TantivyBackend:
                 order=tantivy.Order.Desc if descending else tantivy.Order.Asc,
             )
             total = int(getattr(result, "count", 0) or 0)  # `count` is missing from tantivy's stubs
-            entries = [self._entry(searcher, raw_key, address, sort, by_id) for raw_key, address in result.hits]
+            entries = [self._entry(searcher, raw_key, address, sort, by_id, ids) for raw_key, address in result.hits]
             exhausted = len(result.hits) < window
             boundary = entries[-1].key if entries and not exhausted else None
             ordered = _ordered(entries, descending)
@@ -415,11 +416,20 @@ class TantivyBackend:
         return entries, len(matching)
 
     def _entry(
-        self, searcher: tantivy.Searcher, raw_key: object, address: tantivy.DocAddress, sort: SortSpec, by_id: bool
+        self,
+        searcher: tantivy.Searcher,
+        raw_key: object,
+        address: tantivy.DocAddress,
+        sort: SortSpec,
+        by_id: bool,
+        ids: dict[tuple[int, int], str],
     ) -> _Entry:
         if by_id:
             return _Entry(key=1.0, id=cast(str, raw_key), score=1.0, address=address)
-        doc_id = cast(str, searcher.doc(address).get_first("id"))
+        slot = (address.segment_ord, address.doc)
+        doc_id = ids.get(slot)
+        if doc_id is None:
+            doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
         if sort.field is None:
             return _Entry(key=cast(float, raw_key), id=doc_id, score=cast(float, raw_key), address=address)
         return _Entry(key=cast(JSONScalar, raw_key), id=doc_id, score=None, address=address)
