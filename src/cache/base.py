@@ -1,0 +1,66 @@
+"""The `Cache` seam: bytes in, bytes out, with TTLs, a generation counter and short-lease locks.
+
+Contract (tests/contract/test_cache_contract.py runs it on the in-process LRU, fakeredis and a real
+Redis server):
+
+- `get(key)` returns the bytes last `set` under `key` within their TTL, else None. `set` with
+  `ttl_seconds` > 0 stores a copy; values are opaque bytes.
+- `get_generational(generation_key, prefix, suffix)` reads the integer under `generation_key` (0 when
+  absent) and the value under `f"{prefix}{generation}{suffix}"` in one round trip.
+- `incr(key)` atomically adds one and returns the new value (from 0); it never expires.
+- `delete(*keys)` removes keys; absent keys are fine.
+- `acquire(key, lease_seconds)` returns a token when nobody holds the lock (or the holder's lease
+  ran out), else None; `release(key, token)` frees it only for the token's holder.
+- Every call fails with `CacheUnavailable` (never a vendor error) within the adapter's timeout.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class CacheUnavailable(Exception):
+    """The cache failed, timed out, or its circuit is open; callers treat it as a miss."""
+
+
+class Cache(Protocol):
+    """A shared byte cache."""
+
+    kind: str
+    """"redis" or "memory"; shown in logs and readiness."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The value under `key`, or None."""
+        ...
+
+    async def get_generational(self, generation_key: str, prefix: str, suffix: str) -> tuple[int, bytes | None]:
+        """The current generation and the value under prefix + generation + suffix."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        """Store `value` under `key` for `ttl_seconds`."""
+        ...
+
+    async def delete(self, *keys: str) -> None:
+        """Remove `keys`."""
+        ...
+
+    async def incr(self, key: str) -> int:
+        """Atomically increment the counter under `key`; returns the new value."""
+        ...
+
+    async def acquire(self, key: str, lease_seconds: float) -> str | None:
+        """Take the lock `key` for `lease_seconds`; a token on success, None when held."""
+        ...
+
+    async def release(self, key: str, token: str) -> None:
+        """Release the lock `key` if `token` still holds it."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise CacheUnavailable unless the cache answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
