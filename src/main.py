@@ -8,10 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from loguru import logger
 
+from src.api.http_cache import HttpCachePolicy
 from src.api.problems import install_problem_handlers
 from src.api.routes import health, search
+from src.cache.factory import create_cache_aside
 from src.observability.logging import configure_logging
+from src.resilience import CircuitBreaker
 from src.search.backends.factory import create_backend
+from src.search.backends.guarded import GuardedBackend
 from src.search.schema import load_schema
 from src.search.service import SearchOptions
 from src.settings import DEV_CURSOR_SECRET, Settings, get_settings
@@ -34,6 +38,17 @@ def search_options(settings: Settings) -> SearchOptions:
     )
 
 
+def http_cache_policy(settings: Settings) -> HttpCachePolicy:
+    """Cache-Control values, from settings."""
+    return HttpCachePolicy(
+        max_age_seconds=settings.http_max_age_seconds,
+        s_maxage_seconds=settings.http_s_maxage_seconds,
+        stale_while_revalidate_seconds=settings.http_stale_while_revalidate_seconds,
+        stale_if_error_seconds=settings.http_stale_if_error_seconds,
+        negative_max_age_seconds=int(settings.cache_negative_ttl_seconds),
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; clients open in the lifespan, so building it does no I/O."""
     config = settings or get_settings()
@@ -46,11 +61,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schema = load_schema(config.index_schema_path)
         app.state.schema = schema
         app.state.search_options = search_options(config)
-        app.state.backend = create_backend(config, schema)
-        logger.info("serving {} on {}", schema.fingerprint, app.state.backend.kind)
+        breaker = CircuitBreaker(
+            failure_threshold=config.search_breaker_failures, reset_seconds=config.search_breaker_reset_seconds
+        )
+        app.state.backend = GuardedBackend(create_backend(config, schema), breaker)
+        app.state.aside = create_cache_aside(config)
+        app.state.http_cache_policy = http_cache_policy(config)
+        logger.info(
+            "serving {} on {} with a {} cache", schema.fingerprint, app.state.backend.kind, app.state.aside.cache.kind
+        )
         try:
             yield
         finally:
+            await app.state.aside.close()
             await app.state.backend.close()
 
     app = FastAPI(

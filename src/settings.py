@@ -47,6 +47,32 @@ class Settings(BaseSettings):
     highlight_max_fragments: int = Field(default=3, ge=1)
     cursor_secret: SecretStr = SecretStr(DEV_CURSOR_SECRET)
 
+    search_breaker_failures: int = Field(default=5, ge=1)
+    search_breaker_reset_seconds: float = Field(default=5.0, gt=0)
+
+    # --- cache (cache-aside + HTTP) ---------------------------------------------------------------
+    redis_url: str = ""
+    redis_timeout_seconds: float = Field(default=0.05, gt=0)
+    redis_connect_timeout_seconds: float = Field(default=0.2, gt=0)
+    redis_breaker_failures: int = Field(default=3, ge=1)
+    redis_breaker_reset_seconds: float = Field(default=2.0, gt=0)
+    cache_namespace: str = Field(default="search", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    cache_soft_ttl_seconds: float = Field(default=30.0, gt=0)
+    cache_hard_ttl_seconds: float = Field(default=300.0, gt=0)
+    cache_ttl_jitter: float = Field(default=0.1, ge=0, lt=1)
+    cache_stale_if_error_seconds: float = Field(default=600.0, ge=0)
+    cache_negative_ttl_seconds: float = Field(default=5.0, gt=0)
+    cache_max_entry_bytes: int = Field(default=512 * 1024, ge=1)
+    cache_memory_max_entries: int = Field(default=10_000, ge=1)
+    cache_memory_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    cache_lock_lease_seconds: float = Field(default=5.0, gt=0)
+    cache_lock_wait_seconds: float = Field(default=2.0, gt=0)
+    cache_gzip_min_bytes: int = Field(default=1024, ge=0)
+    http_max_age_seconds: int = Field(default=30, ge=0)
+    http_s_maxage_seconds: int = Field(default=60, ge=0)
+    http_stale_while_revalidate_seconds: int = Field(default=30, ge=0)
+    http_stale_if_error_seconds: int = Field(default=300, ge=0)
+
     # --- server -----------------------------------------------------------------------------------
     app_host: str = "127.0.0.1"
     app_port: int = Field(default=8000, ge=1, le=65535)
@@ -60,6 +86,12 @@ class Settings(BaseSettings):
     def _check_fuzzy_thresholds(self) -> Settings:
         if self.fuzzy_two_edits_min_chars < self.fuzzy_one_edit_min_chars:
             raise ValueError("fuzzy_two_edits_min_chars must be >= fuzzy_one_edit_min_chars")
+        return self
+
+    @model_validator(mode="after")
+    def _check_cache_ttls(self) -> Settings:
+        if self.cache_hard_ttl_seconds < self.cache_soft_ttl_seconds:
+            raise ValueError("cache_hard_ttl_seconds must be >= cache_soft_ttl_seconds")
         return self
 
     @property

@@ -10,9 +10,13 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import quote
 
 import orjson
 
+from src.cache.aside import CacheAside, Computed
+from src.cache.keys import document_key, search_key
+from src.cache.models import Served
 from src.search.backends.base import BackendHit, SearchBackend
 from src.search.cursor import CursorState, decode_cursor, encode_cursor
 from src.search.documents import project
@@ -146,9 +150,22 @@ def _value_key(value: FilterValue | None) -> str:
 async def search_documents(
     request: SearchRequest, *, backend: SearchBackend, schema: IndexSchema, options: SearchOptions
 ) -> SearchPage:
-    """Run GET /v1/search: validate, query the backend, page, highlight."""
+    """Run GET /v1/search without the cache: validate, query the backend, page, highlight."""
     started = time.perf_counter()
     prepared = prepare_search(request, schema=schema, options=options, backend_kind=backend.kind)
+    return await execute_search(prepared, backend=backend, schema=schema, options=options, started=started)
+
+
+async def execute_search(
+    prepared: PreparedSearch,
+    *,
+    backend: SearchBackend,
+    schema: IndexSchema,
+    options: SearchOptions,
+    started: float | None = None,
+) -> SearchPage:
+    """Query the backend for a validated request and shape the page."""
+    started = time.perf_counter() if started is None else started
     page = await backend.search(prepared.backend_query)
     shown = page.hits[: prepared.size]
     next_cursor = None
@@ -171,6 +188,74 @@ async def search_documents(
         "next_cursor": next_cursor,
         "took_ms": round((time.perf_counter() - started) * 1000, 3),
     }
+
+
+def canonical_request(prepared: PreparedSearch, cursor: str | None) -> bytes:
+    """Everything that shapes a search response, canonicalised: equal requests give equal bytes.
+
+    The fingerprint already holds the normalised query, sorted filters and the sort; parameter order,
+    repeated filters and the case or spacing of `q` therefore make no new key.
+    """
+    query = prepared.backend_query
+    return orjson.dumps(
+        {
+            "fingerprint": prepared.fingerprint,
+            "size": prepared.size,
+            "facets": sorted(spec.name for spec in query.facets),
+            "highlight": prepared.highlight,
+            "cursor": cursor or "",
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def surrogate_keys(doc_ids: list[str], generation: int | None) -> tuple[str, ...]:
+    """CDN purge keys: one per document id (percent-encoded) and one for the search generation."""
+    keys = [f"doc-{quote(doc_id, safe='')}" for doc_id in doc_ids]
+    if generation is not None:
+        keys.append(f"gen-{generation}")
+    return tuple(keys)
+
+
+async def search_cached(
+    request: SearchRequest,
+    *,
+    backend: SearchBackend,
+    schema: IndexSchema,
+    options: SearchOptions,
+    aside: CacheAside,
+) -> Served:
+    """GET /v1/search through the cache: bad input fails before any cache work, hits skip the backend."""
+    prepared = prepare_search(request, schema=schema, options=options, backend_kind=backend.kind)
+    key = search_key(aside.policy.namespace, schema.fingerprint, canonical_request(prepared, request.cursor))
+
+    async def compute(generation: int | None) -> Computed:
+        page = await execute_search(prepared, backend=backend, schema=schema, options=options)
+        ids = [hit["id"] for hit in page["hits"]]
+        return Computed(200, orjson.dumps(page), "application/json", surrogate_keys(ids, generation))
+
+    return await aside.fetch_generational(key, compute, route="search")
+
+
+async def document_cached(doc_id: str, *, backend: SearchBackend, schema: IndexSchema, aside: CacheAside) -> Served:
+    """GET /v1/documents/{id} through the cache; a 404 is cached briefly (negative caching)."""
+    key = document_key(aside.policy.namespace, schema.fingerprint, doc_id)
+
+    async def compute(generation: int | None) -> Computed:
+        found = await get_document(doc_id, backend=backend, schema=schema)
+        keys = surrogate_keys([doc_id], None)
+        if found is None:
+            problem = {
+                "type": "/problems/not-found",
+                "title": "Not Found",
+                "status": 404,
+                "detail": f"no document with id {doc_id!r}",
+                "instance": f"/v1/documents/{quote(doc_id, safe='')}",
+            }
+            return Computed(404, orjson.dumps(problem), "application/problem+json", keys)
+        return Computed(200, orjson.dumps(found), "application/json", keys)
+
+    return await aside.fetch(key, compute, route="document")
 
 
 def _hit(hit: BackendHit, schema: IndexSchema, query: ParsedQuery | None, options: SearchOptions) -> SearchHit:

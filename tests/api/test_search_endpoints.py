@@ -141,7 +141,7 @@ async def test_healthz_when_alive_returns_ok(client: httpx.AsyncClient) -> None:
 
 async def test_readyz_when_backend_up_returns_ready(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
-    assert response.json() == {"status": "ready", "checks": {"search": "ok"}}
+    assert response.json() == {"status": "ready", "checks": {"search": "ok", "cache": "ok"}}
 
 
 async def test_readyz_when_backend_down_returns_503_naming_it(client: httpx.AsyncClient, app: FastAPI) -> None:

@@ -18,4 +18,4 @@ class Readiness(TypedDict):
     status: Literal["ready"]
     """"ready" when every dependency answered."""
     checks: dict[str, str]
-    """Dependency name to "ok"."""
+    """Dependency name to "ok" or, for the cache (which the service can run without), "degraded"."""

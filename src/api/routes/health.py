@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from src.api.deps import SearchBackendDep
+from src.api.deps import CacheAsideDep, SearchBackendDep
 from src.api.models import Health, Readiness
+from src.cache.base import CacheUnavailable
 from src.search.models import Problem
 
 router = APIRouter(tags=["health"])
@@ -22,7 +24,22 @@ async def healthz() -> Health:
     summary="Dependencies are reachable",
     responses={503: {"model": Problem, "description": "A dependency failed; `dependency` names it."}},
 )
-async def readyz(backend: SearchBackendDep) -> Readiness:
-    """Ping the search backend (a SearchUnavailable becomes a 503 problem naming it)."""
+async def readyz(backend: SearchBackendDep, aside: CacheAsideDep) -> Readiness:
+    """Ping the search backend (a SearchUnavailable becomes a 503 problem naming it) and the cache.
+
+    A cache that does not answer leaves the service ready (requests are served as misses) and is
+    reported as "degraded".
+    """
     await backend.ping()
-    return {"status": "ready", "checks": {"search": "ok"}}
+    try:
+        await aside.cache.ping()
+        cache = "ok"
+    except CacheUnavailable:
+        cache = "degraded"
+    return {"status": "ready", "checks": {"search": "ok", "cache": cache}}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    """The process's metrics in the Prometheus text format."""
+    return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,35 +1,54 @@
-"""GET /v1/search and GET /v1/documents/{id}: HTTP only, the service does the work."""
+"""GET /v1/search and GET /v1/documents/{id}: HTTP only, the service does the work (through the cache)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
-from src.api.deps import IndexSchemaDep, SearchBackendDep, SearchOptionsDep
-from src.api.problems import DocumentNotFound
+from src.api.deps import CacheAsideDep, HttpCachePolicyDep, IndexSchemaDep, SearchBackendDep, SearchOptionsDep
+from src.api.http_cache import HttpCachePolicy, render
+from src.cache.models import Served
 from src.search import service
 from src.search.models import Document, Problem, SearchPage
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    422: {"model": Problem, "description": "A parameter is invalid; `errors` names it."},
-    503: {"model": Problem, "description": "The search backend is unavailable or timed out."},
+_CACHED: dict[int | str, dict[str, object]] = {
+    304: {"description": "Not modified: the If-None-Match ETag is current."},
+    503: {"model": Problem, "description": "The search backend is unavailable and nothing is cached."},
 }
+_CACHE_HEADERS = (
+    "Responses carry Cache-Control, a strong ETag (304 on If-None-Match), Vary, Surrogate-Key, "
+    "Cache-Tag and X-Cache (HIT, MISS or STALE)."
+)
 
 
-def json_response(payload: object) -> Response:
-    """Encode once with orjson; the route's response_model documents the shape."""
-    return Response(content=orjson.dumps(payload), media_type="application/json")
+def cached_response(served: Served, request: Request, policy: HttpCachePolicy) -> Response:
+    """Wrap what the pure HTTP helper decided; a hit's stored bytes go out untouched."""
+    rendered = render(
+        served,
+        if_none_match=request.headers.get("if-none-match"),
+        accept_encoding=request.headers.get("accept-encoding"),
+        policy=policy,
+    )
+    return Response(content=rendered.body, status_code=rendered.status, headers=rendered.headers)
 
 
-@router.get("/search", summary="Typo-tolerant search", response_model=SearchPage, responses=_ERRORS)
+@router.get(
+    "/search",
+    summary="Typo-tolerant search",
+    description=_CACHE_HEADERS,
+    response_model=SearchPage,
+    responses={**_CACHED, 422: {"model": Problem, "description": "A parameter is invalid; `errors` names it."}},
+)
 async def search(
+    request: Request,
     backend: SearchBackendDep,
     schema: IndexSchemaDep,
     options: SearchOptionsDep,
+    aside: CacheAsideDep,
+    http_policy: HttpCachePolicyDep,
     q: Annotated[
         str,
         Query(
@@ -56,26 +75,28 @@ async def search(
     highlight: Annotated[bool, Query(description="Return matched fragments per searchable field.")] = False,
 ) -> Response:
     """Search the index; page with `next_cursor`."""
-    request = service.SearchRequest(
+    search_request = service.SearchRequest(
         q=q, filters=filter_, facets=facets, sort=sort, size=size, cursor=cursor, highlight=highlight
     )
-    page = await service.search_documents(request, backend=backend, schema=schema, options=options)
-    return json_response(page)
+    served = await service.search_cached(search_request, backend=backend, schema=schema, options=options, aside=aside)
+    return cached_response(served, request, http_policy)
 
 
 @router.get(
     "/documents/{doc_id}",
     summary="Fetch one document",
+    description=_CACHE_HEADERS,
     response_model=Document,
-    responses={404: {"model": Problem, "description": "No document with this id."}, 503: _ERRORS[503]},
+    responses={**_CACHED, 404: {"model": Problem, "description": "No document with this id (cached briefly)."}},
 )
 async def read_document(
+    request: Request,
     backend: SearchBackendDep,
     schema: IndexSchemaDep,
+    aside: CacheAsideDep,
+    http_policy: HttpCachePolicyDep,
     doc_id: Annotated[str, Path(min_length=1, max_length=512, description="The document id.")],
 ) -> Response:
     """Return one indexed document by id."""
-    found = await service.get_document(doc_id, backend=backend, schema=schema)
-    if found is None:
-        raise DocumentNotFound(doc_id)
-    return json_response(found)
+    served = await service.document_cached(doc_id, backend=backend, schema=schema, aside=aside)
+    return cached_response(served, request, http_policy)

@@ -1,0 +1,281 @@
+"""The cache-aside policy: hit, stale-while-revalidate, single flight, stale-if-error, negative caching.
+
+`CacheAside.fetch*` takes a key and a `compute` coroutine (the backend call that builds the final
+response bytes) and returns a `Served` entry:
+
+- fresh entry: served as HIT, nothing else happens;
+- past the soft TTL (before the hard one): served as STALE at once, refreshed once in the background;
+- absent or past the hard TTL: computed once per key however many requests wait for it, in this
+  process (a shared future) and across processes (a short-lease lock; a waiter polls the cache and
+  computes itself when its wait runs out, rather than erroring);
+- compute fails with SearchUnavailable while an entry younger than hard TTL + stale-if-error grace
+  exists: that entry is served as STALE;
+- any cache failure (down, slow, garbage) is a miss, logged and counted, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from loguru import logger
+
+from src.cache.base import Cache, CacheUnavailable
+from src.cache.entries import EntryCorrupt, decode_entry, encode_entry, freshness, jittered, make_entry
+from src.cache.keys import GenerationalKey, lock_key
+from src.cache.models import CacheEntry, Served
+from src.observability.metrics import CACHE_ERRORS, CACHE_LOOKUPS, CACHE_SKIPPED
+from src.search.errors import SearchUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """TTLs and limits of the cache-aside layer (from settings)."""
+
+    namespace: str = "search"
+    soft_ttl_seconds: float = 30.0
+    hard_ttl_seconds: float = 300.0
+    jitter: float = 0.1
+    stale_if_error_seconds: float = 600.0
+    negative_ttl_seconds: float = 5.0
+    max_entry_bytes: int = 512 * 1024
+    lock_lease_seconds: float = 5.0
+    lock_wait_seconds: float = 2.0
+    lock_poll_seconds: float = 0.02
+    gzip_min_bytes: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """A freshly computed response, before it becomes a cache entry."""
+
+    status: int
+    body: bytes
+    content_type: str
+    surrogate_keys: tuple[str, ...]
+
+
+type Compute = Callable[[int | None], Awaitable[Computed]]
+"""Builds the response; receives the search generation it is computed under (None when unknown)."""
+
+
+class CacheAside:
+    """Cache-aside over any `Cache`; one instance per process, shared by all requests."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        policy: CachePolicy,
+        *,
+        clock: Callable[[], float] = time.time,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.cache = cache
+        self.policy = policy
+        self._clock = clock
+        self._draw = draw
+        self._inflight: dict[str, asyncio.Future[Served]] = {}
+        self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def fetch_generational(self, key: GenerationalKey, compute: Compute, *, route: str) -> Served:
+        """Serve the entry under `key` at the current generation (one cache round trip)."""
+        try:
+            generation, raw = await self.cache.get_generational(key.generation_key, key.prefix, key.suffix)
+        except CacheUnavailable as err:
+            return await self._uncached(compute, route, "get", err)
+        return await self._resolve(key.at(generation), raw, generation, compute, route)
+
+    async def fetch(self, key: str, compute: Compute, *, route: str) -> Served:
+        """Serve the entry under a fixed `key`."""
+        try:
+            raw = await self.cache.get(key)
+        except CacheUnavailable as err:
+            return await self._uncached(compute, route, "get", err)
+        return await self._resolve(key, raw, None, compute, route)
+
+    async def _uncached(self, compute: Compute, route: str, operation: str, err: Exception) -> Served:
+        _cache_failed(operation, err)
+        served = Served(self._entry(await compute(None)), "MISS")
+        CACHE_LOOKUPS.labels(route, "miss").inc()
+        return served
+
+    async def _resolve(
+        self, key: str, raw: bytes | None, generation: int | None, compute: Compute, route: str
+    ) -> Served:
+        entry = self._decode(key, raw)
+        if entry is not None:
+            state = freshness(entry, self._clock())
+            if state == "fresh":
+                CACHE_LOOKUPS.labels(route, "hit").inc()
+                return Served(entry, "HIT")
+            if state == "stale":
+                self._refresh_in_background(key, generation, compute)
+                CACHE_LOOKUPS.labels(route, "stale").inc()
+                return Served(entry, "STALE")
+        served = await self._single_flight(key, generation, compute, entry)
+        CACHE_LOOKUPS.labels(route, served.x_cache.lower()).inc()
+        return served
+
+    def _decode(self, key: str, raw: bytes | None) -> CacheEntry | None:
+        if raw is None:
+            return None
+        try:
+            return decode_entry(raw)
+        except EntryCorrupt as err:
+            _cache_failed("decode", err)
+            return None
+
+    async def _single_flight(
+        self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None
+    ) -> Served:
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Served] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            served = await self._compute_locked(key, generation, compute, expired)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # waiters get it; with none, it must not be reported as unretrieved
+            raise
+        finally:
+            del self._inflight[key]
+        future.set_result(served)
+        return served
+
+    async def _compute_locked(
+        self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None
+    ) -> Served:
+        token, held_elsewhere = await self._acquire(key)
+        if held_elsewhere:
+            found = await self._wait_for(key)
+            if found is not None:
+                return Served(found, "HIT")
+            # The other computer is slow or dead: compute ourselves rather than fail the request.
+        try:
+            return await self._compute_and_store(key, generation, compute, expired)
+        finally:
+            if token is not None:
+                await self._release(key, token)
+
+    async def _compute_and_store(
+        self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None
+    ) -> Served:
+        try:
+            computed = await compute(generation)
+        except SearchUnavailable:
+            if expired is not None and self._clock() < expired.hard_expires_at + self.policy.stale_if_error_seconds:
+                logger.warning("backend unavailable: serving a stale entry for {}", key)
+                return Served(expired, "STALE")
+            raise
+        entry = self._entry(computed)
+        await self._store(key, entry)
+        return Served(entry, "MISS")
+
+    def _entry(self, computed: Computed) -> CacheEntry:
+        policy = self.policy
+        if computed.status == 200:
+            soft = jittered(policy.soft_ttl_seconds, jitter=policy.jitter, draw=self._draw())
+            hard = jittered(policy.hard_ttl_seconds, jitter=policy.jitter, draw=self._draw())
+        else:
+            soft = hard = policy.negative_ttl_seconds
+        return make_entry(
+            status=computed.status,
+            body=computed.body,
+            content_type=computed.content_type,
+            surrogate_keys=computed.surrogate_keys,
+            now=self._clock(),
+            soft_ttl=soft,
+            hard_ttl=hard,
+            gzip_min_bytes=policy.gzip_min_bytes,
+        )
+
+    async def _store(self, key: str, entry: CacheEntry) -> None:
+        if len(entry.body) > self.policy.max_entry_bytes:
+            CACHE_SKIPPED.labels("too_large").inc()
+            return
+        # Kept past the hard TTL only for stale-if-error (not for negative entries).
+        grace = self.policy.stale_if_error_seconds if entry.status == 200 else 0.0
+        ttl = entry.hard_expires_at - self._clock() + grace
+        try:
+            await self.cache.set(key, encode_entry(entry), ttl)
+        except CacheUnavailable as err:
+            _cache_failed("set", err)
+
+    async def _acquire(self, key: str) -> tuple[str | None, bool]:
+        """(token, held_elsewhere); a cache failure means no lock and no waiting."""
+        try:
+            token = await self.cache.acquire(lock_key(key), self.policy.lock_lease_seconds)
+        except CacheUnavailable as err:
+            _cache_failed("acquire", err)
+            return None, False
+        return token, token is None
+
+    async def _release(self, key: str, token: str) -> None:
+        try:
+            await self.cache.release(lock_key(key), token)
+        except CacheUnavailable as err:
+            _cache_failed("release", err)
+
+    async def _wait_for(self, key: str) -> CacheEntry | None:
+        deadline = time.monotonic() + self.policy.lock_wait_seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(self.policy.lock_poll_seconds)
+            try:
+                raw = await self.cache.get(key)
+            except CacheUnavailable as err:
+                _cache_failed("get", err)
+                return None
+            entry = self._decode(key, raw)
+            if entry is not None and freshness(entry, self._clock()) == "fresh":
+                return entry
+        return None
+
+    def _refresh_in_background(self, key: str, generation: int | None, compute: Compute) -> None:
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+        task = asyncio.create_task(self._refresh(key, generation, compute))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, key: str, generation: int | None, compute: Compute) -> None:
+        try:
+            token, held_elsewhere = await self._acquire(key)
+            if held_elsewhere:
+                return  # another process is refreshing it
+            try:
+                entry = self._entry(await compute(generation))
+                await self._store(key, entry)
+            finally:
+                if token is not None:
+                    await self._release(key, token)
+        except SearchUnavailable as err:
+            logger.warning("background refresh of {} failed: {}", key, err)
+        finally:
+            self._refreshing.discard(key)
+
+    async def drain(self) -> None:
+        """Wait for background refreshes (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel background refreshes and close the cache."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.cache.close()
+
+
+def _cache_failed(operation: str, err: Exception) -> None:
+    CACHE_ERRORS.labels(operation).inc()
+    logger.warning("cache {} failed, serving as a miss: {}", operation, err)

@@ -1,0 +1,43 @@
+"""Build the configured Cache and cache-aside policy from settings."""
+
+from __future__ import annotations
+
+from src.cache.aside import CacheAside, CachePolicy
+from src.cache.base import Cache
+from src.cache.memory import MemoryCache
+from src.cache.redis import create_redis_cache
+from src.settings import Settings
+
+
+def create_cache(settings: Settings) -> Cache:
+    """Redis when REDIS_URL is set, else the in-process LRU."""
+    if settings.redis_url:
+        return create_redis_cache(
+            settings.redis_url,
+            timeout_seconds=settings.redis_timeout_seconds,
+            connect_timeout_seconds=settings.redis_connect_timeout_seconds,
+            failure_threshold=settings.redis_breaker_failures,
+            reset_seconds=settings.redis_breaker_reset_seconds,
+        )
+    return MemoryCache(max_entries=settings.cache_memory_max_entries, max_bytes=settings.cache_memory_max_bytes)
+
+
+def cache_policy(settings: Settings) -> CachePolicy:
+    """The cache-aside policy from settings."""
+    return CachePolicy(
+        namespace=settings.cache_namespace,
+        soft_ttl_seconds=settings.cache_soft_ttl_seconds,
+        hard_ttl_seconds=settings.cache_hard_ttl_seconds,
+        jitter=settings.cache_ttl_jitter,
+        stale_if_error_seconds=settings.cache_stale_if_error_seconds,
+        negative_ttl_seconds=settings.cache_negative_ttl_seconds,
+        max_entry_bytes=settings.cache_max_entry_bytes,
+        lock_lease_seconds=settings.cache_lock_lease_seconds,
+        lock_wait_seconds=settings.cache_lock_wait_seconds,
+        gzip_min_bytes=settings.cache_gzip_min_bytes,
+    )
+
+
+def create_cache_aside(settings: Settings) -> CacheAside:
+    """The process-wide cache-aside layer."""
+    return CacheAside(create_cache(settings), cache_policy(settings))

@@ -1,0 +1,51 @@
+"""Pure cache keys: namespace, schema version, search generation and a hash of the canonical request.
+
+Search keys embed the generation, so bumping it retires every cached search result without a scan;
+document keys do not, and are deleted one by one when a document changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationalKey:
+    """A key whose middle part is the current generation: `prefix + generation + suffix`."""
+
+    generation_key: str
+    prefix: str
+    suffix: str
+
+    def at(self, generation: int) -> str:
+        """The concrete key at `generation`."""
+        return f"{self.prefix}{generation}{self.suffix}"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def generation_key(namespace: str) -> str:
+    """The counter the indexer bumps after each acknowledged batch."""
+    return f"{namespace}:generation"
+
+
+def search_key(namespace: str, schema_fingerprint: str, canonical_request: bytes) -> GenerationalKey:
+    """Key of a search response; `canonical_request` must already be canonical (see the service)."""
+    return GenerationalKey(
+        generation_key=generation_key(namespace),
+        prefix=f"{namespace}:search:{schema_fingerprint}:g",
+        suffix=f":{_digest(canonical_request)}",
+    )
+
+
+def document_key(namespace: str, schema_fingerprint: str, doc_id: str) -> str:
+    """Key of one document response (the id is hashed: any bytes are safe)."""
+    return f"{namespace}:doc:{schema_fingerprint}:{_digest(doc_id.encode())}"
+
+
+def lock_key(key: str) -> str:
+    """The single-flight lock guarding the computation of `key`."""
+    return f"{key}:lock"

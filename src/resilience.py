@@ -1,0 +1,58 @@
+"""A small circuit breaker shared by the Redis and search adapters.
+
+Closed: calls go through; `failure_threshold` consecutive failures open it. Open: calls are refused at
+once for `reset_seconds`. Half-open: one trial call goes through; success closes, failure reopens.
+The clock is injected so the state machine is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+type BreakerState = Literal["closed", "open", "half-open"]
+
+
+class CircuitBreaker:
+    """Fail fast after repeated failures instead of paying a timeout on every call."""
+
+    def __init__(
+        self, *, failure_threshold: int, reset_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._threshold = failure_threshold
+        self._reset = reset_seconds
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_running = False
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (open turns half-open once `reset_seconds` have passed)."""
+        if self._opened_at is None:
+            return "closed"
+        return "half-open" if self._clock() - self._opened_at >= self._reset else "open"
+
+    def allow(self) -> bool:
+        """Whether a call may go through now (in half-open state, only one trial at a time)."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half-open" and not self._trial_running:
+            self._trial_running = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        """A call succeeded: close."""
+        self._failures = 0
+        self._opened_at = None
+        self._trial_running = False
+
+    def record_failure(self) -> None:
+        """A call failed: open when the threshold is reached or the trial failed."""
+        self._failures += 1
+        self._trial_running = False
+        if self._opened_at is not None or self._failures >= self._threshold:
+            self._opened_at = self._clock()

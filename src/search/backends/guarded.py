@@ -1,0 +1,85 @@
+"""A circuit breaker in front of the read calls of any SearchBackend.
+
+After repeated SearchUnavailable failures the circuit opens and reads fail at once (the cache then
+serves stale entries) instead of each request waiting for a timeout. Writes pass straight through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from src.observability.metrics import BACKEND_FAILURES
+from src.resilience import CircuitBreaker
+from src.search.backends.base import BackendPage, BulkItemResult, IndexAction, SearchBackend
+from src.search.errors import SearchUnavailable
+from src.search.models import Document
+from src.search.query import BackendQuery
+
+
+class GuardedBackend:
+    """`SearchBackend` delegating to `inner`, with `breaker` guarding search, get and ping."""
+
+    def __init__(self, inner: SearchBackend, breaker: CircuitBreaker) -> None:
+        self.inner = inner
+        self.breaker = breaker
+        self.kind = inner.kind
+
+    async def _guard[T](self, call: Callable[[], Awaitable[T]]) -> T:
+        if not self.breaker.allow():
+            raise SearchUnavailable(f"{self.kind}: circuit open after repeated failures")
+        try:
+            result = await call()
+        except SearchUnavailable:
+            self.breaker.record_failure()
+            BACKEND_FAILURES.labels(self.kind).inc()
+            raise
+        self.breaker.record_success()
+        return result
+
+    async def search(self, query: BackendQuery) -> BackendPage:
+        """Guarded search."""
+        return await self._guard(lambda: self.inner.search(query))
+
+    async def get(self, doc_id: str) -> Document | None:
+        """Guarded get."""
+        return await self._guard(lambda: self.inner.get(doc_id))
+
+    async def ping(self) -> None:
+        """Ping the backend itself, even with the circuit open (readiness must see recovery)."""
+        await self.inner.ping()
+
+    async def create_index(self) -> str:
+        """Pass-through."""
+        return await self.inner.create_index()
+
+    async def point_alias(self, index: str) -> None:
+        """Pass-through."""
+        await self.inner.point_alias(index)
+
+    async def current_index(self) -> str | None:
+        """Pass-through."""
+        return await self.inner.current_index()
+
+    async def list_indices(self) -> list[str]:
+        """Pass-through."""
+        return await self.inner.list_indices()
+
+    async def drop_index(self, index: str) -> None:
+        """Pass-through."""
+        await self.inner.drop_index(index)
+
+    async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
+        """Pass-through."""
+        return await self.inner.bulk(actions, index=index)
+
+    async def refresh(self, index: str | None = None) -> None:
+        """Pass-through."""
+        await self.inner.refresh(index)
+
+    async def count(self, index: str | None = None) -> int:
+        """Pass-through."""
+        return await self.inner.count(index)
+
+    async def close(self) -> None:
+        """Close the inner backend."""
+        await self.inner.close()
