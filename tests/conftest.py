@@ -23,6 +23,7 @@ from src.settings import get_settings
 from tests.fakes.search_backend import FakeSearchBackend
 
 ES_URL = os.environ.get("ELASTICSEARCH_URL") or "http://127.0.0.1:9200"
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ["fake", "tantivy", "elasticsearch"]
 
@@ -50,11 +51,34 @@ def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests never read the developer's .env or a cached Settings."""
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
     for name in list(os.environ):
-        if name.startswith(("ELASTICSEARCH_", "TANTIVY_", "INDEX_", "SEARCH_", "CURSOR_")):
+        if name.startswith(("ELASTICSEARCH_", "TANTIVY_", "INDEX_", "SEARCH_", "CURSOR_", "REDIS_", "CACHE_", "HTTP_")):
             monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+def redis_reachable() -> bool:
+    """Whether a Redis server answers PING at REDIS_URL."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def require_redis() -> None:
+    """Skip (outside CI) or fail (in CI) when no Redis server is reachable."""
+    if redis_reachable():
+        return
+    message = f"no Redis at {REDIS_URL} (start one: redis-server --port 6379 --save '')"
+    if IN_CI:
+        pytest.fail(f"CI=true requires Redis: {message}")
+    pytest.skip(message)
 
 
 async def make_backend(kind: str, schema: IndexSchema, tmp_path: Path) -> SearchBackend:

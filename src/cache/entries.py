@@ -87,6 +87,8 @@ def decode_entry(raw: bytes) -> CacheEntry:
         raise EntryCorrupt("not a cache entry")
     (header_length,) = _HEADER_LENGTH.unpack_from(raw, 3)
     start = 7 + header_length
+    if start > len(raw):
+        raise EntryCorrupt("truncated cache entry header")
     try:
         header = cast(dict[str, object], orjson.loads(raw[7:start]))
         body_length = cast(int, header["b"])

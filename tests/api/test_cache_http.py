@@ -1,0 +1,165 @@
+"""Cache-aside and HTTP caching seen from the client: X-Cache, ETag/304, Cache-Control, gzip, purge keys."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from fastapi import FastAPI
+
+from src.cache.invalidation import bump_search_generation, invalidate_documents
+from src.main import create_app
+from src.search.backends.base import IndexAction
+from src.settings import Settings
+from tests.fakes.search_backend import FakeSearchBackend
+from tests.fixtures.catalog import DOCS
+
+SEARCH = {"q": "server", "size": "3"}
+
+
+async def test_search_when_repeated_is_hit_with_unchanged_etag(client: httpx.AsyncClient) -> None:
+    first = await client.get("/v1/search", params=SEARCH)
+    second = await client.get("/v1/search", params=SEARCH)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+    assert first.headers["etag"] == second.headers["etag"]
+    assert first.headers["etag"].startswith('"')
+    assert second.content == first.content
+    assert first.headers["cache-control"] == (
+        "public, max-age=30, s-maxage=60, stale-while-revalidate=30, stale-if-error=300"
+    )
+    assert first.headers["vary"] == "Accept-Encoding"
+    ids = [hit["id"] for hit in first.json()["hits"]]
+    assert first.headers["surrogate-key"].split() == [f"doc-{doc_id}" for doc_id in ids] + ["gen-0"]
+    assert first.headers["cache-tag"].split(",") == first.headers["surrogate-key"].split()
+
+
+async def test_search_when_request_differs_only_in_form_shares_the_entry(client: httpx.AsyncClient) -> None:
+    await client.get(
+        "/v1/search", params=[("q", "web  Server"), ("filter", "tags:http"), ("filter", "category:web"), ("size", "5")]
+    )
+    again = await client.get(
+        "/v1/search",
+        params=[
+            ("size", "5"),
+            ("filter", "category:web"),
+            ("filter", "tags:http"),
+            ("q", "  WEB server"),
+            ("filter", "tags:http"),
+        ],
+    )
+    assert again.headers["x-cache"] == "HIT"
+
+
+async def test_search_when_if_none_match_current_returns_304(client: httpx.AsyncClient) -> None:
+    etag = (await client.get("/v1/search", params=SEARCH)).headers["etag"]
+    for header in (etag, f'"other", {etag}', f"W/{etag}", "*"):
+        response = await client.get("/v1/search", params=SEARCH, headers={"if-none-match": header})
+        assert response.status_code == 304, header
+        assert response.content == b""
+        assert response.headers["etag"] == etag
+        assert response.headers["cache-control"].startswith("public, max-age=30")
+        assert response.headers["vary"] == "Accept-Encoding"
+    stale_tag = await client.get("/v1/search", params=SEARCH, headers={"if-none-match": '"nope"'})
+    assert stale_tag.status_code == 200
+
+
+async def test_search_when_gzip_accepted_sends_compressed_body(client: httpx.AsyncClient) -> None:
+    params = {"size": "14", "highlight": "true", "q": "s"}
+    plain = await client.get("/v1/search", params=params, headers={"accept-encoding": "identity"})
+    zipped = await client.get("/v1/search", params=params, headers={"accept-encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.json() == plain.json()  # httpx decodes gzip
+    assert int(zipped.headers["content-length"]) < len(plain.content)
+    assert zipped.headers["etag"] != plain.headers["etag"]
+    raw = await client.get("/v1/search", params=params, headers={"accept-encoding": "gzip"})
+    assert raw.headers["x-cache"] == "HIT"
+
+
+async def test_read_document_when_repeated_is_hit_and_404_is_cached(client: httpx.AsyncClient, app: FastAPI) -> None:
+    assert (await client.get("/v1/documents/nginx")).headers["x-cache"] == "MISS"
+    hit = await client.get("/v1/documents/nginx")
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.headers["surrogate-key"] == "doc-nginx"
+    missing = await client.get("/v1/documents/nope")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.headers["cache-control"] == "public, max-age=5"
+    app.state.backend.down = True
+    again = await client.get("/v1/documents/nope")
+    assert (again.status_code, again.headers["x-cache"]) == (404, "HIT")
+
+
+async def test_search_when_document_changes_and_is_invalidated_serves_new_body(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    params = {"q": "nginx"}
+    old = await client.get("/v1/search", params=params)
+    old_document = await client.get("/v1/documents/nginx")
+    backend: FakeSearchBackend = app.state.backend
+    changed = {**DOCS[0], "title": "Renamed web server"}
+    await backend.bulk([IndexAction(op="upsert", doc_id="nginx", document=changed)])
+    cache, namespace = app.state.aside.cache, app.state.aside.policy.namespace
+    await invalidate_documents(
+        ["nginx"], cache=cache, namespace=namespace, schema_fingerprint=app.state.schema.fingerprint
+    )
+    assert await bump_search_generation(cache=cache, namespace=namespace) == 1
+
+    new = await client.get("/v1/search", params=params)
+    assert new.headers["x-cache"] == "MISS"
+    assert new.json()["hits"][0]["document"]["title"] == "Renamed web server"
+    assert new.headers["etag"] != old.headers["etag"]
+    assert "gen-1" in new.headers["surrogate-key"].split()
+    revalidated = await client.get("/v1/search", params=params, headers={"if-none-match": old.headers["etag"]})
+    assert revalidated.status_code == 200
+    new_document = await client.get("/v1/documents/nginx", headers={"if-none-match": old_document.headers["etag"]})
+    assert (new_document.status_code, new_document.headers["x-cache"]) == (200, "MISS")
+    assert new_document.json()["title"] == "Renamed web server"
+
+
+async def test_search_when_backend_stopped_serves_cached_entry_as_stale(settings: Settings) -> None:
+    short = settings.model_copy(update={"cache_soft_ttl_seconds": 0.05, "cache_hard_ttl_seconds": 0.1})
+    app = create_app(short)
+    async with app.router.lifespan_context(app):
+        fake = FakeSearchBackend(schema=app.state.schema)
+        index = await fake.create_index()
+        await fake.bulk([IndexAction(op="upsert", doc_id=str(d["id"]), document=d) for d in DOCS], index=index)
+        await fake.point_alias(index)
+        app.state.backend = fake
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            fresh = await client.get("/v1/search", params=SEARCH)
+            await asyncio.sleep(0.15)  # past the hard TTL, inside stale-if-error
+            fake.down = True
+            stale = await client.get("/v1/search", params=SEARCH)
+            uncached = await client.get("/v1/search", params={"q": "emacs"})
+    assert stale.status_code == 200
+    assert stale.headers["x-cache"] == "STALE"
+    assert stale.content == fresh.content
+    assert uncached.status_code == 503
+
+
+async def test_search_when_redis_unreachable_serves_every_request(settings: Settings) -> None:
+    broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0", "redis_timeout_seconds": 0.05})
+    app = create_app(broken)
+    async with app.router.lifespan_context(app):
+        fake = FakeSearchBackend(schema=app.state.schema)
+        index = await fake.create_index()
+        await fake.bulk([IndexAction(op="upsert", doc_id=str(d["id"]), document=d) for d in DOCS], index=index)
+        await fake.point_alias(index)
+        app.state.backend = fake
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = [await client.get("/v1/search", params=SEARCH) for _ in range(5)]
+            responses.append(await client.get("/v1/documents/nginx"))
+            ready = await client.get("/readyz")
+    assert [r.status_code for r in responses] == [200] * 6
+    assert {r.headers["x-cache"] for r in responses} == {"MISS"}
+    assert ready.json()["checks"] == {"search": "ok", "cache": "degraded"}
+
+
+async def test_metrics_when_requests_served_counts_cache_results(client: httpx.AsyncClient) -> None:
+    await client.get("/v1/search", params={"q": "vim"})
+    await client.get("/v1/search", params={"q": "vim"})
+    body = (await client.get("/metrics")).text
+    assert 'search_api_cache_lookups_total{result="hit",route="search"}' in body

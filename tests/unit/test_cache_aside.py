@@ -1,0 +1,281 @@
+"""Cache-aside policy on an in-process cache (and fakeredis for two processes) with a controlled clock."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import fakeredis
+import pytest
+
+from src.cache.aside import CacheAside, CachePolicy, Computed
+from src.cache.base import CacheUnavailable
+from src.cache.keys import lock_key, search_key
+from src.cache.memory import MemoryCache
+from src.cache.redis import RedisCache
+from src.resilience import CircuitBreaker
+from src.search.errors import SearchUnavailable
+
+POLICY = CachePolicy(
+    soft_ttl_seconds=10,
+    hard_ttl_seconds=100,
+    jitter=0.0,
+    stale_if_error_seconds=50,
+    negative_ttl_seconds=2,
+    max_entry_bytes=1000,
+    lock_wait_seconds=0.3,
+    lock_poll_seconds=0.01,
+)
+KEY = search_key("t", "schema:v1", b"request")
+
+
+@dataclass
+class Clock:
+    now: float = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Backend:
+    """A compute function that counts calls, can be slowed down, fail, or return 404."""
+
+    calls: int = 0
+    delay: float = 0.0
+    fail: bool = False
+    status: int = 200
+    bodies: list[bytes] = field(default_factory=list)
+
+    async def compute(self, generation: int | None) -> Computed:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail:
+            raise SearchUnavailable("backend down")
+        body = self.bodies[min(self.calls, len(self.bodies)) - 1] if self.bodies else b'{"n": %d}' % self.calls
+        keys = ("doc-a",) if generation is None else ("doc-a", f"gen-{generation}")
+        return Computed(self.status, body, "application/json", keys)
+
+
+def make(clock: Clock, cache: MemoryCache | RedisCache | None = None, policy: CachePolicy = POLICY) -> CacheAside:
+    store = cache if cache is not None else MemoryCache(max_entries=100, max_bytes=100_000, clock=lambda: clock.now)
+    return CacheAside(store, policy, clock=clock, draw=lambda: 0.5)
+
+
+async def test_fetch_generational_when_repeated_is_hit_with_same_etag() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    first = await aside.fetch_generational(KEY, backend.compute, route="search")
+    second = await aside.fetch_generational(KEY, backend.compute, route="search")
+    assert (first.x_cache, second.x_cache) == ("MISS", "HIT")
+    assert second.entry.etag == first.entry.etag
+    assert second.entry.body == first.entry.body
+    assert first.entry.surrogate_keys == ("doc-a", "gen-0")
+    assert backend.calls == 1
+
+
+async def test_fetch_generational_when_inside_soft_window_serves_stale_and_refreshes_once() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    first = await aside.fetch_generational(KEY, backend.compute, route="search")
+    clock.now += 20  # past soft (10), before hard (100)
+    served = await asyncio.gather(*(aside.fetch_generational(KEY, backend.compute, route="search") for _ in range(5)))
+    assert {s.x_cache for s in served} == {"STALE"}
+    assert {s.entry.body for s in served} == {first.entry.body}
+    await aside.drain()
+    assert backend.calls == 2
+    refreshed = await aside.fetch_generational(KEY, backend.compute, route="search")
+    assert refreshed.x_cache == "HIT"
+    assert refreshed.entry.body == b'{"n": 2}'
+
+
+async def test_fetch_generational_when_fifty_concurrent_misses_computes_once() -> None:
+    clock, backend = Clock(), Backend(delay=0.05)
+    aside = make(clock)
+    served = await asyncio.gather(*(aside.fetch_generational(KEY, backend.compute, route="search") for _ in range(50)))
+    assert backend.calls == 1
+    assert len({s.entry.etag for s in served}) == 1
+
+
+async def test_fetch_generational_when_two_processes_miss_together_computes_once() -> None:
+    server = fakeredis.FakeServer()
+    clock, backend = Clock(), Backend(delay=0.1)
+
+    def process() -> CacheAside:
+        redis = fakeredis.FakeAsyncRedis(server=server)
+        return make(
+            clock, RedisCache(redis, timeout_seconds=1, breaker=CircuitBreaker(failure_threshold=3, reset_seconds=1))
+        )
+
+    one, two = process(), process()
+    served = await asyncio.gather(
+        *(aside.fetch_generational(KEY, backend.compute, route="search") for aside in [one, two] * 25)
+    )
+    assert backend.calls == 1
+    assert {s.x_cache for s in served} == {"MISS", "HIT"}
+    assert len({s.entry.etag for s in served}) == 1
+
+
+async def test_fetch_generational_when_lock_holder_never_finishes_computes_itself() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    assert await aside.cache.acquire(lock_key(KEY.at(0)), 60) is not None  # a stuck holder elsewhere
+    served = await aside.fetch_generational(KEY, backend.compute, route="search")
+    assert served.x_cache == "MISS"
+    assert backend.calls == 1
+
+
+async def test_fetch_generational_when_backend_fails_serves_expired_entry_within_grace() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    first = await aside.fetch_generational(KEY, backend.compute, route="search")
+    backend.fail = True
+    clock.now += 120  # past hard (100), within hard + grace (150)
+    served = await aside.fetch_generational(KEY, backend.compute, route="search")
+    assert served.x_cache == "STALE"
+    assert served.entry.body == first.entry.body
+
+
+async def test_fetch_generational_when_backend_fails_past_grace_raises() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock, MemoryCache(max_entries=10, max_bytes=10_000, clock=lambda: 0.0))
+    await aside.fetch_generational(KEY, backend.compute, route="search")
+    backend.fail = True
+    clock.now += 151
+    with pytest.raises(SearchUnavailable):
+        await aside.fetch_generational(KEY, backend.compute, route="search")
+
+
+async def test_fetch_generational_when_backend_fails_and_nothing_cached_raises() -> None:
+    aside = make(Clock())
+    with pytest.raises(SearchUnavailable):
+        await aside.fetch_generational(KEY, Backend(fail=True).compute, route="search")
+
+
+async def test_fetch_generational_when_generation_bumped_misses() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    await aside.fetch_generational(KEY, backend.compute, route="search")
+    await aside.cache.incr(KEY.generation_key)
+    served = await aside.fetch_generational(KEY, backend.compute, route="search")
+    assert served.x_cache == "MISS"
+    assert served.entry.surrogate_keys == ("doc-a", "gen-1")
+
+
+async def test_fetch_when_not_found_caches_briefly() -> None:
+    clock, backend = Clock(), Backend(status=404)
+    aside = make(clock)
+    assert (await aside.fetch("doc", backend.compute, route="document")).entry.status == 404
+    assert (await aside.fetch("doc", backend.compute, route="document")).x_cache == "HIT"
+    clock.now += 3  # past the negative TTL (2): no stale serving for 404s
+    assert (await aside.fetch("doc", backend.compute, route="document")).x_cache == "MISS"
+    assert backend.calls == 2
+
+
+async def test_fetch_when_entry_too_large_is_not_cached() -> None:
+    clock, backend = Clock(), Backend(bodies=[b"x" * 2000])
+    aside = make(clock)
+    await aside.fetch("big", backend.compute, route="document")
+    assert (await aside.fetch("big", backend.compute, route="document")).x_cache == "MISS"
+    assert backend.calls == 2
+
+
+async def test_fetch_when_cache_holds_garbage_recomputes_and_overwrites() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    await aside.cache.set("k", b"\x00garbage", 100)
+    assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "MISS"
+    assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "HIT"
+
+
+class BrokenCache(MemoryCache):
+    """Every operation fails, as Redis does when it is down."""
+
+    async def get(self, key: str) -> bytes | None:
+        raise CacheUnavailable("down")
+
+    async def get_generational(self, generation_key: str, prefix: str, suffix: str) -> tuple[int, bytes | None]:
+        raise CacheUnavailable("down")
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        raise CacheUnavailable("down")
+
+    async def acquire(self, key: str, lease_seconds: float) -> str | None:
+        raise CacheUnavailable("down")
+
+
+async def test_fetch_when_cache_down_serves_every_request_from_backend() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock, BrokenCache(max_entries=1, max_bytes=1))
+    for _ in range(3):
+        served = await aside.fetch_generational(KEY, backend.compute, route="search")
+        assert served.x_cache == "MISS"
+        assert served.entry.surrogate_keys == ("doc-a",)
+    assert (await aside.fetch("doc", backend.compute, route="document")).x_cache == "MISS"
+    assert backend.calls == 4
+
+
+class SetFails(MemoryCache):
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        raise CacheUnavailable("read only")
+
+    async def release(self, key: str, token: str) -> None:
+        raise CacheUnavailable("gone")
+
+
+async def test_fetch_when_store_and_release_fail_still_serves() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock, SetFails(max_entries=10, max_bytes=10_000))
+    assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "MISS"
+    assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "MISS"
+
+
+async def test_fetch_when_refresh_fails_keeps_serving_stale() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    await aside.fetch("k", backend.compute, route="document")
+    clock.now += 20
+    backend.fail = True
+    assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "STALE"
+    await aside.drain()
+    assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "STALE"
+
+
+async def test_fetch_when_refresh_lock_held_elsewhere_skips_refresh() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    await aside.fetch("k", backend.compute, route="document")
+    clock.now += 20
+    await aside.cache.acquire(lock_key("k"), 60)
+    await aside.fetch("k", backend.compute, route="document")
+    await aside.drain()
+    assert backend.calls == 1
+
+
+async def test_fetch_when_waiting_process_sees_lock_and_cache_fails_computes() -> None:
+    class GetFailsAfterLock(MemoryCache):
+        async def get(self, key: str) -> bytes | None:
+            if key.endswith("after"):
+                raise CacheUnavailable("flaky")
+            return await super().get(key)
+
+    clock, backend = Clock(), Backend()
+    cache = GetFailsAfterLock(max_entries=10, max_bytes=10_000)
+    aside = make(clock, cache)
+    await cache.acquire(lock_key("after"), 60)
+    with pytest.raises(CacheUnavailable):
+        await cache.get("after")
+    assert (await aside.fetch_generational(KEY, backend.compute, route="search")).x_cache == "MISS"
+
+
+async def test_close_when_refresh_running_cancels_it() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    await aside.fetch("k", backend.compute, route="document")
+    clock.now += 20
+    backend.delay = 10
+    await aside.fetch("k", backend.compute, route="document")
+    await asyncio.sleep(0)
+    await aside.close()
+    assert backend.calls == 2

@@ -1,0 +1,150 @@
+"""Unit tests of src.resilience: the circuit breaker state machine with a fake clock."""
+
+from __future__ import annotations
+
+from src.resilience import CircuitBreaker
+
+
+class FakeClock:
+    """A clock that moves only when told."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _breaker(clock: FakeClock, *, threshold: int = 3, reset: float = 10.0) -> CircuitBreaker:
+    return CircuitBreaker(failure_threshold=threshold, reset_seconds=reset, clock=clock)
+
+
+def _state(breaker: CircuitBreaker) -> str:
+    """The state, read through a call (so the type checker does not narrow it between reads)."""
+    return breaker.state
+
+
+def _open(breaker: CircuitBreaker, threshold: int = 3) -> None:
+    for _ in range(threshold):
+        breaker.record_failure()
+
+
+def test_circuit_breaker_starts_closed() -> None:
+    breaker = _breaker(FakeClock())
+    assert _state(breaker) == "closed"
+    assert breaker.allow() is True
+    assert breaker.allow() is True
+
+
+def test_circuit_breaker_default_clock_is_monotonic() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, reset_seconds=3600.0)
+    breaker.record_failure()
+    assert _state(breaker) == "open"
+    assert breaker.allow() is False
+
+
+def test_circuit_breaker_stays_closed_below_threshold() -> None:
+    breaker = _breaker(FakeClock())
+    breaker.record_failure()
+    breaker.record_failure()
+    assert _state(breaker) == "closed"
+    assert breaker.allow() is True
+
+
+def test_circuit_breaker_opens_after_threshold_failures() -> None:
+    breaker = _breaker(FakeClock())
+    _open(breaker)
+    assert _state(breaker) == "open"
+    assert breaker.allow() is False
+
+
+def test_circuit_breaker_threshold_one_opens_on_first_failure() -> None:
+    breaker = _breaker(FakeClock(), threshold=1)
+    breaker.record_failure()
+    assert _state(breaker) == "open"
+
+
+def test_circuit_breaker_success_resets_the_count() -> None:
+    breaker = _breaker(FakeClock())
+    breaker.record_failure()
+    breaker.record_failure()
+    breaker.record_success()
+    breaker.record_failure()
+    breaker.record_failure()
+    assert _state(breaker) == "closed"
+    breaker.record_failure()
+    assert _state(breaker) == "open"
+
+
+def test_circuit_breaker_open_refuses_until_reset() -> None:
+    clock = FakeClock()
+    breaker = _breaker(clock)
+    _open(breaker)
+    clock.now += 9.999
+    assert _state(breaker) == "open"
+    assert breaker.allow() is False
+    assert breaker.allow() is False
+
+
+def test_circuit_breaker_half_open_after_reset_seconds() -> None:
+    clock = FakeClock()
+    breaker = _breaker(clock)
+    _open(breaker)
+    clock.now += 10.0
+    assert _state(breaker) == "half-open"
+
+
+def test_circuit_breaker_half_open_allows_exactly_one_trial() -> None:
+    clock = FakeClock()
+    breaker = _breaker(clock)
+    _open(breaker)
+    clock.now += 10.0
+    assert breaker.allow() is True
+    assert breaker.allow() is False
+    assert breaker.allow() is False
+    assert _state(breaker) == "half-open"
+
+
+def test_circuit_breaker_trial_success_closes() -> None:
+    clock = FakeClock()
+    breaker = _breaker(clock)
+    _open(breaker)
+    clock.now += 10.0
+    assert breaker.allow() is True
+    breaker.record_success()
+    assert _state(breaker) == "closed"
+    assert breaker.allow() is True
+    assert breaker.allow() is True
+    # The failure count restarted: one failure no longer opens it.
+    breaker.record_failure()
+    assert _state(breaker) == "closed"
+
+
+def test_circuit_breaker_trial_failure_reopens_and_resets_the_timer() -> None:
+    clock = FakeClock()
+    breaker = _breaker(clock)
+    _open(breaker)
+    clock.now += 15.0
+    assert breaker.allow() is True
+    breaker.record_failure()
+    assert _state(breaker) == "open"
+    assert breaker.allow() is False
+    clock.now += 9.5  # counted from the trial failure, not from the first opening
+    assert _state(breaker) == "open"
+    assert breaker.allow() is False
+    clock.now += 0.5
+    assert _state(breaker) == "half-open"
+    assert breaker.allow() is True
+    assert breaker.allow() is False
+
+
+def test_circuit_breaker_failure_while_open_restarts_the_timer() -> None:
+    clock = FakeClock()
+    breaker = _breaker(clock)
+    _open(breaker)
+    clock.now += 5.0
+    breaker.record_failure()
+    clock.now += 5.0
+    assert _state(breaker) == "open"
+    clock.now += 5.0
+    assert _state(breaker) == "half-open"
