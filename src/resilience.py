@@ -25,7 +25,7 @@ class CircuitBreaker:
         self._clock = clock
         self._failures = 0
         self._opened_at: float | None = None
-        self._trial_running = False
+        self._trial_started: float | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -39,8 +39,10 @@ class CircuitBreaker:
         state = self.state
         if state == "closed":
             return True
-        if state == "half-open" and not self._trial_running:
-            self._trial_running = True
+        now = self._clock()
+        # A trial that never reported (cancelled, or failed in an unexpected way) must not block forever.
+        if state == "half-open" and (self._trial_started is None or now - self._trial_started >= self._reset):
+            self._trial_started = now
             return True
         return False
 
@@ -48,11 +50,11 @@ class CircuitBreaker:
         """A call succeeded: close."""
         self._failures = 0
         self._opened_at = None
-        self._trial_running = False
+        self._trial_started = None
 
     def record_failure(self) -> None:
         """A call failed: open when the threshold is reached or the trial failed."""
         self._failures += 1
-        self._trial_running = False
+        self._trial_started = None
         if self._opened_at is not None or self._failures >= self._threshold:
             self._opened_at = self._clock()

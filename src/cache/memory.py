@@ -59,9 +59,9 @@ class MemoryCache:
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
         """Store `value`, then evict least recently used entries until both bounds hold."""
+        self._drop(key)  # a value that is not stored must not leave the old one readable either
         if ttl_seconds <= 0 or len(value) > self._max_bytes:
             return
-        self._drop(key)
         self._items[key] = _Item(value=value, expires_at=self._clock() + ttl_seconds)
         self._bytes += len(value)
         while len(self._items) > self._max_entries or self._bytes > self._max_bytes:
@@ -100,6 +100,8 @@ class MemoryCache:
     async def close(self) -> None:
         """Drop everything."""
         self._items.clear()
+        self._counters.clear()
+        self._locks.clear()
         self._bytes = 0
 
     def _drop(self, key: str) -> None:

@@ -348,15 +348,8 @@ def test_entry_corrupt_is_a_value_error() -> None:
         decode_entry(b"xyz")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG src/cache/entries.py decode_entry: a header length pointing past the end of the bytes is not "
-        "rejected; raw[7:start] is silently shorter, so with an empty body (b=0, z=-1) the whole header still "
-        "parses and the entry decodes instead of raising EntryCorrupt (no check that 7 + header_length <= len(raw))"
-    ),
-)
 def test_decode_entry_header_length_past_end_with_empty_body_is_corrupt() -> None:
+    # Regression: with b=0 and z=-1 the short slice raw[7:start] still held the whole header and parsed.
     raw = encode_entry(_entry(body=b"", gzip_body=None))
     (header_length,) = struct.unpack_from(">I", raw, 3)
     lying = raw[:3] + struct.pack(">I", header_length + 100) + raw[7:]

@@ -294,3 +294,22 @@ async def test_memory_cache_close_clears() -> None:
     assert cache.size_bytes == 0
     assert await cache.get("a") is None
     assert await cache.get("b") is None
+
+
+async def test_set_when_value_not_storable_removes_previous_value() -> None:
+    cache = MemoryCache(max_entries=10, max_bytes=10)
+    await cache.set("k", b"old", 10)
+    await cache.set("k", b"x" * 11, 10)
+    assert await cache.get("k") is None
+    await cache.set("k", b"old", 10)
+    await cache.set("k", b"new", 0)
+    assert await cache.get("k") is None
+
+
+async def test_close_when_called_drops_counters_and_locks() -> None:
+    cache = MemoryCache(max_entries=10, max_bytes=100)
+    await cache.incr("gen")
+    assert await cache.acquire("lock", 10) is not None
+    await cache.close()
+    assert await cache.incr("gen") == 1
+    assert await cache.acquire("lock", 10) is not None

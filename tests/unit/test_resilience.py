@@ -148,3 +148,14 @@ def test_circuit_breaker_failure_while_open_restarts_the_timer() -> None:
     assert _state(breaker) == "open"
     clock.now += 5.0
     assert _state(breaker) == "half-open"
+
+
+def test_allow_when_trial_never_reports_allows_another_after_reset() -> None:
+    clock = [0.0]
+    breaker = CircuitBreaker(failure_threshold=1, reset_seconds=5, clock=lambda: clock[0])
+    breaker.record_failure()
+    clock[0] = 5.0
+    assert breaker.allow() is True
+    assert breaker.allow() is False
+    clock[0] = 10.0  # the trial was cancelled and never reported
+    assert breaker.allow() is True
