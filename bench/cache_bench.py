@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,7 +43,6 @@ FLOOR_KEY = "bench:floor"
 
 def bench_app() -> Any:
     """The real app plus the bench-only routes (uvicorn factory; configured by the environment)."""
-    from fastapi import Request, Response
     from fastapi_cache import FastAPICache
     from fastapi_cache.backends.redis import RedisBackend
     from fastapi_cache.decorator import cache
@@ -66,9 +66,9 @@ def bench_app() -> Any:
     app.router.lifespan_context = lifespan
 
     async def uncached_page(request: Request, q: str) -> Any:
-        state = request.app.state
+        services = request.app.state.services
         return await service.search_documents(
-            service.SearchRequest(q=q), backend=state.backend, schema=state.schema, options=state.search_options
+            service.SearchRequest(q=q), backend=services.backend, schema=services.schema, options=services.options
         )
 
     @app.get("/bench/uncached/search")

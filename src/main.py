@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from loguru import logger
 
+from src.api.deps import Services
 from src.api.http_cache import HttpCachePolicy
 from src.api.problems import install_problem_handlers
 from src.api.routes import health, search
@@ -59,22 +60,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if config.cursor_secret.get_secret_value() == DEV_CURSOR_SECRET:
             logger.warning("CURSOR_SECRET is the development default: set a secret shared by all instances")
         schema = load_schema(config.index_schema_path)
-        app.state.schema = schema
-        app.state.search_options = search_options(config)
         breaker = CircuitBreaker(
             failure_threshold=config.search_breaker_failures, reset_seconds=config.search_breaker_reset_seconds
         )
-        app.state.backend = GuardedBackend(create_backend(config, schema), breaker)
-        app.state.aside = create_cache_aside(config)
-        app.state.http_cache_policy = http_cache_policy(config)
+        services = Services(
+            backend=GuardedBackend(create_backend(config, schema), breaker),
+            schema=schema,
+            options=search_options(config),
+            aside=create_cache_aside(config),
+            http_cache_policy=http_cache_policy(config),
+        )
+        app.state.services = services
         logger.info(
-            "serving {} on {} with a {} cache", schema.fingerprint, app.state.backend.kind, app.state.aside.cache.kind
+            "serving {} on {} with a {} cache", schema.fingerprint, services.backend.kind, services.aside.cache.kind
         )
         try:
             yield
         finally:
-            await app.state.aside.close()
-            await app.state.backend.close()
+            await services.aside.close()
+            await services.backend.close()
 
     app = FastAPI(
         title="Search read API",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
+from src.api.deps import Services
 from src.main import create_app
 from src.settings import Settings
 from tests.conftest import load
@@ -47,14 +49,21 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
+async def install_fake_backend(app: FastAPI) -> FakeSearchBackend:
+    """Swap the started app's backend for the in-memory fake holding the catalogue."""
+    services: Services = app.state.services
+    fake = FakeSearchBackend(schema=services.schema)
+    await load(fake, DOCS)
+    await services.backend.close()
+    app.state.services = dataclasses.replace(services, backend=fake)
+    return fake
+
+
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
-        fake = FakeSearchBackend(schema=application.state.schema)
-        await load(fake, DOCS)
-        await application.state.backend.close()
-        application.state.backend = fake
+        await install_fake_backend(application)
         yield application
 
 

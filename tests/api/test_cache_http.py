@@ -11,6 +11,7 @@ from src.cache.invalidation import bump_search_generation, invalidate_documents
 from src.main import create_app
 from src.search.backends.base import IndexAction
 from src.settings import Settings
+from tests.api.conftest import install_fake_backend
 from tests.fakes.search_backend import FakeSearchBackend
 from tests.fixtures.catalog import DOCS
 
@@ -85,7 +86,7 @@ async def test_read_document_when_repeated_is_hit_and_404_is_cached(client: http
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert missing.headers["cache-control"] == "public, max-age=5"
-    app.state.backend.down = True
+    app.state.services.backend.down = True
     again = await client.get("/v1/documents/nope")
     assert (again.status_code, again.headers["x-cache"]) == (404, "HIT")
 
@@ -96,12 +97,12 @@ async def test_search_when_document_changes_and_is_invalidated_serves_new_body(
     params = {"q": "nginx"}
     old = await client.get("/v1/search", params=params)
     old_document = await client.get("/v1/documents/nginx")
-    backend: FakeSearchBackend = app.state.backend
+    backend: FakeSearchBackend = app.state.services.backend
     changed = {**DOCS[0], "title": "Renamed web server"}
     await backend.bulk([IndexAction(op="upsert", doc_id="nginx", document=changed)])
-    cache, namespace = app.state.aside.cache, app.state.aside.policy.namespace
+    cache, namespace = app.state.services.aside.cache, app.state.services.aside.policy.namespace
     await invalidate_documents(
-        ["nginx"], cache=cache, namespace=namespace, schema_fingerprint=app.state.schema.fingerprint
+        ["nginx"], cache=cache, namespace=namespace, schema_fingerprint=app.state.services.schema.fingerprint
     )
     assert await bump_search_generation(cache=cache, namespace=namespace) == 1
 
@@ -121,11 +122,7 @@ async def test_search_when_backend_stopped_serves_cached_entry_as_stale(settings
     short = settings.model_copy(update={"cache_soft_ttl_seconds": 0.05, "cache_hard_ttl_seconds": 0.1})
     app = create_app(short)
     async with app.router.lifespan_context(app):
-        fake = FakeSearchBackend(schema=app.state.schema)
-        index = await fake.create_index()
-        await fake.bulk([IndexAction(op="upsert", doc_id=str(d["id"]), document=d) for d in DOCS], index=index)
-        await fake.point_alias(index)
-        app.state.backend = fake
+        fake = await install_fake_backend(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             fresh = await client.get("/v1/search", params=SEARCH)
@@ -143,11 +140,7 @@ async def test_search_when_redis_unreachable_serves_every_request(settings: Sett
     broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0", "redis_timeout_seconds": 0.05})
     app = create_app(broken)
     async with app.router.lifespan_context(app):
-        fake = FakeSearchBackend(schema=app.state.schema)
-        index = await fake.create_index()
-        await fake.bulk([IndexAction(op="upsert", doc_id=str(d["id"]), document=d) for d in DOCS], index=index)
-        await fake.point_alias(index)
-        app.state.backend = fake
+        await install_fake_backend(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             responses = [await client.get("/v1/search", params=SEARCH) for _ in range(5)]

@@ -104,7 +104,7 @@ async def test_search_when_cursor_tampered_returns_422(client: httpx.AsyncClient
 
 
 async def test_search_when_backend_down_returns_503_problem(client: httpx.AsyncClient, app: FastAPI) -> None:
-    backend = app.state.backend
+    backend = app.state.services.backend
     assert isinstance(backend, FakeSearchBackend)
     backend.down = True
     response = await client.get("/v1/search", params={"q": "nginx"})
@@ -129,7 +129,7 @@ async def test_read_document_when_absent_returns_404_problem(client: httpx.Async
 
 
 async def test_read_document_when_backend_down_returns_503(client: httpx.AsyncClient, app: FastAPI) -> None:
-    app.state.backend.down = True
+    app.state.services.backend.down = True
     assert (await client.get("/v1/documents/nginx")).status_code == 503
 
 
@@ -145,7 +145,7 @@ async def test_readyz_when_backend_up_returns_ready(client: httpx.AsyncClient) -
 
 
 async def test_readyz_when_backend_down_returns_503_naming_it(client: httpx.AsyncClient, app: FastAPI) -> None:
-    app.state.backend.down = True
+    app.state.services.backend.down = True
     response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["dependency"] == "search"

@@ -20,11 +20,9 @@ from src.cache.aside import CacheAside, CachePolicy, Computed
 from src.cache.keys import search_key
 from src.cache.redis import create_redis_cache
 from src.main import create_app
-from src.search.backends.base import IndexAction
 from src.settings import Settings
+from tests.api.conftest import install_fake_backend
 from tests.conftest import REDIS_URL, require_redis
-from tests.fakes.search_backend import FakeSearchBackend
-from tests.fixtures.catalog import DOCS
 
 
 def _free_port() -> int:
@@ -111,11 +109,7 @@ async def redis_app(
     url, _ = own_redis
     app = create_app(settings.model_copy(update={"redis_url": url, "redis_timeout_seconds": 0.2}))
     async with app.router.lifespan_context(app):
-        fake = FakeSearchBackend(schema=app.state.schema)
-        index = await fake.create_index()
-        await fake.bulk([IndexAction(op="upsert", doc_id=str(d["id"]), document=d) for d in DOCS], index=index)
-        await fake.point_alias(index)
-        app.state.backend = fake
+        await install_fake_backend(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client

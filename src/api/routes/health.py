@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from src.api.deps import CacheAsideDep, SearchBackendDep
+from src.api.deps import ServicesDep
 from src.api.models import Health, Readiness
 from src.cache.base import CacheUnavailable
 from src.search.models import Problem
@@ -24,15 +24,15 @@ async def healthz() -> Health:
     summary="Dependencies are reachable",
     responses={503: {"model": Problem, "description": "A dependency failed; `dependency` names it."}},
 )
-async def readyz(backend: SearchBackendDep, aside: CacheAsideDep) -> Readiness:
+async def readyz(services: ServicesDep) -> Readiness:
     """Ping the search backend (a SearchUnavailable becomes a 503 problem naming it) and the cache.
 
     A cache that does not answer leaves the service ready (requests are served as misses) and is
     reported as "degraded".
     """
-    await backend.ping()
+    await services.backend.ping()
     try:
-        await aside.cache.ping()
+        await services.aside.cache.ping()
         cache = "ok"
     except CacheUnavailable:
         cache = "degraded"

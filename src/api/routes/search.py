@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from src.api.deps import CacheAsideDep, HttpCachePolicyDep, IndexSchemaDep, SearchBackendDep, SearchOptionsDep
+from src.api.deps import ServicesDep
 from src.api.http_cache import HttpCachePolicy, render
 from src.cache.models import Served
 from src.search import service
@@ -44,11 +44,7 @@ def cached_response(served: Served, request: Request, policy: HttpCachePolicy) -
 )
 async def search(
     request: Request,
-    backend: SearchBackendDep,
-    schema: IndexSchemaDep,
-    options: SearchOptionsDep,
-    aside: CacheAsideDep,
-    http_policy: HttpCachePolicyDep,
+    services: ServicesDep,
     q: Annotated[
         str,
         Query(
@@ -78,8 +74,14 @@ async def search(
     search_request = service.SearchRequest(
         q=q, filters=filter_, facets=facets, sort=sort, size=size, cursor=cursor, highlight=highlight
     )
-    served = await service.search_cached(search_request, backend=backend, schema=schema, options=options, aside=aside)
-    return cached_response(served, request, http_policy)
+    served = await service.search_cached(
+        search_request,
+        backend=services.backend,
+        schema=services.schema,
+        options=services.options,
+        aside=services.aside,
+    )
+    return cached_response(served, request, services.http_cache_policy)
 
 
 @router.get(
@@ -91,12 +93,11 @@ async def search(
 )
 async def read_document(
     request: Request,
-    backend: SearchBackendDep,
-    schema: IndexSchemaDep,
-    aside: CacheAsideDep,
-    http_policy: HttpCachePolicyDep,
+    services: ServicesDep,
     doc_id: Annotated[str, Path(min_length=1, max_length=512, description="The document id.")],
 ) -> Response:
     """Return one indexed document by id."""
-    served = await service.document_cached(doc_id, backend=backend, schema=schema, aside=aside)
-    return cached_response(served, request, http_policy)
+    served = await service.document_cached(
+        doc_id, backend=services.backend, schema=services.schema, aside=services.aside
+    )
+    return cached_response(served, request, services.http_cache_policy)
