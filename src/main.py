@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from loguru import logger
 
 from src.api.deps import Services
+from src.api.fast_hits import FastHitMiddleware
 from src.api.http_cache import HttpCachePolicy
 from src.api.problems import install_problem_handlers
 from src.api.routes import health, search
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(FastHitMiddleware)
     app.include_router(search.router)
     app.include_router(health.router)
     return app

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import orjson
 
 from src.cache.aside import CacheAside, Computed
-from src.cache.keys import document_key, search_key
+from src.cache.keys import GenerationalKey, document_key, search_key
 from src.cache.models import Served
 from src.search.backends.base import BackendHit, SearchBackend
 from src.search.cursor import CursorState, decode_cursor, encode_cursor
@@ -209,6 +209,13 @@ def canonical_request(prepared: PreparedSearch, cursor: str | None) -> bytes:
     )
 
 
+def search_cache_key(
+    prepared: PreparedSearch, cursor: str | None, *, schema: IndexSchema, namespace: str
+) -> GenerationalKey:
+    """The cache key of a validated search request (the fast hit path computes the very same)."""
+    return search_key(namespace, schema.fingerprint, canonical_request(prepared, cursor))
+
+
 def surrogate_keys(doc_ids: list[str], generation: int | None) -> tuple[str, ...]:
     """CDN purge keys: one per document id (percent-encoded) and one for the search generation."""
     keys = [f"doc-{quote(doc_id, safe='')}" for doc_id in doc_ids]
@@ -227,7 +234,7 @@ async def search_cached(
 ) -> Served:
     """GET /v1/search through the cache: bad input fails before any cache work, hits skip the backend."""
     prepared = prepare_search(request, schema=schema, options=options, backend_kind=backend.kind)
-    key = search_key(aside.policy.namespace, schema.fingerprint, canonical_request(prepared, request.cursor))
+    key = search_cache_key(prepared, request.cursor, schema=schema, namespace=aside.policy.namespace)
 
     async def compute(generation: int | None) -> Computed:
         page = await execute_search(prepared, backend=backend, schema=schema, options=options)

@@ -1,0 +1,130 @@
+"""A fast path for fresh cache hits, in front of FastAPI's routing.
+
+A hit should cost about one Redis round trip, as a bare endpoint doing one GET does; FastAPI's
+parameter solving alone costs more than that. So this ASGI middleware recognises GET /v1/search and
+GET /v1/documents/{id}, derives the cache key exactly as the routes do (the query string's parse and
+validation are pure and memoised per raw query string), and answers a fresh hit with the stored bytes.
+Everything else (a miss, a stale entry, a cache error, a request the routes would reject or that this
+parser does not fully understand) falls through to the routes, which do the whole job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from urllib.parse import parse_qsl, unquote
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from src.api.deps import Services
+from src.api.http_cache import render
+from src.cache.keys import GenerationalKey, document_key
+from src.cache.models import Served
+from src.search.errors import SearchError
+from src.search.service import SearchRequest, prepare_search, search_cache_key
+
+_SIZE = re.compile(r"^[0-9]{1,3}$")
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+_DOCUMENTS_PREFIX = "/v1/documents/"
+_MEMO_ENTRIES = 4096
+
+
+def parse_search_query(query_string: str) -> SearchRequest | None:
+    """The SearchRequest the route would build from this query string, or None when unsure (pure).
+
+    Mirrors FastAPI's binding: a repeated scalar parameter takes its last value, `filter` collects all;
+    any value FastAPI would have to coerce or reject (size outside 1-100, other boolean spellings)
+    gives None, so the route decides.
+    """
+    scalars: dict[str, str] = {}
+    filters: list[str] = []
+    try:
+        pairs = parse_qsl(query_string, keep_blank_values=True, strict_parsing=False, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    for name, value in pairs:
+        if name == "filter":
+            filters.append(value)
+        else:
+            scalars[name] = value
+    size = scalars.get("size")
+    if size is not None and (not _SIZE.match(size) or not 1 <= int(size) <= 100):
+        return None
+    highlight = scalars.get("highlight", "false").lower()
+    if highlight not in _BOOLEANS:
+        return None
+    return SearchRequest(
+        q=scalars.get("q", ""),
+        filters=filters,
+        facets=scalars.get("facets"),
+        sort=scalars.get("sort"),
+        size=int(size) if size is not None else None,
+        cursor=scalars.get("cursor"),
+        highlight=_BOOLEANS[highlight],
+    )
+
+
+class FastHitMiddleware:
+    """ASGI middleware answering fresh cache hits of the two cached GET routes directly."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._search_keys: OrderedDict[str, GenerationalKey | None] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            services: Services | None = getattr(scope["app"].state, "services", None)
+            served = await self._lookup(scope, services) if services is not None else None
+            if served is not None and services is not None:
+                await self._respond(scope, send, served, services)
+                return
+        await self.app(scope, receive, send)
+
+    async def _lookup(self, scope: Scope, services: Services) -> Served | None:
+        path: str = scope["path"]
+        if path == "/v1/search":
+            key = self._search_key(scope["query_string"].decode("latin-1"), services)
+            return None if key is None else await services.aside.peek_fresh(key, route="search")
+        if path.startswith(_DOCUMENTS_PREFIX):
+            doc_id = unquote(path[len(_DOCUMENTS_PREFIX) :])
+            if not 1 <= len(doc_id) <= 512 or "/" in doc_id:
+                return None
+            doc_key = document_key(services.aside.policy.namespace, services.schema.fingerprint, doc_id)
+            return await services.aside.peek_fresh(doc_key, route="document")
+        return None
+
+    def _search_key(self, query_string: str, services: Services) -> GenerationalKey | None:
+        memo = self._search_keys
+        if query_string in memo:
+            memo.move_to_end(query_string)
+            return memo[query_string]
+        key = None
+        request = parse_search_query(query_string)
+        if request is not None:
+            try:
+                prepared = prepare_search(
+                    request, schema=services.schema, options=services.options, backend_kind=services.backend.kind
+                )
+                key = search_cache_key(
+                    prepared, request.cursor, schema=services.schema, namespace=services.aside.policy.namespace
+                )
+            except SearchError:
+                key = None  # the route answers with the 422
+        memo[query_string] = key
+        if len(memo) > _MEMO_ENTRIES:
+            memo.popitem(last=False)
+        return key
+
+    async def _respond(self, scope: Scope, send: Send, served: Served, services: Services) -> None:
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        rendered = render(
+            served,
+            if_none_match=headers.get("if-none-match"),
+            accept_encoding=headers.get("accept-encoding"),
+            policy=services.http_cache_policy,
+        )
+        raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rendered.headers.items()]
+        raw_headers.append((b"content-length", str(len(rendered.body)).encode()))
+        start: Message = {"type": "http.response.start", "status": rendered.status, "headers": raw_headers}
+        await send(start)
+        await send({"type": "http.response.body", "body": rendered.body})
