@@ -1,0 +1,82 @@
+"""The fast hit path's query-string binding must agree with FastAPI's, or step aside."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from src.api.fast_hits import _MEMO_ENTRIES, FastHitMiddleware, parse_search_query
+from src.search.service import SearchRequest
+
+
+def test_parse_search_query_when_all_parameters_binds_like_the_route() -> None:
+    parsed = parse_search_query(
+        "q=web+server&filter=tags%3Ahttp&filter=category:web&facets=tags&sort=-stock&size=5&cursor=abc&highlight=true"
+    )
+    assert parsed == SearchRequest(
+        q="web server",
+        filters=["tags:http", "category:web"],
+        facets="tags",
+        sort="-stock",
+        size=5,
+        cursor="abc",
+        highlight=True,
+    )
+
+
+def test_parse_search_query_when_empty_uses_defaults() -> None:
+    assert parse_search_query("") == SearchRequest()
+
+
+def test_parse_search_query_when_scalar_repeated_takes_last_value() -> None:
+    parsed = parse_search_query("q=first&q=second&size=3&size=4")
+    assert parsed is not None
+    assert (parsed.q, parsed.size) == ("second", 4)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["size=0", "size=101", "size=ten", "size=5.0", "size=0005", "highlight=yes", "highlight=maybe", "q=%ff"],
+)
+def test_parse_search_query_when_route_must_decide_returns_none(query: str) -> None:
+    assert parse_search_query(query) is None
+
+
+def test_parse_search_query_when_boolean_spelled_like_pydantic_accepts_canonical_forms() -> None:
+    assert [parse_search_query(f"highlight={v}").highlight for v in ("true", "TRUE", "1", "false", "0")] == [  # type: ignore[union-attr]
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+async def test_search_key_when_many_distinct_queries_bounds_its_memo(app: FastAPI) -> None:
+    async def inner(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not reached")
+
+    middleware = FastHitMiddleware(inner)  # type: ignore[arg-type]
+    services = app.state.services
+    first = middleware._search_key("q=w0", services)
+    assert first is not None
+    assert middleware._search_key("size=0", services) is None  # the route answers the 422
+    assert middleware._search_key("sort=nosuchfield", services) is None
+    for number in range(_MEMO_ENTRIES + 5):
+        middleware._search_key(f"q=w{number}", services)
+    assert len(middleware._search_keys) == _MEMO_ENTRIES
+    assert "q=w0" not in middleware._search_keys
+    assert middleware._search_key("q=w0", services) == first
+
+
+async def test_fast_path_when_hit_matches_route_response(client: httpx.AsyncClient) -> None:
+    params = [("filter", "category:web"), ("q", "server"), ("highlight", "1")]
+    routed = await client.get("/v1/search", params=params)
+    fast = await client.get("/v1/search", params=params)
+    assert (routed.headers["x-cache"], fast.headers["x-cache"]) == ("MISS", "HIT")
+    assert fast.content == routed.content
+    for name in ("etag", "cache-control", "vary", "surrogate-key", "cache-tag", "content-type"):
+        assert fast.headers[name] == routed.headers[name]
+    assert fast.headers["content-length"] == routed.headers["content-length"]
+    assert fast.headers["content-encoding"] == routed.headers["content-encoding"] == "gzip"
