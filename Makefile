@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run load test pytest typecheck lint bench es-start es-stop clean
+.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache es-start es-stop clean
 
 venv: $(STAMP)
 
@@ -36,8 +36,18 @@ typecheck: venv
 lint: venv
 	$(VENV)/bin/ruff check src indexer tests scripts bench
 
-bench: venv
+# Benchmarks (figures in the issues' closing notes). bench-search: API vs the engines' own clients
+# (Elasticsearch too when ELASTICSEARCH_URL is set). bench-cache needs REDIS_URL and `wrk`.
+bench: bench-search bench-cache
+
+bench-search: venv
 	$(PY) bench/search_bench.py
+
+# fastapi-cache2 0.2.2 (its last release) pins redis<5, which would downgrade our redis client:
+# installed without its dependencies, into the venv, for the comparison only.
+bench-cache: venv
+	$(PY) -m pip install --quiet --no-deps 'fastapi-cache2==0.2.2' && $(PY) -m pip install --quiet pendulum jinja2
+	PATH=$(VENV)/bin:$$PATH $(PY) bench/cache_bench.py
 
 es-start:
 	scripts/elasticsearch.sh start
