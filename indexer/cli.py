@@ -1,19 +1,31 @@
 """Command line of the indexer jobs.
 
-`load FILE` bulk-loads a JSON Lines file (optionally gzipped) into the configured backend.
-`load --if-empty FILE` does nothing when the alias already exists (used by `make run`).
+`stream`   tails the collection's change stream into the index forever (copies everything first when
+           there is no checkpoint; reindexes by itself when the stream history was lost).
+`reindex`  rebuilds the index from the collection into a new versioned index and swaps the alias.
+`status`   prints the stream's health as JSON; exit code 0 ok, 1 behind, 2 stalled, 3 never started.
+`load FILE` bulk-loads a JSON Lines file (optionally gzipped); `--if-empty` skips an existing alias.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import signal
 import sys
+import time
 from pathlib import Path
 
+from prometheus_client import start_http_server
 from tqdm import tqdm
 
+from src.indexer.errors import CollectionGone, ReindexFailed, SourceUnavailable
+from src.indexer.factory import build_indexer
 from src.indexer.load import LoadSummary, load_file
+from src.indexer.reindex import run_reindex
+from src.indexer.runner import run_stream
+from src.indexer.status import EXIT_CODES, read_status
 from src.search.backends.factory import create_backend
 from src.search.errors import SearchUnavailable
 from src.search.schema import SchemaError, load_schema
@@ -34,7 +46,90 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--recreate", action="store_true", help="load into a new index and swap the alias at the end")
     load.add_argument("--if-empty", action="store_true", help="skip when the alias already exists")
     load.add_argument("--batch-size", type=int, default=None, help="documents per bulk request")
+    commands.add_parser("stream", help="tail the change stream into the index until stopped")
+    commands.add_parser("reindex", help="rebuild the index from the collection and swap the alias")
+    commands.add_parser("status", help="report lag, checkpoint and token age; non-zero when unhealthy")
     return parser
+
+
+async def run_stream_command(settings: Settings) -> int:
+    """Run `stream` until SIGTERM/SIGINT; exit 3 when the collection is dropped or renamed."""
+    indexer = build_indexer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if settings.indexer_metrics_port:
+        start_http_server(settings.indexer_metrics_port, addr=settings.indexer_metrics_host)
+    try:
+        await run_stream(
+            source=indexer.source,
+            sink=indexer.sink,
+            checkpoints=indexer.checkpoints,
+            invalidate=indexer.invalidate,
+            stream_options=indexer.stream_options,
+            reindex_options=indexer.reindex_options,
+            stop=stop,
+        )
+    except CollectionGone as err:
+        print(f"error: the stream stopped: {err}", file=sys.stderr)
+        return 3
+    finally:
+        await indexer.close()
+    return 0
+
+
+async def run_reindex_command(settings: Settings) -> int:
+    """Run `reindex` once with a progress bar; a running stream keeps its own checkpoint."""
+    probe = build_indexer(settings)
+    try:
+        existing = await probe.checkpoints.load(settings.indexer_consumer)
+    finally:
+        await probe.close()
+    indexer = build_indexer(settings, save_checkpoint=existing is None)
+    try:
+        total = await indexer.source.count()
+        with tqdm(total=total, desc="reindex", unit="doc", file=sys.stderr, mininterval=0.5) as bar:
+
+            def advance(count: int) -> None:
+                bar.update(count)
+
+            result = await run_reindex(
+                source=indexer.source,
+                sink=indexer.sink,
+                checkpoints=indexer.checkpoints,
+                invalidate=indexer.invalidate,
+                options=indexer.reindex_options,
+                on_progress=advance,
+            )
+    except (ReindexFailed, CollectionGone) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        await indexer.close()
+    print(
+        f"reindexed into {result.index}: {result.documents} documents ({result.copied} copied, "
+        f"{result.replayed} changes replayed) in {result.seconds:.2f} seconds; dropped {list(result.dropped)}"
+    )
+    return 0
+
+
+async def run_status_command(settings: Settings) -> int:
+    """Print the status as JSON and return its exit code."""
+    indexer = build_indexer(settings)
+    try:
+        status = await read_status(
+            settings.indexer_consumer,
+            source=indexer.source,
+            checkpoints=indexer.checkpoints,
+            now=time.time(),
+            max_lag_seconds=settings.indexer_status_max_lag_seconds,
+            stall_seconds=settings.indexer_status_stall_seconds,
+        )
+    finally:
+        await indexer.close()
+    print(json.dumps(status))
+    return EXIT_CODES[status["state"]]
 
 
 async def run_load(args: argparse.Namespace, settings: Settings) -> int:
@@ -78,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    jobs = {"stream": run_stream_command, "reindex": run_reindex_command, "status": run_status_command}
+    if args.command in jobs:
+        try:
+            return asyncio.run(jobs[args.command](settings))
+        except (SchemaError, SearchUnavailable, SourceUnavailable) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     args.file = args.file or settings.demo_data_path
     if not args.file.exists():
         print(f"error: {args.file} does not exist", file=sys.stderr)

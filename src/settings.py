@@ -73,6 +73,30 @@ class Settings(BaseSettings):
     http_stale_while_revalidate_seconds: int = Field(default=30, ge=0)
     http_stale_if_error_seconds: int = Field(default=300, ge=0)
 
+    # --- indexer ----------------------------------------------------------------------------------
+    mongodb_url: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    mongodb_database: str = "catalog"
+    mongodb_collection: str = "packages"
+    mongodb_timeout_seconds: float = Field(default=5.0, gt=0)
+    indexer_consumer: str = Field(default="search-indexer", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    indexer_checkpoint_collection: str = "search_indexer_checkpoints"
+    indexer_dead_letter_collection: str = "search_indexer_dead_letters"
+    indexer_batch_max_events: int = Field(default=500, ge=1, le=10_000)
+    indexer_batch_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    indexer_batch_max_seconds: float = Field(default=0.25, gt=0)
+    indexer_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    indexer_queue_batches: int = Field(default=2, ge=1, le=64)
+    indexer_retry_attempts: int = Field(default=6, ge=1)
+    indexer_retry_base_seconds: float = Field(default=0.1, gt=0)
+    indexer_retry_cap_seconds: float = Field(default=10.0, gt=0)
+    indexer_token_retention_seconds: float = Field(default=3 * 3600.0, gt=0)
+    indexer_reindex_batch_size: int = Field(default=1000, ge=1)
+    indexer_reindex_keep_previous: int = Field(default=1, ge=0)
+    indexer_metrics_host: str = "127.0.0.1"
+    indexer_metrics_port: int = Field(default=9108, ge=0, le=65535)
+    indexer_status_max_lag_seconds: float = Field(default=60.0, gt=0)
+    indexer_status_stall_seconds: float = Field(default=60.0, gt=0)
+
     # --- server -----------------------------------------------------------------------------------
     app_host: str = "127.0.0.1"
     app_port: int = Field(default=8000, ge=1, le=65535)

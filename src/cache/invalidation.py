@@ -7,7 +7,7 @@ ETag when the content changed), and an old ETag no longer matches anything that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from src.cache.base import Cache
 from src.cache.keys import document_key, generation_key
@@ -25,3 +25,15 @@ async def invalidate_documents(
 async def bump_search_generation(*, cache: Cache, namespace: str) -> int:
     """Retire every cached search response at once; returns the new generation."""
     return await cache.incr(generation_key(namespace))
+
+
+def make_invalidator(
+    cache: Cache, *, namespace: str, schema_fingerprint: str
+) -> Callable[[Sequence[str]], Awaitable[None]]:
+    """What the indexer calls after each acknowledged batch: drop the documents' keys, bump the generation."""
+
+    async def invalidate(doc_ids: Sequence[str]) -> None:
+        await invalidate_documents(doc_ids, cache=cache, namespace=namespace, schema_fingerprint=schema_fingerprint)
+        await bump_search_generation(cache=cache, namespace=namespace)
+
+    return invalidate

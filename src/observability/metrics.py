@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 CACHE_LOOKUPS = Counter(
     "search_api_cache_lookups_total", "Cache-aside outcomes per route (hit, miss, stale).", ["route", "result"]
@@ -15,4 +15,22 @@ REQUEST_SECONDS = Histogram(
     "Time to answer, per route and cache result.",
     ["route", "result"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+INDEXER_EVENTS = Counter("search_indexer_events_read_total", "Change events read from the source.", ["consumer"])
+INDEXER_WRITTEN = Counter(
+    "search_indexer_documents_written_total", "Index writes the backend acknowledged.", ["consumer", "op"]
+)
+INDEXER_FAILURES = Counter("search_indexer_failures_total", "Indexer failures by kind.", ["consumer", "kind"])
+INDEXER_BATCH_SECONDS = Histogram(
+    "search_indexer_batch_seconds",
+    "From a batch's first event read to its checkpoint saved.",
+    ["consumer"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+INDEXER_LAG_SECONDS = Gauge(
+    "search_indexer_lag_seconds", "Cluster-time age of the newest event indexed when it was acknowledged.", ["consumer"]
+)
+INDEXER_CHECKPOINT_AGE = Gauge(
+    "search_indexer_checkpoint_age_seconds", "Seconds since the last checkpoint save.", ["consumer"]
 )

@@ -1,0 +1,92 @@
+"""The `CheckpointStore` seam: where each consumer resumes, saved after the backend acknowledged.
+
+Contract (tests/contract/test_checkpoint_contract.py: in-memory fake and SecantusDB): `load(consumer)`
+returns the last checkpoint saved for that consumer, or None; `save` replaces it; consumers are
+independent. Failures raise SourceUnavailable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from src.indexer.errors import SourceUnavailable
+from src.indexer.models import Checkpoint, ClusterTime, DeadLetter, ResumeToken
+
+
+class CheckpointStore(Protocol):
+    """Resume tokens by consumer name."""
+
+    async def load(self, consumer: str) -> Checkpoint | None:
+        """The consumer's checkpoint, or None when it never saved one."""
+        ...
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        """Replace the consumer's checkpoint."""
+        ...
+
+
+class DeadLetterStore(Protocol):
+    """Documents the backend refused for good."""
+
+    async def put(self, letter: DeadLetter) -> None:
+        """Keep one refused document with its reason."""
+        ...
+
+
+class MongoCheckpointStore:
+    """Checkpoints in a MongoDB collection, one document per consumer (`_id` = consumer name)."""
+
+    def __init__(self, database: AsyncDatabase[Mapping[str, Any]], collection: str) -> None:
+        self._collection = database[collection]
+
+    async def load(self, consumer: str) -> Checkpoint | None:
+        """find_one by consumer."""
+        try:
+            raw = await self._collection.find_one({"_id": consumer})
+        except PyMongoError as err:
+            raise SourceUnavailable(f"cannot read checkpoint: {err}") from err
+        if raw is None:
+            return None
+        time_part, inc_part = raw.get("cluster_time"), raw.get("cluster_inc")
+        return Checkpoint(
+            consumer=consumer,
+            resume_token=cast(ResumeToken, dict(raw["token"])),
+            cluster_time=ClusterTime(int(time_part), int(cast(int, inc_part))) if time_part is not None else None,
+            seq=int(raw.get("seq", 0)),
+            saved_at=float(raw["saved_at"]),
+            token_at=float(raw["token_at"]),
+        )
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        """replace_one with upsert."""
+        document = {
+            "_id": checkpoint.consumer,
+            "token": checkpoint.resume_token,
+            "cluster_time": checkpoint.cluster_time.time if checkpoint.cluster_time else None,
+            "cluster_inc": checkpoint.cluster_time.inc if checkpoint.cluster_time else None,
+            "seq": checkpoint.seq,
+            "saved_at": checkpoint.saved_at,
+            "token_at": checkpoint.token_at,
+        }
+        try:
+            await self._collection.replace_one({"_id": checkpoint.consumer}, document, upsert=True)
+        except PyMongoError as err:
+            raise SourceUnavailable(f"cannot save checkpoint: {err}") from err
+
+
+class MongoDeadLetterStore:
+    """Dead letters in a MongoDB collection."""
+
+    def __init__(self, database: AsyncDatabase[Mapping[str, Any]], collection: str) -> None:
+        self._collection = database[collection]
+
+    async def put(self, letter: DeadLetter) -> None:
+        """insert_one."""
+        try:
+            await self._collection.insert_one(dict(letter))
+        except PyMongoError as err:
+            raise SourceUnavailable(f"cannot write dead letter: {err}") from err

@@ -1,0 +1,95 @@
+"""Build the indexer's collaborators from settings (the only place the indexer reads settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loguru import logger
+
+from src.cache.factory import create_cache
+from src.cache.invalidation import make_invalidator
+from src.indexer.checkpoint import MongoCheckpointStore, MongoDeadLetterStore
+from src.indexer.pipeline import Invalidate, Sink, StreamOptions
+from src.indexer.reindex import ReindexOptions
+from src.indexer.retry import RetryPolicy
+from src.indexer.source import BatchLimits, MongoChangeSource, create_mongo_source
+from src.search.backends.base import SearchBackend
+from src.search.backends.factory import create_backend
+from src.search.schema import load_schema
+from src.settings import Settings
+
+
+@dataclass(slots=True)
+class Indexer:
+    """Everything the indexer jobs use."""
+
+    source: MongoChangeSource
+    sink: Sink
+    checkpoints: MongoCheckpointStore
+    invalidate: Invalidate | None
+    stream_options: StreamOptions
+    reindex_options: ReindexOptions
+
+    @property
+    def backend(self) -> SearchBackend:
+        """The search backend the sink writes to."""
+        return self.sink.backend
+
+    async def close(self) -> None:
+        """Close the source and the backend."""
+        await self.source.close()
+        await self.sink.backend.close()
+
+
+def build_indexer(settings: Settings, *, save_checkpoint: bool = True) -> Indexer:
+    """Source, stores, sink and cache invalidation as configured."""
+    schema = load_schema(settings.index_schema_path)
+    limits = BatchLimits(
+        max_events=settings.indexer_batch_max_events,
+        max_bytes=settings.indexer_batch_max_bytes,
+        max_seconds=settings.indexer_batch_max_seconds,
+        heartbeat_seconds=settings.indexer_heartbeat_seconds,
+    )
+    source = create_mongo_source(
+        settings.mongodb_url,
+        database=settings.mongodb_database,
+        collection=settings.mongodb_collection,
+        limits=limits,
+        timeout_seconds=settings.mongodb_timeout_seconds,
+    )
+    database = source.database
+    retry = RetryPolicy(
+        attempts=settings.indexer_retry_attempts,
+        base_seconds=settings.indexer_retry_base_seconds,
+        cap_seconds=settings.indexer_retry_cap_seconds,
+    )
+    sink = Sink(
+        backend=create_backend(settings, schema),
+        dead_letters=MongoDeadLetterStore(database, settings.indexer_dead_letter_collection),
+        consumer=settings.indexer_consumer,
+        retry=retry,
+    )
+    invalidate = None
+    if settings.redis_url:
+        invalidate = make_invalidator(
+            create_cache(settings), namespace=settings.cache_namespace, schema_fingerprint=schema.fingerprint
+        )
+    else:
+        logger.warning("REDIS_URL is empty: the API's in-process caches are not reachable and expire by TTL only")
+    return Indexer(
+        source=source,
+        sink=sink,
+        checkpoints=MongoCheckpointStore(database, settings.indexer_checkpoint_collection),
+        invalidate=invalidate,
+        stream_options=StreamOptions(
+            consumer=settings.indexer_consumer,
+            retry=retry,
+            queue_batches=settings.indexer_queue_batches,
+            token_retention_seconds=settings.indexer_token_retention_seconds,
+        ),
+        reindex_options=ReindexOptions(
+            batch_size=settings.indexer_reindex_batch_size,
+            keep_previous=settings.indexer_reindex_keep_previous,
+            save_checkpoint=save_checkpoint,
+        ),
+    )

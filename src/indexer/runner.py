@@ -1,0 +1,97 @@
+"""The long-running stream job: copy first when there is no checkpoint, tail, recover, repeat.
+
+- No checkpoint: a full reindex (which notes the position, copies, replays and saves the checkpoint).
+- Lost history (the resume point expired): logged loudly, a full reindex, then tailing again.
+- Source or backend trouble: the stream restarts from its last checkpoint after a growing pause.
+- The collection dropped or renamed: CollectionGone propagates and the job stops with its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+
+from loguru import logger
+
+from src.indexer.checkpoint import CheckpointStore
+from src.indexer.errors import HistoryLost, SourceUnavailable
+from src.indexer.pipeline import Invalidate, Sink, StreamOptions, stream_once
+from src.indexer.reindex import ReindexOptions, ReindexResult, run_reindex
+from src.indexer.source import ChangeSource
+from src.observability.metrics import INDEXER_FAILURES
+from src.search.errors import SearchUnavailable
+
+
+async def run_stream(
+    *,
+    source: ChangeSource,
+    sink: Sink,
+    checkpoints: CheckpointStore,
+    invalidate: Invalidate | None,
+    stream_options: StreamOptions,
+    reindex_options: ReindexOptions,
+    stop: asyncio.Event,
+    draw: Callable[[], float] = random.random,
+) -> None:
+    """Keep the index in sync with the collection until `stop` is set."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            checkpoint = await checkpoints.load(stream_options.consumer)
+            if checkpoint is None:
+                logger.info("no checkpoint for {}: copying the whole collection first", stream_options.consumer)
+                checkpoint = (await _reindex(source, sink, checkpoints, invalidate, reindex_options)).checkpoint
+            failures = 0
+            await stream_once(
+                checkpoint,
+                source=source,
+                sink=sink,
+                checkpoints=checkpoints,
+                invalidate=invalidate,
+                options=stream_options,
+                stop=stop,
+            )
+        except HistoryLost as err:
+            INDEXER_FAILURES.labels(stream_options.consumer, "history_lost").inc()
+            logger.error("CHANGE STREAM HISTORY LOST ({}): running a full reindex, then resuming", err)
+            await _reindex(source, sink, checkpoints, invalidate, reindex_options)
+        except (SourceUnavailable, SearchUnavailable) as err:
+            failures += 1
+            INDEXER_FAILURES.labels(stream_options.consumer, "restart").inc()
+            pause = (
+                stream_options.retry.delay(min(failures, 8), 0.5 + draw() / 2) + stream_options.restart_pause_seconds
+            )
+            logger.warning("stream interrupted ({}); restarting from the checkpoint in {:.1f} s", err, pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=pause)
+
+
+async def _reindex(
+    source: ChangeSource,
+    sink: Sink,
+    checkpoints: CheckpointStore,
+    invalidate: Invalidate | None,
+    options: ReindexOptions,
+) -> ReindexResult:
+    result = await run_reindex(
+        source=source,
+        sink=sink,
+        checkpoints=checkpoints,
+        invalidate=invalidate,
+        options=ReindexOptions(
+            batch_size=options.batch_size,
+            keep_previous=options.keep_previous,
+            verify_rounds=options.verify_rounds,
+            save_checkpoint=True,
+        ),
+    )
+    logger.info(
+        "reindex done: {} documents in {} ({:.1f} s, {} replayed)",
+        result.documents,
+        result.index,
+        result.seconds,
+        result.replayed,
+    )
+    return result
