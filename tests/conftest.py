@@ -7,6 +7,7 @@ Elasticsearch runs are skipped with a visible reason when no server answers at E
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -137,3 +138,75 @@ async def catalog_backend(empty_backend: SearchBackend) -> SearchBackend:
 
     await load(empty_backend, DOCS)
     return empty_backend
+
+
+def _secantus_binary() -> str | None:
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "secantusd-py"
+    return str(beside) if beside.exists() else shutil.which("secantusd-py")
+
+
+def start_secantus(storage: Path, *extra: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a SecantusDB server (MongoDB wire protocol) on a free loopback port; skip or fail when absent."""
+    import socket
+    import subprocess
+    import time
+
+    binary = _secantus_binary()
+    if binary is None:
+        message = "secantusd-py not installed (pip install -e '.[dev]')"
+        if IN_CI:
+            pytest.fail(f"CI=true requires SecantusDB: {message}")
+        pytest.skip(message)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            binary,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(storage),
+            "--log-level",
+            "WARNING",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"secantusd-py exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true", process
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a server we started, by its process, and wait for it."""
+    import subprocess
+
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def secantus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One SecantusDB server for the session (tests use their own database names)."""
+    url, process = start_secantus(tmp_path_factory.mktemp("secantus"))
+    yield url
+    stop_process(process)

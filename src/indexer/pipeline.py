@@ -10,6 +10,7 @@ older event never overwrites newer content. Reading runs ahead of writing throug
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class Sink:
         for attempt in range(self.retry.attempts):
             batch = list(pending)
             results = await retrying(
-                lambda: self.backend.bulk(batch, index=index),
+                functools.partial(self.backend.bulk, batch, index=index),
                 policy=self.retry,
                 transient=(SearchUnavailable,),
                 on_retry=lambda err, n: self._failed("bulk_request", err),
