@@ -33,7 +33,7 @@ class DeadLetterStore(Protocol):
     """Documents the backend refused for good."""
 
     async def put(self, letter: DeadLetter) -> None:
-        """Keep one refused document with its reason."""
+        """Keep a refused document with its reason (the latest one per consumer and document)."""
         ...
 
 
@@ -85,8 +85,9 @@ class MongoDeadLetterStore:
         self._collection = database[collection]
 
     async def put(self, letter: DeadLetter) -> None:
-        """insert_one."""
+        """One letter per consumer and document: the latest refusal replaces an earlier one."""
+        key = f"{letter['consumer']}:{letter['doc_id']}"
         try:
-            await self._collection.insert_one(dict(letter))
+            await self._collection.replace_one({"_id": key}, dict(letter), upsert=True)
         except PyMongoError as err:
             raise SourceUnavailable(f"cannot write dead letter: {err}") from err

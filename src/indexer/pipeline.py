@@ -61,11 +61,14 @@ class Sink:
     consumer: str
     retry: RetryPolicy
 
-    async def write(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[str]:
+    async def write(
+        self, actions: Sequence[IndexAction], *, index: str | None = None, rejected: set[str] | None = None
+    ) -> list[str]:
         """Bulk-write with retries of transient failures; refused documents go to the dead letters.
 
         Returns the ids the index now reflects; raises SearchUnavailable when transient failures
-        outlast the retry policy (nothing is acknowledged then).
+        outlast the retry policy (nothing is acknowledged then). With `rejected`, keeps there the ids
+        whose latest write was refused (a reindex subtracts them when it checks the count).
         """
         pending = list(actions)
         done: list[str] = []
@@ -82,10 +85,14 @@ class Sink:
                 if result.ok:
                     done.append(action.doc_id)
                     INDEXER_WRITTEN.labels(self.consumer, action.op).inc()
+                    if rejected is not None:
+                        rejected.discard(action.doc_id)
                 elif result.retryable:
                     retry_next.append(action)
                 else:
                     await self._dead_letter(action, result)
+                    if rejected is not None:
+                        rejected.add(action.doc_id)
             if not retry_next:
                 return done
             pending = retry_next
@@ -123,9 +130,11 @@ async def apply_batch(
     invalidate: Invalidate | None,
     read_at: float,
     index: str | None = None,
+    rejected: set[str] | None = None,
 ) -> Checkpoint:
     """Write one batch, then save its checkpoint, then invalidate caches; returns the checkpoint."""
-    ids = await sink.write([to_index_action(event) for event in batch.events], index=index) if batch.events else []
+    actions = [to_index_action(event) for event in batch.events]
+    ids = await sink.write(actions, index=index, rejected=rejected) if actions else []
     checkpoint = Checkpoint(
         consumer=sink.consumer,
         resume_token=batch.resume_token,

@@ -18,7 +18,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, draw: float) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^attempt)) for `draw` in [0, 1)."""
-        return float(min(self.cap_seconds, self.base_seconds * 2.0**attempt) * draw)
+        return float(min(self.cap_seconds, self.base_seconds * 2.0 ** min(attempt, 64)) * draw)
 
 
 async def retrying[T](
@@ -31,11 +31,12 @@ async def retrying[T](
     draw: Callable[[], float] = random.random,
 ) -> T:
     """Run `action`, retrying `transient` errors up to `policy.attempts` times in all."""
-    for attempt in range(policy.attempts):
+    attempts = max(1, policy.attempts)
+    for attempt in range(attempts):
         try:
             return await action()
         except transient as err:
-            if attempt == policy.attempts - 1:
+            if attempt == attempts - 1:
                 raise
             if on_retry is not None:
                 on_retry(err, attempt)

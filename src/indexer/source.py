@@ -7,7 +7,9 @@ MongoDB wire protocol server, SecantusDB):
 - `batches(resume_token=...)` yields `ChangeBatch`es of inserts, updates, replaces and deletes in
   commit order, each closing on count, bytes or time; an idle stream yields empty batches carrying a
   fresher token every `heartbeat_seconds`. With `until_idle`, it stops at the first moment nothing is
-  pending. The `resume_token` of a batch resumes right after its last event.
+  pending, or (with `until_time` too) after the first batch reaching an event later than that cluster
+  time in seconds, so a replay ends even while writes keep coming. The `resume_token` of a batch
+  resumes right after its last event.
 - A drop, rename or invalidate raises CollectionGone; a resume point no longer in the history raises
   HistoryLost; connection trouble raises SourceUnavailable.
 - `snapshot(batch_size)` yields the collection's documents (as JSON documents with a string `id`) in
@@ -67,6 +69,7 @@ class ChangeSource(Protocol):
         cluster_time: ClusterTime | None = None,
         seq: int = 0,
         until_idle: bool = False,
+        until_time: int | None = None,
     ) -> AsyncIterator[ChangeBatch]:
         """Batches of changes after `resume_token` (tie-break counter continuing from cluster_time/seq)."""
         ...
@@ -136,6 +139,7 @@ class MongoChangeSource:
         cluster_time: ClusterTime | None = None,
         seq: int = 0,
         until_idle: bool = False,
+        until_time: int | None = None,
     ) -> AsyncIterator[ChangeBatch]:
         """Tail the change stream (see the module contract)."""
         limits = self._limits
@@ -177,10 +181,15 @@ class MongoChangeSource:
                 timed_out = bool(events) and now - opened_at >= limits.max_seconds
                 idle = raw is None
                 heartbeat = idle and not events and now - last_yield >= limits.heartbeat_seconds
-                if full or timed_out or (idle and events) or heartbeat:
+                reached = (
+                    until_idle and until_time is not None and last_time is not None and last_time.time > until_time
+                )
+                if full or timed_out or (idle and events) or heartbeat or (reached and events):
                     token = cast(ResumeToken, dict(stream.resume_token or resume_token))
                     yield ChangeBatch(tuple(events), token, last_time, last_seq)
                     events, size, last_yield = [], 0, time.monotonic()
+                    if reached:
+                        return
                 if idle and until_idle and not events:
                     token = cast(ResumeToken, dict(stream.resume_token or resume_token))
                     yield ChangeBatch((), token, last_time, last_seq)

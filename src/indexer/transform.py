@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -45,6 +46,8 @@ def id_string(raw: object) -> str:
 
 def to_json(value: object) -> JSONValue:
     """Convert a BSON value (as PyMongo decodes it) to a JSON value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, Mapping):
@@ -55,14 +58,14 @@ def to_json(value: object) -> JSONValue:
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return aware.isoformat()
     if isinstance(value, Decimal):
-        return float(value)
+        return to_json(float(value))
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, uuid.UUID):
         return str(value)
     to_decimal = getattr(value, "to_decimal", None)  # bson.Decimal128
     if callable(to_decimal):
-        return float(cast(Decimal, to_decimal()))
+        return to_json(float(cast(Decimal, to_decimal())))
     return str(value)  # ObjectId, Timestamp, Regex, ...: their text form
 
 

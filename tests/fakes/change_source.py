@@ -97,6 +97,7 @@ class FakeChangeSource:
         cluster_time: ClusterTime | None = None,
         seq: int = 0,
         until_idle: bool = False,
+        until_time: int | None = None,
     ) -> AsyncIterator[ChangeBatch]:
         self._check()
         position = int(str(resume_token["_data"]))
@@ -124,6 +125,8 @@ class FakeChangeSource:
                 position += len(pending)
                 yield ChangeBatch(tuple(events), {"_data": str(position)}, last_time, last_seq)
                 last_yield = time.monotonic()
+                if until_idle and until_time is not None and last_time is not None and last_time.time > until_time:
+                    return
                 continue
             if until_idle:
                 yield ChangeBatch((), {"_data": str(position)}, last_time, last_seq)

@@ -42,7 +42,9 @@ class Harness:
 
     async def index_state(self) -> dict[str, dict[str, object]]:
         docs = self.backend.indices[self.backend.current or ""]
-        return {doc_id: {k: v for k, v in prepared.source.items() if k != "id"} for doc_id, (prepared, _) in docs.items()}
+        return {
+            doc_id: {k: v for k, v in prepared.source.items() if k != "id"} for doc_id, (prepared, _) in docs.items()
+        }
 
     def collection_state(self) -> dict[str, dict[str, object]]:
         return {k: {f: v for f, v in d.items() if f != "_id"} for k, d in self.collection.documents.items()}
@@ -92,7 +94,7 @@ async def test_run_stream_when_no_checkpoint_copies_then_tails_changes() -> None
     assert await h.index_state() == h.collection_state()
     saved = h.checkpoints.saved["test"]
     assert saved.resume_token == {"_data": str(len(h.collection.log))}
-    assert ["new", "d1", "d3", "d2"] in h.invalidated or sorted(sum(h.invalidated, [])) >= ["d1", "d2", "d3", "new"]
+    assert {"new", "d1", "d2", "d3"} <= {doc_id for ids in h.invalidated for doc_id in ids}
 
 
 async def test_run_stream_when_history_lost_reindexes_and_resumes() -> None:
@@ -201,9 +203,7 @@ async def test_apply_batch_when_document_poisoned_dead_letters_it_and_goes_on() 
     h.collection.insert({"_id": "poison", "name": "bad", "stock": "not a number"})
     h.collection.insert({"_id": "after", "name": "also fine"})
     batch = await anext(aiter(h.source.batches(resume_token={"_data": "0"})))
-    checkpoint = await apply_batch(
-        batch, sink=h.sink, checkpoints=h.checkpoints, invalidate=h.invalidate, read_at=1.0
-    )
+    checkpoint = await apply_batch(batch, sink=h.sink, checkpoints=h.checkpoints, invalidate=h.invalidate, read_at=1.0)
     assert sorted(await h.index_state()) == ["after", "good"]
     assert [(letter["doc_id"], "stock" in letter["reason"]) for letter in h.dead.letters] == [("poison", True)]
     assert h.dead.letters[0]["document"] == {"name": "bad", "stock": "not a number", "id": "poison"}
@@ -255,7 +255,9 @@ async def test_stream_once_when_writer_slow_reader_stays_within_the_queue() -> N
     stop = asyncio.Event()
     start = Checkpoint("test", {"_data": "0"}, None, 0, saved_at=0, token_at=9e12)
     task = asyncio.create_task(
-        stream_once(start, source=h.source, sink=h.sink, checkpoints=h.checkpoints, invalidate=None, options=OPTIONS, stop=stop)
+        stream_once(
+            start, source=h.source, sink=h.sink, checkpoints=h.checkpoints, invalidate=None, options=OPTIONS, stop=stop
+        )
     )
     async with asyncio.timeout(5):
         while len(await h.index_state()) < 40:
@@ -271,10 +273,18 @@ async def test_run_reindex_when_done_swaps_alias_and_keeps_previous() -> None:
     for number in range(7):
         h.collection.insert({"_id": f"d{number}", "name": f"n{number}"})
     first = await run_reindex(
-        source=h.source, sink=h.sink, checkpoints=h.checkpoints, invalidate=h.invalidate, options=ReindexOptions(batch_size=3)
+        source=h.source,
+        sink=h.sink,
+        checkpoints=h.checkpoints,
+        invalidate=h.invalidate,
+        options=ReindexOptions(batch_size=3),
     )
     second = await run_reindex(
-        source=h.source, sink=h.sink, checkpoints=h.checkpoints, invalidate=h.invalidate, options=ReindexOptions(batch_size=3)
+        source=h.source,
+        sink=h.sink,
+        checkpoints=h.checkpoints,
+        invalidate=h.invalidate,
+        options=ReindexOptions(batch_size=3),
     )
     third = await run_reindex(
         source=h.source,

@@ -23,6 +23,7 @@ from src.indexer.transform import (
     to_json,
 )
 from src.search.backends.base import IndexAction
+from src.search.models import Document
 
 MAX_INC = (1 << 21) - 1
 MAX_TIME = 2**31 - 1
@@ -262,7 +263,7 @@ EXPECTED_VERSION = (1_700_000_000 << 31) | (5 << 10) | 3
 @pytest.mark.parametrize("op", ["insert", "update", "replace"])
 def test_to_change_event_with_full_document(op: str) -> None:
     event = to_change_event(_raw(op, fullDocument={"_id": OID, "name": "lamp", "price": Decimal128("9.5")}), 3)
-    document = {"name": "lamp", "price": 9.5, "id": "65a1b2c3d4e5f60718293a4b"}
+    document: Document = {"name": "lamp", "price": 9.5, "id": "65a1b2c3d4e5f60718293a4b"}
     assert event == ChangeEvent(
         op=op,  # type: ignore[arg-type]
         doc_id="65a1b2c3d4e5f60718293a4b",
@@ -362,3 +363,9 @@ def test_to_index_action_update_without_document_is_delete() -> None:
     assert to_index_action(event) == IndexAction(
         op="delete", doc_id="65a1b2c3d4e5f60718293a4b", document=None, version=EXPECTED_VERSION
     )
+
+
+def test_to_json_when_float_not_finite_gives_null() -> None:
+    assert to_json(float("nan")) is None
+    assert to_json(float("inf")) is None
+    assert to_json(Decimal("-Infinity")) is None

@@ -89,6 +89,6 @@ class IndexerStatus(TypedDict):
     token_age_seconds: float | None
     """Seconds since the checkpointed resume token was read from the stream."""
     lag_seconds: float | None
-    """Cluster-time distance between the newest write in the source and the checkpoint."""
+    """Age (by the wall clock) of the oldest change after the checkpoint; 0 when nothing is pending."""
     last_cluster_time: int | None
     """Seconds part of the checkpoint's cluster time."""
