@@ -1,0 +1,97 @@
+"""The indexer's entrypoints on SecantusDB and Tantivy: stream until SIGTERM, reindex, status exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from indexer.cli import main
+from src.settings import get_settings
+
+
+@pytest.fixture
+def env(secantus_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        metrics_port = sock.getsockname()[1]
+    values = {
+        "MONGODB_URL": secantus_url,
+        "MONGODB_DATABASE": f"cli_{uuid.uuid4().hex[:8]}",
+        "MONGODB_COLLECTION": "packages",
+        "INDEX_ALIAS": f"cli-{uuid.uuid4().hex[:8]}",
+        "TANTIVY_DATA_DIR": str(tmp_path / "tantivy"),
+        "INDEXER_HEARTBEAT_SECONDS": "0.2",
+        "INDEXER_METRICS_PORT": str(metrics_port),
+        "INDEXER_STATUS_STALL_SECONDS": "1.5",
+        "INDEXER_STATUS_MAX_LAG_SECONDS": "30",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return values
+
+
+def seed(env: dict[str, str], count: int) -> None:
+    async def insert() -> None:
+        client: AsyncMongoClient[Any] = AsyncMongoClient(env["MONGODB_URL"])
+        await client[env["MONGODB_DATABASE"]]["packages"].insert_many(
+            [{"_id": f"p{n}", "name": f"package{n}", "installed_size": n} for n in range(count)]
+        )
+        await client.close()
+
+    asyncio.run(insert())
+
+
+def test_main_when_stream_then_status_tells_healthy_from_stalled(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(env, 25)
+    assert main(["status"]) == 3  # never started
+    assert json.loads(capsys.readouterr().out)["state"] == "no-checkpoint"
+
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        assert main(["stream"]) == 0  # runs until the SIGTERM
+    finally:
+        timer.cancel()
+    assert main(["status"]) == 0
+    healthy = json.loads(capsys.readouterr().out)
+    assert healthy["state"] == "ok"
+    assert healthy["checkpoint_age_seconds"] < 1.5
+
+    time.sleep(2)  # nobody saves checkpoints any more
+    assert main(["status"]) == 2
+    assert json.loads(capsys.readouterr().out)["state"] == "stalled"
+
+
+def test_main_when_reindex_runs_reports_and_keeps_the_streams_checkpoint(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(env, 30)
+    assert main(["reindex"]) == 0
+    first = capsys.readouterr().out
+    assert "30 documents (30 copied" in first
+    assert main(["reindex"]) == 0
+    assert "30 documents" in capsys.readouterr().out
+
+
+def test_main_when_mongodb_unreachable_fails_cleanly(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MONGODB_URL", "mongodb://127.0.0.1:9/?directConnection=true")
+    monkeypatch.setenv("MONGODB_TIMEOUT_SECONDS", "0.3")
+    get_settings.cache_clear()
+    assert main(["status"]) == 1
+    assert "error:" in capsys.readouterr().err
