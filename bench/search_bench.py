@@ -119,7 +119,7 @@ async def bench_backend(kind: str, settings: Settings, args: argparse.Namespace)
         "LOG_LEVEL": "WARNING",
         "CURSOR_SECRET": "bench",
     }
-    server = subprocess.Popen([sys.executable, "-m", "src"], cwd=ROOT, env=env)  # noqa: ASYNC220 - once, before timing
+    server = subprocess.Popen([sys.executable, "-m", "src"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(url)
