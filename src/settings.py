@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     indexer_consumer: str = Field(default="search-indexer", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     indexer_checkpoint_collection: str = "search_indexer_checkpoints"
     indexer_dead_letter_collection: str = "search_indexer_dead_letters"
-    indexer_batch_max_events: int = Field(default=500, ge=1, le=10_000)
+    indexer_batch_max_events: int = Field(default=2000, ge=1, le=10_000)
     indexer_batch_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     indexer_batch_max_seconds: float = Field(default=0.25, gt=0)
     indexer_heartbeat_seconds: float = Field(default=5.0, gt=0)

@@ -49,7 +49,7 @@ _HISTORY_LOST_CODES = {286, 136, 280}  # ChangeStreamHistoryLost, CappedPosition
 class BatchLimits:
     """When a batch closes: whichever comes first."""
 
-    max_events: int = 500
+    max_events: int = 2000
     max_bytes: int = 4 * 1024 * 1024
     max_seconds: float = 0.25
     heartbeat_seconds: float = 5.0

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import cast
 
+import orjson
+
 from src.indexer.models import ChangeEvent, ClusterTime
 from src.search.backends.base import IndexAction
 from src.search.models import Document, JSONValue
@@ -44,12 +46,17 @@ def id_string(raw: object) -> str:
     return str(raw)
 
 
+_PLAIN = (str, bool, int)
+
+
 def to_json(value: object) -> JSONValue:
     """Convert a BSON value (as PyMongo decodes it) to a JSON value."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN or infinity
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
+    if value is None or type(value) in _PLAIN:
+        return value  # type: ignore[return-value]  # the common case first: str, int, bool as they are
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON has no NaN or infinity
+    if isinstance(value, str | int):
+        return value  # subclasses of str and int
     if isinstance(value, Mapping):
         return {str(key): to_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -92,7 +99,7 @@ def to_change_event(raw: Mapping[str, object], seq: int) -> ChangeEvent:
         doc_id=id_string(key["_id"]),
         document=document,
         version=event_version(cluster_time, seq),
-        size_bytes=len(str(document)) if document is not None else 64,
+        size_bytes=len(orjson.dumps(document)) if document is not None else 64,
     )
 
 

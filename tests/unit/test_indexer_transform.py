@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+import orjson
 import pytest
 from bson import Decimal128, ObjectId, Timestamp
 from hypothesis import given
@@ -269,7 +270,7 @@ def test_to_change_event_with_full_document(op: str) -> None:
         doc_id="65a1b2c3d4e5f60718293a4b",
         document=document,
         version=EXPECTED_VERSION,
-        size_bytes=len(str(document)),
+        size_bytes=len(orjson.dumps(document)),
     )
     assert event.size_bytes > 0
 
