@@ -4,7 +4,7 @@ For each backend (Tantivy always; Elasticsearch when ELASTICSEARCH_URL answers) 
 into a bench alias, starts the API as a separate uvicorn process, and measures in one run:
 
 - floor:  GET /healthz on the same server (what HTTP + FastAPI + the load generator cost alone),
-- api:    GET /v1/search over HTTP (httpx, `--concurrency` requests in flight), and
+- api:    GET /v1/search over HTTP, uncached (httpx, `--concurrency` requests in flight), and
 - direct: the query our service would send, through the backend's own client
           (AsyncElasticsearch.search with the same body; Tantivy's searcher with the same query and
           the same stored-document reads, in worker threads),
@@ -118,6 +118,9 @@ async def bench_backend(kind: str, settings: Settings, args: argparse.Namespace)
         "APP_PORT": str(port),
         "LOG_LEVEL": "WARNING",
         "CURSOR_SECRET": "bench",
+        # Uncached: every entry is over the size limit, so each request is a real miss (key, lookup,
+        # backend, encoding) as in production, without ever being served from the cache.
+        "CACHE_MAX_ENTRY_BYTES": "1",
     }
     server = subprocess.Popen([sys.executable, "-m", "src"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
