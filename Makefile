@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache es-start es-stop clean
+.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer es-start es-stop clean
 
 venv: $(STAMP)
 
@@ -38,7 +38,7 @@ lint: venv
 
 # Benchmarks (figures in the issues' closing notes). bench-search: API vs the engines' own clients
 # (Elasticsearch too when ELASTICSEARCH_URL is set). bench-cache needs REDIS_URL and `wrk`.
-bench: bench-search bench-cache
+bench: bench-search bench-cache bench-indexer
 
 bench-search: venv
 	$(PY) bench/search_bench.py
@@ -48,6 +48,10 @@ bench-search: venv
 bench-cache: venv
 	$(PY) -m pip install --quiet --no-deps 'fastapi-cache2==0.2.2' && $(PY) -m pip install --quiet pendulum jinja2
 	PATH=$(VENV)/bin:$$PATH $(PY) bench/cache_bench.py
+
+# Indexer throughput (vs a plain bulk load), freshness and RSS, on SecantusDB (started by the script).
+bench-indexer: venv
+	$(PY) bench/indexer_bench.py
 
 es-start:
 	scripts/elasticsearch.sh start
