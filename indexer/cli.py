@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -81,13 +82,10 @@ async def run_stream_command(settings: Settings) -> int:
 
 async def run_reindex_command(settings: Settings) -> int:
     """Run `reindex` once with a progress bar; a running stream keeps its own checkpoint."""
-    probe = build_indexer(settings)
+    indexer = build_indexer(settings)
     try:
-        existing = await probe.checkpoints.load(settings.indexer_consumer)
-    finally:
-        await probe.close()
-    indexer = build_indexer(settings, save_checkpoint=existing is None)
-    try:
+        existing = await indexer.checkpoints.load(settings.indexer_consumer)
+        options = dataclasses.replace(indexer.reindex_options, save_checkpoint=existing is None)
         total = await indexer.source.count()
         with tqdm(total=total, desc="reindex", unit="doc", file=sys.stderr, mininterval=0.5) as bar:
 
@@ -99,7 +97,7 @@ async def run_reindex_command(settings: Settings) -> int:
                 sink=indexer.sink,
                 checkpoints=indexer.checkpoints,
                 invalidate=indexer.invalidate,
-                options=indexer.reindex_options,
+                options=options,
                 on_progress=advance,
             )
     except (ReindexFailed, CollectionGone) as err:

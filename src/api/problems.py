@@ -19,14 +19,6 @@ from src.search.models import Problem, ProblemError
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
-class DocumentNotFound(Exception):
-    """GET /v1/documents/{id} found nothing (404)."""
-
-    def __init__(self, doc_id: str) -> None:
-        super().__init__(doc_id)
-        self.doc_id = doc_id
-
-
 class ProblemResponse(Response):
     """A problem details response."""
 
@@ -76,11 +68,6 @@ async def _search_unavailable(request: Request, exc: Exception) -> Response:
     return ProblemResponse(body, headers={"Retry-After": "1"})
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DocumentNotFound)
-    return ProblemResponse(problem(404, f"no document with id {exc.doc_id!r}", request, type_="/problems/not-found"))
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     return ProblemResponse(
@@ -98,6 +85,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidParameter, _invalid_parameter)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(SearchUnavailable, _search_unavailable)
-    app.add_exception_handler(DocumentNotFound, _not_found)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

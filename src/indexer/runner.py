@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from collections.abc import Callable
 
@@ -80,12 +81,7 @@ async def _reindex(
         sink=sink,
         checkpoints=checkpoints,
         invalidate=invalidate,
-        options=ReindexOptions(
-            batch_size=options.batch_size,
-            keep_previous=options.keep_previous,
-            verify_rounds=options.verify_rounds,
-            save_checkpoint=True,
-        ),
+        options=dataclasses.replace(options, save_checkpoint=True),
     )
     logger.info(
         "reindex done: {} documents in {} ({:.1f} s, {} replayed)",

@@ -28,7 +28,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from src.indexer.errors import CollectionGone, HistoryLost, SourceUnavailable
 from src.indexer.models import ChangeBatch, ChangeEvent, ClusterTime, ResumeToken
-from src.indexer.transform import UnsupportedEvent, to_change_event, to_document
+from src.indexer.transform import UnsupportedEvent, cluster_time_of, to_change_event, to_document
 from src.search.models import Document
 
 # Only stages DocumentDB supports in change streams ($match, $project, $addFields, $replaceRoot, $redact).
@@ -166,7 +166,7 @@ class MongoChangeSource:
                     raise _translate(err) from err
                 now = time.monotonic()
                 if raw is not None:
-                    event_time = _cluster_time(raw)
+                    event_time = cluster_time_of(raw)
                     last_seq = last_seq + 1 if event_time == last_time else 0
                     last_time = event_time
                     try:
@@ -229,16 +229,11 @@ class MongoChangeSource:
             raise _translate(err) from err
         if raw is None:
             return None
-        return max(0.0, time.time() - _cluster_time(raw).time)
+        return max(0.0, time.time() - cluster_time_of(raw).time)
 
     async def close(self) -> None:
         """Close the client."""
         await self._client.close()
-
-
-def _cluster_time(raw: Mapping[str, object]) -> ClusterTime:
-    timestamp = raw.get("clusterTime")
-    return ClusterTime(time=int(getattr(timestamp, "time", 0)), inc=int(getattr(timestamp, "inc", 0)))
 
 
 def create_mongo_source(

@@ -83,6 +83,12 @@ def to_document(raw: Mapping[str, object]) -> Document:
     return document
 
 
+def cluster_time_of(raw: Mapping[str, object]) -> ClusterTime:
+    """The cluster time (a BSON Timestamp) of a raw change event."""
+    timestamp = raw.get("clusterTime")
+    return ClusterTime(time=int(getattr(timestamp, "time", 0)), inc=int(getattr(timestamp, "inc", 0)))
+
+
 def to_change_event(raw: Mapping[str, object], seq: int) -> ChangeEvent:
     """Reduce a raw change event; UnsupportedEvent for drop, rename, invalidate and the like."""
     op = raw.get("operationType")
@@ -91,8 +97,7 @@ def to_change_event(raw: Mapping[str, object], seq: int) -> ChangeEvent:
         raise UnsupportedEvent(f"change stream reported {op!r} on {namespace!r}: the collection is gone or renamed")
     key = cast(Mapping[str, object], raw["documentKey"])
     full = cast(Mapping[str, object] | None, raw.get("fullDocument"))
-    timestamp = raw["clusterTime"]
-    cluster_time = ClusterTime(time=int(getattr(timestamp, "time", 0)), inc=int(getattr(timestamp, "inc", 0)))
+    cluster_time = cluster_time_of(raw)
     document = to_document(full) if full is not None and op != "delete" else None
     return ChangeEvent(
         op=op,
