@@ -27,11 +27,11 @@ test: venv
 	$(VENV)/bin/coverage erase
 	$(VENV)/bin/coverage run -m pytest
 	$(VENV)/bin/coverage report -m
-	$(VENV)/bin/mypy src indexer
+	$(VENV)/bin/mypy src indexer tests
 	$(VENV)/bin/ruff check src indexer tests scripts bench
 
 typecheck: venv
-	$(VENV)/bin/mypy src indexer
+	$(VENV)/bin/mypy src indexer tests
 
 lint: venv
 	$(VENV)/bin/ruff check src indexer tests scripts bench

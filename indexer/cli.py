@@ -16,6 +16,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from prometheus_client import start_http_server
@@ -53,13 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run_stream_command(settings: Settings) -> int:
-    """Run `stream` until SIGTERM/SIGINT; exit 3 when the collection is dropped or renamed."""
+async def run_stream_command(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+    """Run `stream` until `stop` is set (by default: until SIGTERM/SIGINT); exit 3 when the collection is
+    dropped or renamed."""
     indexer = build_indexer(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
     if settings.indexer_metrics_port:
         start_http_server(settings.indexer_metrics_port, addr=settings.indexer_metrics_host)
     try:
@@ -112,7 +115,7 @@ async def run_reindex_command(settings: Settings) -> int:
     return 0
 
 
-async def run_status_command(settings: Settings) -> int:
+async def run_status_command(settings: Settings, *, clock: Callable[[], float] = time.time) -> int:
     """Print the status as JSON and return its exit code."""
     indexer = build_indexer(settings)
     try:
@@ -120,7 +123,7 @@ async def run_status_command(settings: Settings) -> int:
             settings.indexer_consumer,
             source=indexer.source,
             checkpoints=indexer.checkpoints,
-            now=time.time(),
+            now=clock(),
             max_lag_seconds=settings.indexer_status_max_lag_seconds,
             stall_seconds=settings.indexer_status_stall_seconds,
         )
@@ -167,11 +170,15 @@ def print_summary(summary: LoadSummary, *, backend_kind: str, alias: str) -> Non
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
+def main(argv: list[str] | None = None, *, clock: Callable[[], float] = time.time) -> int:
+    """Entry point; returns the process exit code. `clock` is the wall clock `status` judges ages by."""
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    jobs = {"stream": run_stream_command, "reindex": run_reindex_command, "status": run_status_command}
+    jobs: dict[str, Callable[[Settings], Coroutine[None, None, int]]] = {
+        "stream": run_stream_command,
+        "reindex": run_reindex_command,
+        "status": lambda config: run_status_command(config, clock=clock),
+    }
     if args.command in jobs:
         try:
             return asyncio.run(jobs[args.command](settings))

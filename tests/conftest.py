@@ -1,7 +1,10 @@
-"""Shared fixtures: backends for the contract suite, and the Elasticsearch availability rule.
+"""Shared fixtures: backends for the contract suite, and the rule for tests that need a real server.
 
-Elasticsearch runs are skipped with a visible reason when no server answers at ELASTICSEARCH_URL
-(default http://127.0.0.1:9200) outside CI; with CI=true its absence is a failure.
+A test that needs a real server (Elasticsearch, Redis, SecantusDB) is marked `integration`, and the
+helpers below refuse to run for one that is not, so `pytest -m "not integration"` stays hermetic.
+Elasticsearch and Redis are skipped with one clear reason when no server answers at ELASTICSEARCH_URL
+(default http://127.0.0.1:9200) / REDIS_URL outside CI; with CI=true their absence is a failure.
+SecantusDB is started by the fixtures themselves, and stopped by them whatever the test does.
 """
 
 from __future__ import annotations
@@ -26,7 +29,25 @@ from tests.fakes.search_backend import FakeSearchBackend
 ES_URL = os.environ.get("ELASTICSEARCH_URL") or "http://127.0.0.1:9200"
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BACKENDS = ["fake", "tantivy", "elasticsearch"]
+BACKENDS = ["fake", "tantivy", pytest.param("elasticsearch", marks=pytest.mark.integration)]
+
+_current: list[pytest.Item] = []
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Remember the running test (before its fixtures), so server helpers can check its marker."""
+    _current[:] = [item]
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """The test is over: server helpers called now belong to no test."""
+    _current.clear()
+
+
+def needs_server(what: str) -> None:
+    """Fail a test that reaches for a real server without the `integration` marker."""
+    if _current and _current[0].get_closest_marker("integration") is None:
+        pytest.fail(f"{_current[0].nodeid} uses {what} but is not marked integration")
 
 
 def elasticsearch_reachable() -> bool:
@@ -39,6 +60,7 @@ def elasticsearch_reachable() -> bool:
 
 def require_elasticsearch() -> None:
     """Skip (outside CI) or fail (in CI) when no Elasticsearch server is reachable."""
+    needs_server("Elasticsearch")
     if elasticsearch_reachable():
         return
     message = f"no Elasticsearch at {ES_URL} (start one with scripts/elasticsearch.sh start)"
@@ -74,6 +96,7 @@ def redis_reachable() -> bool:
 
 def require_redis() -> None:
     """Skip (outside CI) or fail (in CI) when no Redis server is reachable."""
+    needs_server("Redis")
     if redis_reachable():
         return
     message = f"no Redis at {REDIS_URL} (start one: redis-server --port 6379 --save '')"
@@ -154,6 +177,7 @@ def start_secantus(storage: Path, *extra: str) -> tuple[str, subprocess.Popen[by
     import subprocess
     import time
 
+    needs_server("SecantusDB")
     binary = _secantus_binary()
     if binary is None:
         message = "secantusd-py not installed (pip install -e '.[dev]')"
@@ -180,14 +204,20 @@ def start_secantus(storage: Path, *extra: str) -> tuple[str, subprocess.Popen[by
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"secantusd-py exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.1)
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"secantusd-py exited with {process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("secantusd-py did not accept connections within 30 s")
+                time.sleep(0.1)
+    except BaseException:
+        stop_process(process)  # a server that never came up is still ours to stop
+        raise
     return f"mongodb://127.0.0.1:{port}/?directConnection=true", process
 
 
@@ -208,5 +238,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 def secantus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One SecantusDB server for the session (tests use their own database names)."""
     url, process = start_secantus(tmp_path_factory.mktemp("secantus"))
-    yield url
-    stop_process(process)
+    try:
+        yield url
+    finally:
+        stop_process(process)

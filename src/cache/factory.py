@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from src.cache.aside import CacheAside, CachePolicy
 from src.cache.base import Cache
+from src.cache.keys import scoped_namespace
 from src.cache.memory import MemoryCache
 from src.cache.redis import create_redis_cache
 from src.settings import Settings
@@ -23,9 +24,9 @@ def create_cache(settings: Settings) -> Cache:
 
 
 def cache_policy(settings: Settings) -> CachePolicy:
-    """The cache-aside policy from settings."""
+    """The cache-aside policy from settings; keys are scoped by namespace and index alias."""
     return CachePolicy(
-        namespace=settings.cache_namespace,
+        namespace=scoped_namespace(settings.cache_namespace, settings.index_alias),
         soft_ttl_seconds=settings.cache_soft_ttl_seconds,
         hard_ttl_seconds=settings.cache_hard_ttl_seconds,
         jitter=settings.cache_ttl_jitter,

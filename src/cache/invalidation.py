@@ -22,9 +22,9 @@ async def invalidate_documents(
         await cache.delete(*keys)
 
 
-async def bump_search_generation(*, cache: Cache, namespace: str) -> int:
-    """Retire every cached search response at once; returns the new generation."""
-    return await cache.incr(generation_key(namespace))
+async def bump_search_generation(*, cache: Cache, namespace: str, schema_fingerprint: str) -> int:
+    """Retire every cached search response of this scope and schema at once; returns the new generation."""
+    return await cache.incr(generation_key(namespace, schema_fingerprint))
 
 
 def make_invalidator(
@@ -34,6 +34,6 @@ def make_invalidator(
 
     async def invalidate(doc_ids: Sequence[str]) -> None:
         await invalidate_documents(doc_ids, cache=cache, namespace=namespace, schema_fingerprint=schema_fingerprint)
-        await bump_search_generation(cache=cache, namespace=namespace)
+        await bump_search_generation(cache=cache, namespace=namespace, schema_fingerprint=schema_fingerprint)
 
     return invalidate

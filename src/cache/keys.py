@@ -1,5 +1,8 @@
-"""Pure cache keys: namespace, schema version, search generation and a hash of the canonical request.
+"""Pure cache keys: scope (namespace and index alias), schema version, search generation and a hash of
+the canonical request.
 
+Every key, the generation counter included, starts with the scope and the schema fingerprint, so two
+deployments sharing one Redis (another alias, another schema) never read or bump each other's entries.
 Search keys embed the generation, so bumping it retires every cached search result without a scan;
 document keys do not, and are deleted one by one when a document changes.
 """
@@ -27,15 +30,20 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
-def generation_key(namespace: str) -> str:
-    """The counter the indexer bumps after each acknowledged batch."""
-    return f"{namespace}:generation"
+def scoped_namespace(namespace: str, alias: str) -> str:
+    """The key prefix of one deployment: the configured namespace and the index alias it serves."""
+    return f"{namespace}:{alias}"
+
+
+def generation_key(namespace: str, schema_fingerprint: str) -> str:
+    """The counter the indexer bumps after each acknowledged batch (`namespace` is already scoped)."""
+    return f"{namespace}:{schema_fingerprint}:generation"
 
 
 def search_key(namespace: str, schema_fingerprint: str, canonical_request: bytes) -> GenerationalKey:
     """Key of a search response; `canonical_request` must already be canonical (see the service)."""
     return GenerationalKey(
-        generation_key=generation_key(namespace),
+        generation_key=generation_key(namespace, schema_fingerprint),
         prefix=f"{namespace}:search:{schema_fingerprint}:g",
         suffix=f":{_digest(canonical_request)}",
     )

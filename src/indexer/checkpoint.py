@@ -1,8 +1,9 @@
 """The `CheckpointStore` seam: where each consumer resumes, saved after the backend acknowledged.
 
-Contract (tests/contract/test_checkpoint_contract.py: in-memory fake and SecantusDB): `load(consumer)`
+Contract (tests/contract/test_checkpoint_contract.py: in-memory fakes and SecantusDB): `load(consumer)`
 returns the last checkpoint saved for that consumer, or None; `save` replaces it; consumers are
-independent. Failures raise SourceUnavailable.
+independent. The `DeadLetterStore` keeps one letter per consumer and document (the latest refusal) and
+`letters(consumer)` lists them by document id. Failures raise SourceUnavailable.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class DeadLetterStore(Protocol):
 
     async def put(self, letter: DeadLetter) -> None:
         """Keep a refused document with its reason (the latest one per consumer and document)."""
+        ...
+
+    async def letters(self, consumer: str) -> list[DeadLetter]:
+        """The consumer's letters, by document id."""
         ...
 
 
@@ -91,3 +96,21 @@ class MongoDeadLetterStore:
             await self._collection.replace_one({"_id": key}, dict(letter), upsert=True)
         except PyMongoError as err:
             raise SourceUnavailable(f"cannot write dead letter: {err}") from err
+
+    async def letters(self, consumer: str) -> list[DeadLetter]:
+        """find by consumer, ordered by document id."""
+        try:
+            found = await self._collection.find({"consumer": consumer}).sort("doc_id", 1).to_list()
+        except PyMongoError as err:
+            raise SourceUnavailable(f"cannot read dead letters: {err}") from err
+        return [
+            DeadLetter(
+                consumer=str(raw["consumer"]),
+                doc_id=str(raw["doc_id"]),
+                reason=str(raw["reason"]),
+                version=int(raw["version"]),
+                document=raw.get("document"),
+                at=float(raw.get("at", 0.0)),
+            )
+            for raw in found
+        ]

@@ -44,7 +44,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         index_schema_path=schema_file(tmp_path),
         tantivy_data_dir=tmp_path / "tantivy",
-        cursor_secret="api-test-secret",  # type: ignore[arg-type]
+        cursor_secret="api-test-secret",
         search_max_query_chars=64,
     )
 

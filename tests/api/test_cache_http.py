@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 
 import httpx
 from fastapi import FastAPI
 
+from src.api.deps import Services
+from src.cache.aside import CacheAside
 from src.cache.invalidation import bump_search_generation, invalidate_documents
+from src.cache.memory import MemoryCache
 from src.main import create_app
 from src.search.backends.base import IndexAction
 from src.settings import Settings
@@ -104,7 +107,9 @@ async def test_search_when_document_changes_and_is_invalidated_serves_new_body(
     await invalidate_documents(
         ["nginx"], cache=cache, namespace=namespace, schema_fingerprint=app.state.services.schema.fingerprint
     )
-    assert await bump_search_generation(cache=cache, namespace=namespace) == 1
+    assert await bump_search_generation(
+        cache=cache, namespace=namespace, schema_fingerprint=app.state.services.schema.fingerprint
+    ) == 1
 
     new = await client.get("/v1/search", params=params)
     assert new.headers["x-cache"] == "MISS"
@@ -119,14 +124,18 @@ async def test_search_when_document_changes_and_is_invalidated_serves_new_body(
 
 
 async def test_search_when_backend_stopped_serves_cached_entry_as_stale(settings: Settings) -> None:
-    short = settings.model_copy(update={"cache_soft_ttl_seconds": 0.05, "cache_hard_ttl_seconds": 0.1})
-    app = create_app(short)
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         fake = await install_fake_backend(app)
+        now = [1_000_000.0]
+        services: Services = app.state.services
+        memory = MemoryCache(max_entries=100, max_bytes=1_000_000, clock=lambda: now[0])
+        aside = CacheAside(memory, services.aside.policy, clock=lambda: now[0])
+        app.state.services = dataclasses.replace(services, aside=aside)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             fresh = await client.get("/v1/search", params=SEARCH)
-            await asyncio.sleep(0.15)  # past the hard TTL, inside stale-if-error
+            now[0] += settings.cache_hard_ttl_seconds * 1.2  # past the hard TTL (and its jitter), inside stale-if-error
             fake.down = True
             stale = await client.get("/v1/search", params=SEARCH)
             uncached = await client.get("/v1/search", params={"q": "emacs"})

@@ -57,7 +57,7 @@ async def test_search_key_when_many_distinct_queries_bounds_its_memo(app: FastAP
     async def inner(scope: object, receive: object, send: object) -> None:
         raise AssertionError("not reached")
 
-    middleware = FastHitMiddleware(inner)  # type: ignore[arg-type]
+    middleware = FastHitMiddleware(inner)
     services = app.state.services
     first = middleware._search_key("q=w0", services)
     assert first is not None
@@ -71,7 +71,11 @@ async def test_search_key_when_many_distinct_queries_bounds_its_memo(app: FastAP
 
 
 async def test_fast_path_when_hit_matches_route_response(client: httpx.AsyncClient) -> None:
-    params = [("filter", "category:web"), ("q", "server"), ("highlight", "1")]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("filter", "category:web"),
+        ("q", "server"),
+        ("highlight", "1"),
+    ]
     routed = await client.get("/v1/search", params=params)
     fast = await client.get("/v1/search", params=params)
     assert (routed.headers["x-cache"], fast.headers["x-cache"]) == ("MISS", "HIT")

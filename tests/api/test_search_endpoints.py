@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -161,7 +161,9 @@ async def test_unexpected_error_handler_when_called_hides_details(app: FastAPI) 
     """The last-resort handler (never reached by a request in this suite) gives a bare 500 problem."""
     handler = app.exception_handlers[Exception]
     request = Request({"type": "http", "method": "GET", "path": "/v1/search", "headers": [], "query_string": b""})
-    response = await handler(request, RuntimeError("secret internals"))
+    response = handler(request, RuntimeError("secret internals"))
+    if not isinstance(response, Response):
+        response = await response
     assert response.status_code == 500
     assert response.media_type == PROBLEM
     assert b"secret internals" not in response.body
@@ -179,7 +181,13 @@ async def test_unexpected_error_handler_when_called_hides_details(app: FastAPI) 
 async def test_search_when_any_input_never_returns_500(
     client: httpx.AsyncClient, q: str, filters: list[str], facets: str, sort: str, size: str, cursor: str
 ) -> None:
-    params = [("q", q), ("facets", facets), ("sort", sort), ("size", size), ("cursor", cursor)]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("q", q),
+        ("facets", facets),
+        ("sort", sort),
+        ("size", size),
+        ("cursor", cursor),
+    ]
     params += [("filter", item) for item in filters]
     response = await client.get("/v1/search", params=params)
     assert response.status_code in (200, 422), response.text

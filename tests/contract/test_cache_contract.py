@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import fakeredis
 import pytest
 from redis.asyncio.connection import DefaultParser
 from redis.utils import HIREDIS_AVAILABLE
 
-from src.cache.base import Cache
+from src.cache.base import Cache, CacheUnavailable
 from src.cache.memory import MemoryCache
 from src.cache.redis import RedisCache, create_redis_cache
 from src.resilience import CircuitBreaker
 from tests.conftest import REDIS_URL, require_redis
 
+type Advance = Callable[[float], Awaitable[None]]
 
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
-async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+
+@pytest.fixture
+def clock() -> list[float]:
+    """The in-process cache's clock, moved by `advance`."""
+    return [0.0]
+
+
+@pytest.fixture(params=["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+async def cache(request: pytest.FixtureRequest, clock: list[float]) -> AsyncIterator[Cache]:
     implementation: Cache
     if request.param == "memory":
-        implementation = MemoryCache(max_entries=1000, max_bytes=1_000_000)
+        implementation = MemoryCache(max_entries=1000, max_bytes=1_000_000, clock=lambda: clock[0])
     elif request.param == "fakeredis":
         breaker = CircuitBreaker(failure_threshold=3, reset_seconds=1)
         implementation = RedisCache(fakeredis.FakeAsyncRedis(), timeout_seconds=1, breaker=breaker)
@@ -33,6 +42,25 @@ async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
         )
     yield implementation
     await implementation.close()
+
+
+@pytest.fixture
+def advance(cache: Cache, clock: list[float], monkeypatch: pytest.MonkeyPatch) -> Advance:
+    """Let `seconds` pass for the cache: its injected clock, fakeredis's patched clock, or real time on
+    a real server (whose own expiry is then what is tested)."""
+    offset = [0.0]
+    real_time = time.time
+
+    async def move(seconds: float) -> None:
+        if isinstance(cache, MemoryCache):
+            clock[0] += seconds
+        elif isinstance(cache, RedisCache) and isinstance(cache._client, fakeredis.FakeAsyncRedis):
+            offset[0] += seconds
+            monkeypatch.setattr(fakeredis._socket._base.time, "time", lambda: real_time() + offset[0])  # type: ignore[attr-defined]
+        else:
+            await asyncio.sleep(seconds)
+
+    return move
 
 
 @pytest.fixture
@@ -57,16 +85,12 @@ async def test_set_when_overwritten_returns_latest(cache: Cache, prefix: str) ->
     assert await cache.get(f"{prefix}k") == b"two"
 
 
-async def test_set_when_ttl_passes_expires(cache: Cache, prefix: str) -> None:
-    if isinstance(cache, MemoryCache):
-        clock = [0.0]
-        cache = MemoryCache(max_entries=10, max_bytes=1000, clock=lambda: clock[0])
-        await cache.set(f"{prefix}k", b"v", 0.05)
-        clock[0] = 0.06
-    else:
-        await cache.set(f"{prefix}k", b"v", 0.05)
-        await asyncio.sleep(0.15)
+async def test_set_when_ttl_passes_expires(cache: Cache, prefix: str, advance: Advance) -> None:
+    await cache.set(f"{prefix}k", b"v", 0.05)
+    await cache.set(f"{prefix}long", b"v", 10)
+    await advance(0.15)
     assert await cache.get(f"{prefix}k") is None
+    assert await cache.get(f"{prefix}long") == b"v"
 
 
 async def test_delete_when_keys_mixed_removes_present_ignores_absent(cache: Cache, prefix: str) -> None:
@@ -102,20 +126,28 @@ async def test_acquire_when_held_refuses_until_released(cache: Cache, prefix: st
     assert await cache.acquire(f"{prefix}lock", 5) is not None
 
 
-async def test_acquire_when_lease_runs_out_can_be_taken_again(cache: Cache, prefix: str) -> None:
-    if isinstance(cache, MemoryCache):
-        clock = [0.0]
-        cache = MemoryCache(max_entries=10, max_bytes=1000, clock=lambda: clock[0])
-        assert await cache.acquire(f"{prefix}lock", 0.05) is not None
-        clock[0] = 0.06
-    else:
-        assert await cache.acquire(f"{prefix}lock", 0.05) is not None
-        await asyncio.sleep(0.15)
+async def test_acquire_when_lease_runs_out_can_be_taken_again(cache: Cache, prefix: str, advance: Advance) -> None:
+    assert await cache.acquire(f"{prefix}lock", 0.05) is not None
+    assert await cache.acquire(f"{prefix}lock", 5) is None
+    await advance(0.15)
     assert await cache.acquire(f"{prefix}lock", 5) is not None
 
 
 async def test_ping_when_up_answers(cache: Cache) -> None:
-    await cache.ping()
+    try:
+        await cache.ping()
+    except CacheUnavailable as err:
+        pytest.fail(f"ping of a cache that is up failed: {err}")
+
+
+async def test_ping_when_server_unreachable_raises_cache_unavailable() -> None:
+    server = fakeredis.FakeServer()
+    server.connected = False
+    breaker = CircuitBreaker(failure_threshold=3, reset_seconds=1)
+    down = RedisCache(fakeredis.FakeAsyncRedis(server=server), timeout_seconds=1, breaker=breaker)
+    with pytest.raises(CacheUnavailable):
+        await down.ping()
+    await down.close()
 
 
 def test_redis_client_when_installed_uses_hiredis_parser() -> None:

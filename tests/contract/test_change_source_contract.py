@@ -1,4 +1,4 @@
-"""The ChangeSource and CheckpointStore contracts, on the in-memory fakes and on SecantusDB."""
+"""The ChangeSource contract, on the in-memory fake and on SecantusDB."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from src.indexer.checkpoint import CheckpointStore, MongoCheckpointStore
 from src.indexer.errors import CollectionGone
-from src.indexer.models import ChangeBatch, Checkpoint, ClusterTime
+from src.indexer.models import ChangeBatch
 from src.indexer.source import BatchLimits, ChangeSource, MongoChangeSource
-from tests.fakes.change_source import FakeChangeSource, FakeCollection, MemoryCheckpointStore
+from tests.fakes.change_source import FakeChangeSource, FakeCollection
 
 
 @dataclass
@@ -57,7 +56,7 @@ class Writer:
             await self.collection.drop()
 
 
-@pytest.fixture(params=["fake", "secantus"])
+@pytest.fixture(params=["fake", pytest.param("secantus", marks=pytest.mark.integration)])
 async def source_and_writer(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ChangeSource, Writer]]:
     limits = BatchLimits(max_events=3, max_seconds=0.05, heartbeat_seconds=0.1)
     if request.param == "fake":
@@ -169,28 +168,3 @@ async def test_pending_age_when_changes_wait_reports_their_age(
     age = await source.pending_age_seconds(token)
     assert age is not None
     assert age >= 0
-
-
-@pytest.fixture(params=["memory", "secantus"])
-async def checkpoints(request: pytest.FixtureRequest) -> AsyncIterator[CheckpointStore]:
-    if request.param == "memory":
-        yield MemoryCheckpointStore()
-        return
-    url = request.getfixturevalue("secantus_url")
-    client: AsyncMongoClient[Any] = AsyncMongoClient(url)
-    database = f"checkpoints_{uuid.uuid4().hex[:8]}"
-    yield MongoCheckpointStore(client[database], "checkpoints")
-    await client.drop_database(database)
-    await client.close()
-
-
-async def test_save_when_loaded_back_returns_the_checkpoint_per_consumer(checkpoints: CheckpointStore) -> None:
-    assert await checkpoints.load("one") is None
-    first = Checkpoint("one", {"_data": "aa"}, ClusterTime(10, 2), 3, saved_at=100.5, token_at=99.5)
-    await checkpoints.save(first)
-    await checkpoints.save(Checkpoint("two", {"_data": "bb"}, None, 0, saved_at=1.0, token_at=1.0))
-    assert await checkpoints.load("one") == first
-    replaced = Checkpoint("one", {"_data": "cc"}, ClusterTime(11, 0), 0, saved_at=200.0, token_at=200.0)
-    await checkpoints.save(replaced)
-    assert await checkpoints.load("one") == replaced
-    assert (await checkpoints.load("two")) == Checkpoint("two", {"_data": "bb"}, None, 0, saved_at=1.0, token_at=1.0)

@@ -80,9 +80,16 @@ class FakeChangeSource:
     collection: FakeCollection
     limits: BatchLimits = field(default_factory=lambda: BatchLimits(max_events=100, heartbeat_seconds=0.05))
     down: bool = False
+    failures_left: int = 0
+    """Calls that fail before the source answers again (a source that is down for a while)."""
+    failed: int = 0
     poll_seconds: float = 0.005
 
     def _check(self) -> None:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            self.failed += 1
+            raise SourceUnavailable("fake source is down for a while")
         if self.down:
             raise SourceUnavailable("fake source is down")
 
@@ -178,9 +185,17 @@ class MemoryCheckpointStore:
 
 @dataclass
 class MemoryDeadLetters:
-    """Dead letters in a list."""
+    """Dead letters in a dict, one per consumer and document, as the contract says."""
 
-    letters: list[DeadLetter] = field(default_factory=list)
+    by_key: dict[tuple[str, str], DeadLetter] = field(default_factory=dict)
+    fail: bool = False
 
     async def put(self, letter: DeadLetter) -> None:
-        self.letters.append(letter)
+        if self.fail:
+            raise SourceUnavailable("dead-letter store down")
+        self.by_key[(letter["consumer"], letter["doc_id"])] = letter
+
+    async def letters(self, consumer: str) -> list[DeadLetter]:
+        if self.fail:
+            raise SourceUnavailable("dead-letter store down")
+        return [self.by_key[key] for key in sorted(self.by_key) if key[0] == consumer]

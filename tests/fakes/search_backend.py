@@ -109,7 +109,12 @@ class FakeSearchBackend:
                 return (1 if less else -1) if descending else (-1 if less else 1)
             return (a[1] > b[1]) - (a[1] < b[1])
 
-        ordered = sorted(entries, key=functools.cmp_to_key(lambda x, y: compare((x[0], x[1]), (y[0], y[1]))))
+        def by_order(
+            x: tuple[JSONScalar, str, float, PreparedDocument], y: tuple[JSONScalar, str, float, PreparedDocument]
+        ) -> int:
+            return compare((x[0], x[1]), (y[0], y[1]))
+
+        ordered = sorted(entries, key=functools.cmp_to_key(by_order))
         if query.after is not None:
             marker = (query.after[0], str(query.after[1]))
             ordered = [entry for entry in ordered if compare((entry[0], entry[1]), marker) > 0]
@@ -128,7 +133,7 @@ class FakeSearchBackend:
             for *_, prepared in entries:
                 for value in dict.fromkeys(prepared.values.get(spec.name, [])):
                     counts[_json_key(value)] = counts.get(_json_key(value), 0) + 1
-            buckets = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # type: ignore[operator]
+            buckets = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             facets[spec.name] = buckets[: query.facet_size]
         return BackendPage(hits=hits, total=len(entries), total_exact=True, facets=facets)
 

@@ -18,6 +18,8 @@ from src.search.query import BackendQuery, ParsedQuery, SortSpec
 from src.settings import Settings
 from tests.fixtures.catalog import SCHEMA
 
+pytestmark = pytest.mark.integration
+
 QUERY = BackendQuery(query=ParsedQuery(), filters=(), facets=(), sort=SortSpec(), limit=10)
 
 

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -23,6 +24,8 @@ from src.main import create_app
 from src.settings import Settings
 from tests.api.conftest import install_fake_backend
 from tests.conftest import REDIS_URL, require_redis
+
+pytestmark = pytest.mark.integration
 
 
 def _free_port() -> int:
@@ -119,7 +122,7 @@ async def redis_app(
 def settings(tmp_path: Path) -> Settings:
     from tests.api.conftest import schema_file
 
-    return Settings(index_schema_path=schema_file(tmp_path), cursor_secret="it")  # type: ignore[arg-type]
+    return Settings(index_schema_path=schema_file(tmp_path), cursor_secret="it")
 
 
 async def test_search_when_redis_stops_midway_every_request_succeeds(
@@ -154,7 +157,8 @@ async def test_search_when_redis_returns_garbage_serves_miss(
     params = {"q": "editor"}
     await redis_app.get("/v1/search", params=params)
     client = redis.Redis.from_url(url)
-    keys = [k for k in client.keys("search:search:*") if not k.endswith(b":lock")]
+    found = cast(list[bytes], client.keys("search:packages:search:*"))
+    keys = [k for k in found if not k.endswith(b":lock")]
     assert keys
     for key in keys:
         client.set(key, b"\x00\x01 not an entry")

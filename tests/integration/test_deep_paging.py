@@ -14,6 +14,8 @@ from src.search.service import SearchOptions, SearchRequest, search_documents
 from tests.conftest import drop_all, make_backend
 from tests.fixtures.catalog import SCHEMA
 
+pytestmark = pytest.mark.integration
+
 COUNT = 10_250
 
 

@@ -20,6 +20,8 @@ from src.search.schema import load_schema
 from src.settings import Settings, get_settings
 from tests.conftest import ES_URL, drop_all, require_elasticsearch
 
+pytestmark = pytest.mark.integration
+
 DEMO = Path("data/debian-packages.jsonl.gz")
 MISSPELLED = {
     "ngnix": "nginx",

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import socket
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,8 +13,11 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from indexer.cli import main
-from src.settings import get_settings
+from indexer.cli import main, run_stream_command
+from src.indexer.factory import build_indexer
+from src.settings import Settings, get_settings
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -60,20 +60,31 @@ def test_main_when_stream_then_status_tells_healthy_from_stalled(
     assert main(["status"]) == 3  # never started
     assert json.loads(capsys.readouterr().out)["state"] == "no-checkpoint"
 
-    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
-    try:
-        assert main(["stream"]) == 0  # runs until the SIGTERM
-    finally:
-        timer.cancel()
+    assert asyncio.run(stream_until_checkpointed(get_settings())) == 0
     assert main(["status"]) == 0
     healthy = json.loads(capsys.readouterr().out)
     assert healthy["state"] == "ok"
     assert healthy["checkpoint_age_seconds"] < 1.5
 
-    time.sleep(2)  # nobody saves checkpoints any more
-    assert main(["status"]) == 2
+    two_seconds_later = time.time() + 2  # nobody saves checkpoints any more
+    assert main(["status"], clock=lambda: two_seconds_later) == 2
     assert json.loads(capsys.readouterr().out)["state"] == "stalled"
+
+
+async def stream_until_checkpointed(settings: Settings) -> int:
+    """Run the `stream` command until it saved a checkpoint after copying, then stop it as SIGTERM would."""
+    stop = asyncio.Event()
+    command = asyncio.create_task(run_stream_command(settings, stop=stop))
+    indexer = build_indexer(settings)
+    try:
+        async with asyncio.timeout(30):
+            while await indexer.checkpoints.load(settings.indexer_consumer) is None:
+                assert not command.done(), command.result()
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await indexer.close()
+    return await asyncio.wait_for(command, 30)
 
 
 def test_main_when_reindex_runs_reports_and_keeps_the_streams_checkpoint(

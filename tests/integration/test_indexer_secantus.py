@@ -29,6 +29,8 @@ from src.search.query import BackendQuery, ParsedQuery, SortSpec
 from src.settings import Settings
 from tests.conftest import ES_URL, drop_all, require_elasticsearch, start_secantus, stop_process
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -197,11 +199,11 @@ async def test_stream_when_killed_mid_batch_resumes_and_loses_nothing(settings: 
     indexer = build_indexer(settings)
     try:
         await wait_for(lambda: _alias_exists(indexer))
-        for start in range(0, 2000, 100):
-            await collection.insert_many([package(n) for n in range(start, start + 100)])
+        for start in range(0, 600, 50):
+            await collection.insert_many([package(n) for n in range(start, start + 50)])
             await collection.update_many({"installed_size": {"$lt": start}}, {"$inc": {"installed_size": 1}})
-            if start == 1000:
-                first.send_signal(signal.SIGKILL)  # while it is busy writing batches
+            if start == 300:
+                first.send_signal(signal.SIGKILL)  # while it is busy writing batches (of 50 events)
         first.wait(timeout=10)
         assert first.returncode == -signal.SIGKILL
         second = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -211,7 +213,7 @@ async def test_stream_when_killed_mid_batch_resumes_and_loses_nothing(settings: 
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=30)
         assert second.returncode == 0
-        assert len(await index_documents(indexer)) == 2000
+        assert len(await index_documents(indexer)) == 600
     finally:
         if first.poll() is None:
             first.kill()
@@ -272,11 +274,15 @@ async def test_reindex_when_writes_continue_readers_never_see_a_partial_index(
 @pytest.fixture(params=["tantivy", "elasticsearch"])
 def short_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """A server keeping only 5 oplog entries, so history can be made to expire."""
+    if request.param == "elasticsearch":
+        require_elasticsearch()  # before starting a server that a skip would leave running
     url, process = start_secantus(tmp_path / "short", "--oplog-max-entries", "5")
-    config = make_settings(str(request.param), url, tmp_path)
-    yield config
-    asyncio.run(_cleanup(config))
-    stop_process(process)
+    try:
+        config = make_settings(str(request.param), url, tmp_path)
+        yield config
+        asyncio.run(_cleanup(config))
+    finally:
+        stop_process(process)
 
 
 async def test_stream_when_history_expired_reindexes_by_itself(short_history: Settings) -> None:

@@ -42,20 +42,27 @@ class Backend:
     """A compute function that counts calls, can be slowed down, fail, or return 404."""
 
     calls: int = 0
-    delay: float = 0.0
+    gate: asyncio.Event | None = None
+    """When set, compute waits for it (a backend that is slow until the test says otherwise)."""
     fail: bool = False
     status: int = 200
     bodies: list[bytes] = field(default_factory=list)
 
     async def compute(self, generation: int | None) -> Computed:
         self.calls += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail:
             raise SearchUnavailable("backend down")
         body = self.bodies[min(self.calls, len(self.bodies)) - 1] if self.bodies else b'{"n": %d}' % self.calls
         keys = ("doc-a",) if generation is None else ("doc-a", f"gen-{generation}")
         return Computed(self.status, body, "application/json", keys)
+
+
+async def settle() -> None:
+    """Let every runnable task run until it waits (no wall-clock time involved)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
 def make(clock: Clock, cache: MemoryCache | RedisCache | None = None, policy: CachePolicy = POLICY) -> CacheAside:
@@ -91,16 +98,19 @@ async def test_fetch_generational_when_inside_soft_window_serves_stale_and_refre
 
 
 async def test_fetch_generational_when_fifty_concurrent_misses_computes_once() -> None:
-    clock, backend = Clock(), Backend(delay=0.05)
+    clock, backend = Clock(), Backend(gate=asyncio.Event())
     aside = make(clock)
-    served = await asyncio.gather(*(aside.fetch_generational(KEY, backend.compute, route="search") for _ in range(50)))
+    misses = [asyncio.create_task(aside.fetch_generational(KEY, backend.compute, route="search")) for _ in range(50)]
+    await settle()
+    backend.gate.set()  # type: ignore[union-attr]
+    served = await asyncio.gather(*misses)
     assert backend.calls == 1
     assert len({s.entry.etag for s in served}) == 1
 
 
 async def test_fetch_generational_when_two_processes_miss_together_computes_once() -> None:
     server = fakeredis.FakeServer()
-    clock, backend = Clock(), Backend(delay=0.1)
+    clock, backend = Clock(), Backend(gate=asyncio.Event())
 
     def process() -> CacheAside:
         redis = fakeredis.FakeAsyncRedis(server=server)
@@ -109,9 +119,13 @@ async def test_fetch_generational_when_two_processes_miss_together_computes_once
         )
 
     one, two = process(), process()
-    served = await asyncio.gather(
-        *(aside.fetch_generational(KEY, backend.compute, route="search") for aside in [one, two] * 25)
-    )
+    misses = [
+        asyncio.create_task(aside.fetch_generational(KEY, backend.compute, route="search")) for aside in [one, two] * 25
+    ]
+    await settle()
+    assert backend.calls == 1  # every other miss waits for the one computing
+    backend.gate.set()  # type: ignore[union-attr]
+    served = await asyncio.gather(*misses)
     assert backend.calls == 1
     assert {s.x_cache for s in served} == {"MISS", "HIT"}
     assert len({s.entry.etag for s in served}) == 1
@@ -274,7 +288,7 @@ async def test_close_when_refresh_running_cancels_it() -> None:
     aside = make(clock)
     await aside.fetch("k", backend.compute, route="document")
     clock.now += 20
-    backend.delay = 10
+    backend.gate = asyncio.Event()  # the background refresh never finishes by itself
     await aside.fetch("k", backend.compute, route="document")
     await asyncio.sleep(0)
     await aside.close()

@@ -72,8 +72,7 @@ def _header(**overrides: object) -> dict[str, object]:
 
 
 def test_etag_for_known_value_of_empty_object() -> None:
-    expected = '"' + hashlib.blake2b(b"{}", digest_size=16).hexdigest() + '"'
-    assert etag_for(b"{}") == expected
+    # A fixed value: ETags must not change between releases or processes, or every CDN copy revalidates.
     assert etag_for(b"{}") == '"2afb9b83f9314e5d029766197f539792"'
 
 

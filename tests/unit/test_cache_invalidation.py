@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from src.cache.invalidation import bump_search_generation, invalidate_documents
-from src.cache.keys import document_key, search_key
+from src.cache.keys import document_key, scoped_namespace, search_key
 from src.cache.memory import MemoryCache
 
 NS = "ns"
@@ -74,9 +74,9 @@ async def test_invalidate_documents_empty_ids_is_a_no_op() -> None:
 
 async def test_bump_search_generation_increments() -> None:
     cache = MemoryCache(max_entries=100, max_bytes=10_000)
-    assert await bump_search_generation(cache=cache, namespace=NS) == 1
-    assert await bump_search_generation(cache=cache, namespace=NS) == 2
-    assert await bump_search_generation(cache=cache, namespace="other") == 1
+    assert await bump_search_generation(cache=cache, namespace=NS, schema_fingerprint=FP) == 1
+    assert await bump_search_generation(cache=cache, namespace=NS, schema_fingerprint=FP) == 2
+    assert await bump_search_generation(cache=cache, namespace="other", schema_fingerprint=FP) == 1
 
 
 async def test_bump_search_generation_changes_the_key_read() -> None:
@@ -86,10 +86,10 @@ async def test_bump_search_generation_changes_the_key_read() -> None:
     await cache.set(key.at(1), b"generation one", 60.0)
     assert await cache.get_generational(key.generation_key, key.prefix, key.suffix) == (0, b"generation zero")
 
-    assert await bump_search_generation(cache=cache, namespace=NS) == 1
+    assert await bump_search_generation(cache=cache, namespace=NS, schema_fingerprint=FP) == 1
 
     assert await cache.get_generational(key.generation_key, key.prefix, key.suffix) == (1, b"generation one")
-    await bump_search_generation(cache=cache, namespace=NS)
+    await bump_search_generation(cache=cache, namespace=NS, schema_fingerprint=FP)
     assert await cache.get_generational(key.generation_key, key.prefix, key.suffix) == (2, None)
 
 
@@ -97,12 +97,21 @@ async def test_bump_search_generation_leaves_other_namespaces() -> None:
     cache = MemoryCache(max_entries=100, max_bytes=10_000)
     other = search_key("other", FP, b"q")
     await cache.set(other.at(0), b"other zero", 60.0)
-    await bump_search_generation(cache=cache, namespace=NS)
+    await bump_search_generation(cache=cache, namespace=NS, schema_fingerprint=FP)
     assert await cache.get_generational(other.generation_key, other.prefix, other.suffix) == (0, b"other zero")
 
 
 async def test_bump_search_generation_keeps_document_keys() -> None:
     cache = MemoryCache(max_entries=100, max_bytes=10_000)
     await _seed(cache, ["a"])
-    await bump_search_generation(cache=cache, namespace=NS)
+    await bump_search_generation(cache=cache, namespace=NS, schema_fingerprint=FP)
     assert await cache.get(document_key(NS, FP, "a")) == b"a"
+
+
+async def test_bump_search_generation_when_another_alias_or_schema_bumps_keeps_this_one() -> None:
+    cache = MemoryCache(max_entries=100, max_bytes=10_000)
+    here = search_key(scoped_namespace("search", "packages"), FP, b"q")
+    await cache.set(here.at(0), b"ours", 60.0)
+    await bump_search_generation(cache=cache, namespace=scoped_namespace("search", "staging"), schema_fingerprint=FP)
+    await bump_search_generation(cache=cache, namespace=scoped_namespace("search", "packages"), schema_fingerprint="v2")
+    assert await cache.get_generational(here.generation_key, here.prefix, here.suffix) == (0, b"ours")

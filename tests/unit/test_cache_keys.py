@@ -1,112 +1,93 @@
-"""Unit tests of src.cache.keys: search, generation, document and lock keys."""
+"""Unit tests of src.cache.keys: what makes two keys equal or different, and what a key may contain."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import pytest
 
-from src.cache.keys import GenerationalKey, document_key, generation_key, lock_key, search_key
+from src.cache.keys import document_key, generation_key, lock_key, scoped_namespace, search_key
 
 CANONICAL = b'{"q":"nginx","size":10}'
-DIGEST = re.compile(r"[0-9a-f]{32}")
+SAFE = re.compile(r"[A-Za-z0-9:_.-]+")
+"""A key never carries request bytes: only the scope, the fingerprint, the generation and a hex digest."""
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:32]
+def test_search_key_when_same_request_is_equal_at_each_generation() -> None:
+    first, again = search_key("ns", "fp1", CANONICAL), search_key("ns", "fp1", bytes(bytearray(CANONICAL)))
+    assert first == again
+    assert first.at(3) == again.at(3)
+    assert SAFE.fullmatch(first.at(3))
 
 
-def test_search_key_exact_parts() -> None:
-    key = search_key("ns", "fp1", CANONICAL)
-    assert key == GenerationalKey(
-        generation_key="ns:generation",
-        prefix="ns:search:fp1:g",
-        suffix=f":{_sha(CANONICAL)}",
-    )
+@pytest.mark.parametrize(
+    ("namespace", "fingerprint", "canonical"),
+    [("ns-b", "fp1", CANONICAL), ("ns", "fp2", CANONICAL), ("ns", "fp1", b'{"q":"nginx","size":20}')],
+)
+def test_search_key_when_scope_schema_or_request_differs_differs(
+    namespace: str, fingerprint: str, canonical: bytes
+) -> None:
+    assert search_key(namespace, fingerprint, canonical).at(0) != search_key("ns", "fp1", CANONICAL).at(0)
 
 
-def test_search_key_deterministic() -> None:
-    assert search_key("ns", "fp1", CANONICAL) == search_key("ns", "fp1", bytes(bytearray(CANONICAL)))
-    assert search_key("ns", "fp1", CANONICAL).at(3) == search_key("ns", "fp1", CANONICAL).at(3)
-
-
-def test_search_key_differs_by_namespace() -> None:
-    assert search_key("ns-a", "fp1", CANONICAL).at(0) != search_key("ns-b", "fp1", CANONICAL).at(0)
-
-
-def test_search_key_differs_by_schema_fingerprint() -> None:
-    assert search_key("ns", "fp1", CANONICAL).at(0) != search_key("ns", "fp2", CANONICAL).at(0)
-
-
-def test_search_key_differs_by_canonical_bytes() -> None:
-    other = b'{"q":"nginx","size":20}'
-    assert search_key("ns", "fp1", CANONICAL).at(0) != search_key("ns", "fp1", other).at(0)
+def test_search_key_when_bytes_differ_by_a_space_differs() -> None:
     assert search_key("ns", "fp1", b"").at(0) != search_key("ns", "fp1", b" ").at(0)
 
 
-def test_search_key_at_puts_generation_in_the_middle() -> None:
+def test_search_key_at_when_generations_differ_gives_distinct_keys() -> None:
     key = search_key("ns", "fp1", CANONICAL)
-    assert key.at(7) == f"ns:search:fp1:g7:{_sha(CANONICAL)}"
-    assert key.at(0) == f"ns:search:fp1:g0:{_sha(CANONICAL)}"
-    assert key.at(12345) == f"{key.prefix}12345{key.suffix}"
+    generations = [0, 1, 2, 11, 12, 12345]
+    assert len({key.at(generation) for generation in generations}) == len(generations)
+    assert all(str(generation) in key.at(generation) for generation in generations)
 
 
-def test_search_key_at_differs_per_generation() -> None:
-    key = search_key("ns", "fp1", CANONICAL)
-    assert len({key.at(1), key.at(2), key.at(11), key.at(12)}) == 4
+def test_generation_key_when_alias_or_schema_differs_is_another_counter() -> None:
+    here = search_key(scoped_namespace("search", "packages"), "fp1", b"a")
+    assert here.generation_key == search_key(scoped_namespace("search", "packages"), "fp1", b"b").generation_key
+    assert here.generation_key == generation_key(scoped_namespace("search", "packages"), "fp1")
+    others = {
+        generation_key(scoped_namespace("search", "packages-staging"), "fp1"),
+        generation_key(scoped_namespace("search", "packages"), "fp2"),
+        generation_key(scoped_namespace("other", "packages"), "fp1"),
+    }
+    assert here.generation_key not in others
+    assert len(others) == 3
 
 
-def test_generation_key_format() -> None:
-    assert generation_key("ns") == "ns:generation"
-
-
-def test_generation_key_shared_by_search_keys_of_a_namespace() -> None:
-    first = search_key("ns", "fp1", b"a")
-    second = search_key("ns", "fp2", b"b")
-    assert first.generation_key == second.generation_key == generation_key("ns")
-
-
-def test_generation_key_differs_per_namespace() -> None:
-    assert search_key("ns-a", "fp1", b"a").generation_key != search_key("ns-b", "fp1", b"a").generation_key
-
-
-def test_document_key_exact_form() -> None:
-    assert document_key("ns", "fp1", "doc-1") == f"ns:doc:fp1:{_sha(b'doc-1')}"
+def test_scoped_namespace_when_parts_shift_does_not_collide() -> None:
+    assert scoped_namespace("a", "b-c") != scoped_namespace("a-b", "c")
 
 
 @pytest.mark.parametrize(
     "doc_id",
-    ["doc-1", "with space", "line\nbreak", "tab\there", "ünïcödé-文書-🎉", "a:b:c", "", "*", "\x00nul"],
+    ["doc-1", "with space", "line\nbreak", "tab\there", "ünïcödé-文書-🎉", "a:b:c", "", "*", "\x00nul", "x" * 5000],
 )
-def test_document_key_hashes_any_id(doc_id: str) -> None:
+def test_document_key_when_id_is_any_string_is_safe_and_bounded(doc_id: str) -> None:
     key = document_key("ns", "fp1", doc_id)
-    prefix, _, digest = key.rpartition(":")
-    assert prefix == "ns:doc:fp1"
-    assert DIGEST.fullmatch(digest)
-    assert digest == _sha(doc_id.encode())
+    assert SAFE.fullmatch(key)
+    assert len(key) < 64
+    assert key == document_key("ns", "fp1", str(doc_id))
 
 
-def test_document_key_differs_per_id() -> None:
-    ids = ["a", "a ", "a\n", "A", "á", "b"]
+def test_document_key_when_ids_differ_slightly_differs() -> None:
+    ids = ["a", "a ", "a\n", "A", "á", "b", "a:b", "a:b:"]
     assert len({document_key("ns", "fp1", doc_id) for doc_id in ids}) == len(ids)
 
 
-def test_document_key_deterministic() -> None:
-    assert document_key("ns", "fp1", "doc 1") == document_key("ns", "fp1", "doc " + "1")
-
-
-def test_document_key_differs_by_namespace_and_fingerprint() -> None:
+def test_document_key_when_scope_or_schema_differs_differs() -> None:
     keys = {document_key("ns", "fp1", "x"), document_key("ns2", "fp1", "x"), document_key("ns", "fp2", "x")}
     assert len(keys) == 3
 
 
-def test_document_key_not_generational() -> None:
+def test_document_key_when_generation_bumped_is_unaffected() -> None:
     key = document_key("ns", "fp1", "doc-1")
-    assert not key.startswith(search_key("ns", "fp1", b"doc-1").prefix)
-    assert key != search_key("ns", "fp1", b"doc-1").at(0)
+    search = search_key("ns", "fp1", b"doc-1")
+    assert not key.startswith(search.prefix)
+    assert key not in {search.at(0), search.at(1), search.generation_key}
 
 
-def test_lock_key_suffix() -> None:
-    assert lock_key("ns:doc:fp1:abc") == "ns:doc:fp1:abc:lock"
-    assert lock_key("k") != "k"
+def test_lock_key_when_derived_never_equals_the_key() -> None:
+    keys = ["ns:doc:fp1:abc", search_key("ns", "fp1", CANONICAL).at(2)]
+    locks = [lock_key(key) for key in keys]
+    assert set(locks).isdisjoint(keys)
+    assert len(set(locks)) == 2

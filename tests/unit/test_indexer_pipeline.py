@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -142,14 +143,13 @@ async def test_run_stream_when_collection_dropped_stops_with_collection_gone() -
 async def test_run_stream_when_source_down_for_a_while_recovers() -> None:
     h = Harness()
     h.collection.insert({"_id": "a", "name": "alpha"})
-    h.source.down = True
+    h.source.failures_left = 3
 
-    async def recover_later() -> bool:
-        await asyncio.sleep(0.05)
-        h.source.down = False
+    async def synced() -> bool:
         return h.backend.current is not None and await h.index_state() == h.collection_state()
 
-    await h.run_until(recover_later)
+    await h.run_until(synced)
+    assert h.source.failed == 3
 
 
 @dataclass
@@ -205,8 +205,9 @@ async def test_apply_batch_when_document_poisoned_dead_letters_it_and_goes_on() 
     batch = await anext(aiter(h.source.batches(resume_token={"_data": "0"})))
     checkpoint = await apply_batch(batch, sink=h.sink, checkpoints=h.checkpoints, invalidate=h.invalidate, read_at=1.0)
     assert sorted(await h.index_state()) == ["after", "good"]
-    assert [(letter["doc_id"], "stock" in letter["reason"]) for letter in h.dead.letters] == [("poison", True)]
-    assert h.dead.letters[0]["document"] == {"name": "bad", "stock": "not a number", "id": "poison"}
+    letters = await h.dead.letters("test")
+    assert [(letter["doc_id"], "stock" in letter["reason"]) for letter in letters] == [("poison", True)]
+    assert letters[0]["document"] == {"name": "bad", "stock": "not a number", "id": "poison"}
     assert h.checkpoints.saved["test"] == checkpoint
     assert h.invalidated == [["good", "after"]]
 
@@ -233,9 +234,9 @@ async def test_stream_once_when_writer_slow_reader_stays_within_the_queue() -> N
     max_ahead = 0
     original_batches = h.source.batches
 
-    async def counting_batches(**kwargs: object):  # type: ignore[no-untyped-def]
+    async def counting_batches(**kwargs: Any) -> AsyncIterator[ChangeBatch]:
         nonlocal read
-        async for batch in original_batches(**kwargs):  # type: ignore[arg-type]
+        async for batch in original_batches(**kwargs):
             read += 1
             yield batch
 
@@ -243,7 +244,8 @@ async def test_stream_once_when_writer_slow_reader_stays_within_the_queue() -> N
         async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
             nonlocal written, max_ahead
             max_ahead = max(max_ahead, read - written)
-            await asyncio.sleep(0.01)
+            for _ in range(5):  # slower than reading: the reader gets several turns per write
+                await asyncio.sleep(0)
             written += 1
             return await super().bulk(actions, index=index)
 

@@ -118,16 +118,13 @@ def test_evaluate_status_token_age_from_token_at() -> None:
     assert status["state"] == "ok"
 
 
-def test_evaluate_status_last_cluster_time_from_cluster_time() -> None:
-    assert _evaluate(_checkpoint(cluster_time=ClusterTime(1_234, 9)))["last_cluster_time"] == 1_234
-
-
-def test_evaluate_status_last_cluster_time_zero_kept() -> None:
-    assert _evaluate(_checkpoint(cluster_time=ClusterTime(0, 0)))["last_cluster_time"] == 0
-
-
-def test_evaluate_status_last_cluster_time_none_without_cluster_time() -> None:
-    assert _evaluate(_checkpoint(cluster_time=None))["last_cluster_time"] is None
+@pytest.mark.parametrize(
+    ("cluster_time", "expected"), [(ClusterTime(1_234, 9), 1_234), (ClusterTime(0, 0), 0), (None, None)]
+)
+def test_evaluate_status_when_checkpoint_has_cluster_time_reports_its_seconds(
+    cluster_time: ClusterTime | None, expected: int | None
+) -> None:
+    assert _evaluate(_checkpoint(cluster_time=cluster_time))["last_cluster_time"] == expected
 
 
 def test_evaluate_status_consumer_passed_through() -> None:
