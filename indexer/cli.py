@@ -3,7 +3,9 @@
 `stream`   tails the collection's change stream into the index forever (copies everything first when
            there is no checkpoint; reindexes by itself when the stream history was lost).
 `reindex`  rebuilds the index from the collection into a new versioned index and swaps the alias.
-`status`   prints the stream's health as JSON; exit code 0 ok, 1 behind, 2 stalled, 3 never started.
+`status`   prints the stream's health as JSON; exit code 0 ok, 1 behind, 2 stalled, 3 never started,
+           4 source database unreachable, 5 search backend unreachable (each within MONGODB_TIMEOUT_SECONDS
+           + 1 s).
 `load FILE` bulk-loads a JSON Lines file (optionally gzipped); `--if-empty` skips an existing alias.
 """
 
@@ -126,6 +128,8 @@ async def run_status_command(settings: Settings, *, clock: Callable[[], float] =
             now=clock(),
             max_lag_seconds=settings.indexer_status_max_lag_seconds,
             stall_seconds=settings.indexer_status_stall_seconds,
+            backend=indexer.backend,
+            timeout_seconds=settings.mongodb_timeout_seconds + 1,
         )
     finally:
         await indexer.close()

@@ -9,8 +9,10 @@ from fastapi import FastAPI
 from loguru import logger
 
 from src.api.deps import Services
+from src.api.edge import HeadMiddleware, RequestLimitsMiddleware
 from src.api.fast_hits import FastHitMiddleware
 from src.api.http_cache import HttpCachePolicy
+from src.api.openapi import make_openapi
 from src.api.problems import install_problem_handlers
 from src.api.routes import health, search
 from src.cache.factory import create_cache_aside
@@ -25,8 +27,10 @@ from src.settings import DEV_CURSOR_SECRET, Settings, get_settings
 
 def search_options(settings: Settings) -> SearchOptions:
     """The search service's limits, from settings."""
+    signing, *verifying = settings.cursor_keys()
     return SearchOptions(
-        cursor_secret=settings.cursor_secret.get_secret_value().encode(),
+        cursor_secret=signing,
+        cursor_verify_secrets=tuple(verifying),
         default_size=settings.search_default_size,
         one_edit_min_chars=settings.fuzzy_one_edit_min_chars,
         two_edits_min_chars=settings.fuzzy_two_edits_min_chars,
@@ -58,11 +62,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(config.log_level)
-        if config.cursor_secret.get_secret_value() == DEV_CURSOR_SECRET:
+        config.check_serving()  # production refuses development secrets before anything opens
+        if DEV_CURSOR_SECRET.encode() in config.cursor_keys():
             logger.warning("CURSOR_SECRET is the development default: set a secret shared by all instances")
         schema = load_schema(config.index_schema_path)
         breaker = CircuitBreaker(
-            failure_threshold=config.search_breaker_failures, reset_seconds=config.search_breaker_reset_seconds
+            name="search",
+            failure_threshold=config.search_breaker_failures,
+            reset_seconds=config.search_breaker_reset_seconds,
         )
         services = Services(
             backend=GuardedBackend(create_backend(config, schema), breaker),
@@ -87,8 +94,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Typo-tolerant search over Elasticsearch or an embedded Tantivy index.",
         lifespan=lifespan,
     )
+    app.openapi = make_openapi(app, max_query_chars=config.search_max_query_chars)  # type: ignore[method-assign]
     install_problem_handlers(app)
+    # Added innermost first: limits → HEAD → fast hits → routes.
     app.add_middleware(FastHitMiddleware)
+    app.add_middleware(HeadMiddleware)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_target_bytes=config.http_max_target_bytes,
+        max_header_bytes=config.http_max_header_bytes,
+    )
     app.include_router(search.router)
     app.include_router(health.router)
     return app

@@ -2,7 +2,11 @@
 
 Closed: calls go through; `failure_threshold` consecutive failures open it. Open: calls are refused at
 once for `reset_seconds`. Half-open: one trial call goes through; success closes, failure reopens.
-The clock is injected so the state machine is tested without sleeping.
+Only availability failures are recorded as failures (the adapters classify them); a call the
+dependency answered by rejecting its input is `release`d: it neither opens nor closes the circuit.
+
+A long outage is logged once per state change (and counted), never once per request. The clock is
+injected so the state machine is tested without sleeping.
 """
 
 from __future__ import annotations
@@ -11,6 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from loguru import logger
+
+from src.observability.metrics import BREAKER_OPEN, BREAKER_TRANSITIONS
+
 type BreakerState = Literal["closed", "open", "half-open"]
 
 
@@ -18,14 +26,21 @@ class CircuitBreaker:
     """Fail fast after repeated failures instead of paying a timeout on every call."""
 
     def __init__(
-        self, *, failure_threshold: int, reset_seconds: float, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        failure_threshold: int,
+        reset_seconds: float,
+        name: str = "dependency",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.name = name
         self._threshold = failure_threshold
         self._reset = reset_seconds
         self._clock = clock
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_started: float | None = None
+        self._reopened = 0
 
     @property
     def state(self) -> BreakerState:
@@ -48,13 +63,38 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """A call succeeded: close."""
+        if self._opened_at is not None:
+            logger.info(
+                "{} circuit closed: calls succeed again (it reopened {} times meanwhile)", self.name, self._reopened
+            )
+            self._transition("closed")
         self._failures = 0
         self._opened_at = None
         self._trial_started = None
+        self._reopened = 0
 
     def record_failure(self) -> None:
-        """A call failed: open when the threshold is reached or the trial failed."""
+        """A call failed for availability reasons: open when the threshold is reached or the trial failed."""
         self._failures += 1
         self._trial_started = None
-        if self._opened_at is not None or self._failures >= self._threshold:
+        if self._opened_at is not None:
             self._opened_at = self._clock()
+            self._reopened += 1
+            BREAKER_TRANSITIONS.labels(self.name, "open").inc()
+        elif self._failures >= self._threshold:
+            self._opened_at = self._clock()
+            logger.warning(
+                "{} circuit opened after {} consecutive failures: failing fast, retrying every {:g} s",
+                self.name,
+                self._failures,
+                self._reset,
+            )
+            self._transition("open")
+
+    def release(self) -> None:
+        """The call proved nothing either way (its input was rejected): free a half-open trial slot."""
+        self._trial_started = None
+
+    def _transition(self, state: BreakerState) -> None:
+        BREAKER_TRANSITIONS.labels(self.name, state).inc()
+        BREAKER_OPEN.labels(self.name).set(1 if state == "open" else 0)

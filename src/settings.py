@@ -14,12 +14,19 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_CURSOR_SECRET = "dev-only-cursor-secret-change-me"  # noqa: S105 - a documented development default
+MIN_PRODUCTION_SECRET_BYTES = 32
+
+
+class UnsafeSettings(ValueError):
+    """A setting that is fine for development is refused in production; the message names it."""
 
 
 class Settings(BaseSettings):
     """Every setting of the read API and the indexer; `.env.example` documents each one."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    app_env: Literal["development", "production"] = "development"
 
     # --- search backend -------------------------------------------------------------------------
     elasticsearch_url: str = ""
@@ -46,6 +53,9 @@ class Settings(BaseSettings):
     highlight_fragment_chars: int = Field(default=160, ge=20)
     highlight_max_fragments: int = Field(default=3, ge=1)
     cursor_secret: SecretStr = SecretStr(DEV_CURSOR_SECRET)
+    cursor_secrets: SecretStr = SecretStr("")
+    """Comma-separated keys for rotation: the first signs new cursors, every one verifies. Overrides
+    CURSOR_SECRET when set."""
 
     search_breaker_failures: int = Field(default=5, ge=1)
     search_breaker_reset_seconds: float = Field(default=5.0, gt=0)
@@ -68,6 +78,8 @@ class Settings(BaseSettings):
     cache_lock_lease_seconds: float = Field(default=5.0, gt=0)
     cache_lock_wait_seconds: float = Field(default=2.0, gt=0)
     cache_gzip_min_bytes: int = Field(default=1024, ge=0)
+    http_max_target_bytes: int = Field(default=8192, ge=256)
+    http_max_header_bytes: int = Field(default=16384, ge=1024)
     http_max_age_seconds: int = Field(default=30, ge=0)
     http_s_maxage_seconds: int = Field(default=60, ge=0)
     http_stale_while_revalidate_seconds: int = Field(default=30, ge=0)
@@ -117,6 +129,24 @@ class Settings(BaseSettings):
         if self.cache_hard_ttl_seconds < self.cache_soft_ttl_seconds:
             raise ValueError("cache_hard_ttl_seconds must be >= cache_soft_ttl_seconds")
         return self
+
+    def cursor_keys(self) -> tuple[bytes, ...]:
+        """The cursor keys, signing key first (CURSOR_SECRETS when set, else CURSOR_SECRET)."""
+        listed = [part.strip() for part in self.cursor_secrets.get_secret_value().split(",") if part.strip()]
+        return tuple(key.encode() for key in (listed or [self.cursor_secret.get_secret_value()]))
+
+    def check_serving(self) -> None:
+        """Refuse, in production, what is only safe in development (UnsafeSettings names the setting)."""
+        if self.app_env != "production":
+            return
+        name = "CURSOR_SECRETS" if self.cursor_secrets.get_secret_value().strip() else "CURSOR_SECRET"
+        for key in self.cursor_keys():
+            if key == DEV_CURSOR_SECRET.encode():
+                raise UnsafeSettings(f"{name} is the public development default; set a secret of your own")
+            if len(key) < MIN_PRODUCTION_SECRET_BYTES:
+                raise UnsafeSettings(
+                    f"{name}: every key must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"
+                )
 
     @property
     def backend_kind(self) -> Literal["elasticsearch", "tantivy"]:

@@ -20,6 +20,7 @@ from src.api.deps import Services
 from src.api.http_cache import render
 from src.cache.keys import GenerationalKey, document_key
 from src.cache.models import Served
+from src.search.documents import id_problem
 from src.search.errors import SearchError
 from src.search.service import SearchRequest, prepare_search, search_cache_key
 
@@ -87,8 +88,8 @@ class FastHitMiddleware:
             return None if key is None else await services.aside.peek_fresh(key, route="search")
         if path.startswith(_DOCUMENTS_PREFIX):
             doc_id = unquote(path[len(_DOCUMENTS_PREFIX) :])
-            if not 1 <= len(doc_id) <= 512 or "/" in doc_id:
-                return None
+            if "/" in doc_id or id_problem(doc_id) is not None:
+                return None  # the route answers (422, or 404 for an id no document can have)
             doc_key = document_key(services.aside.policy.namespace, services.schema.fingerprint, doc_id)
             return await services.aside.peek_fresh(doc_key, route="document")
         return None

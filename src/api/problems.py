@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from src.search.errors import InvalidParameter, SearchUnavailable
+from src.observability.metrics import UNAVAILABLE_RESPONSES
+from src.search.errors import InvalidParameter, SearchRejected, SearchUnavailable
 from src.search.models import Problem, ProblemError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -62,10 +63,20 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _search_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SearchUnavailable)
-    logger.warning("dependency unavailable: {}", exc.detail)
+    # Not logged per request: the breaker logs each state change, and this counter counts the 503s.
+    UNAVAILABLE_RESPONSES.labels(exc.dependency).inc()
+    logger.debug("dependency unavailable: {}", exc.detail)
     body = problem(503, f"the {exc.dependency} backend is unavailable", request, type_="/problems/unavailable")
     body["dependency"] = exc.dependency
     return ProblemResponse(body, headers={"Retry-After": "1"})
+
+
+async def _search_rejected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SearchRejected)
+    logger.info("search engine refused a request on {}: {}", request.url.path, exc.detail)
+    return ProblemResponse(
+        problem(400, "the search engine refused this request", request, type_="/problems/rejected")
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -85,5 +96,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidParameter, _invalid_parameter)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(SearchUnavailable, _search_unavailable)
+    app.add_exception_handler(SearchRejected, _search_rejected)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -28,7 +28,7 @@ from src.cache.entries import EntryCorrupt, decode_entry, encode_entry, freshnes
 from src.cache.keys import GenerationalKey, lock_key
 from src.cache.models import CacheEntry, Served
 from src.observability.metrics import CACHE_ERRORS, CACHE_LOOKUPS, CACHE_SKIPPED
-from src.search.errors import SearchUnavailable
+from src.search.errors import SearchError, SearchUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +197,7 @@ class CacheAside:
             computed = await compute(generation)
         except SearchUnavailable:
             if expired is not None and self._clock() < expired.hard_expires_at + self.policy.stale_if_error_seconds:
-                logger.warning("backend unavailable: serving a stale entry for {}", key)
+                logger.debug("backend unavailable: serving a stale entry for {}", key)  # counted as STALE
                 return Served(expired, "STALE")
             raise
         entry = self._entry(computed)
@@ -282,8 +282,8 @@ class CacheAside:
             finally:
                 if token is not None:
                     await self._release(key, token)
-        except SearchUnavailable as err:
-            logger.warning("background refresh of {} failed: {}", key, err)
+        except SearchError as err:  # the breaker logs outages once; a rejected refresh keeps the entry
+            logger.debug("background refresh of {} failed: {}", key, err)
         finally:
             self._refreshing.discard(key)
 
@@ -302,4 +302,5 @@ class CacheAside:
 
 def _cache_failed(operation: str, err: Exception) -> None:
     CACHE_ERRORS.labels(operation).inc()
-    logger.warning("cache {} failed, serving as a miss: {}", operation, err)
+    # Counted, and logged at debug only: the Redis breaker logs each state change once.
+    logger.debug("cache {} failed, serving as a miss: {}", operation, err)

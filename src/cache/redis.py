@@ -112,5 +112,5 @@ def create_redis_cache(
         retry_on_timeout=False,
         health_check_interval=30,
     )
-    breaker = CircuitBreaker(failure_threshold=failure_threshold, reset_seconds=reset_seconds)
+    breaker = CircuitBreaker(name="redis", failure_threshold=failure_threshold, reset_seconds=reset_seconds)
     return RedisCache(client, timeout_seconds=timeout_seconds, breaker=breaker)

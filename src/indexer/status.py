@@ -1,19 +1,25 @@
-"""`python -m indexer status`: is the stream healthy, behind, or stalled?
+"""`python -m indexer status`: is the stream healthy, behind, or stalled, and are its dependencies up?
 
 The stream saves a checkpoint after every batch and, when idle, every heartbeat; so a checkpoint older
 than the stall threshold means the stream is not running (or stuck). Lag is the age of the oldest
-change not yet indexed, read from the change stream itself after the checkpoint.
+change not yet indexed, read from the change stream itself after the checkpoint. A source database or
+search backend that does not answer within the timeout has its own state (and exit code), so
+monitoring can tell "down" from "lagging".
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from src.indexer.checkpoint import CheckpointStore
+from src.indexer.errors import SourceUnavailable
 from src.indexer.models import Checkpoint, IndexerStatus
 from src.indexer.source import ChangeSource
+from src.search.backends.base import SearchBackend
+from src.search.errors import SearchUnavailable
 
-EXIT_CODES = {"ok": 0, "behind": 1, "stalled": 2, "no-checkpoint": 3}
+EXIT_CODES = {"ok": 0, "behind": 1, "stalled": 2, "no-checkpoint": 3, "source-unreachable": 4, "backend-unreachable": 5}
 
 
 def evaluate_status(
@@ -52,6 +58,21 @@ def evaluate_status(
     }
 
 
+def unreachable(
+    consumer: str, state: Literal["source-unreachable", "backend-unreachable"], error: str
+) -> IndexerStatus:
+    """The status when a dependency did not answer (pure)."""
+    return {
+        "consumer": consumer,
+        "state": state,
+        "checkpoint_age_seconds": None,
+        "token_age_seconds": None,
+        "lag_seconds": None,
+        "last_cluster_time": None,
+        "error": error,
+    }
+
+
 async def read_status(
     consumer: str,
     *,
@@ -60,10 +81,25 @@ async def read_status(
     now: float,
     max_lag_seconds: float,
     stall_seconds: float,
+    backend: SearchBackend | None = None,
+    timeout_seconds: float = 10.0,
 ) -> IndexerStatus:
-    """Load the checkpoint, look at what is pending after it, and evaluate."""
-    checkpoint = await checkpoints.load(consumer)
-    pending = await source.pending_age_seconds(checkpoint.resume_token) if checkpoint is not None else None
+    """Load the checkpoint, look at what is pending after it, check the backend answers, and evaluate.
+
+    Each dependency gets `timeout_seconds` at most; one that fails or overruns gives its own state.
+    """
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            checkpoint = await checkpoints.load(consumer)
+            pending = await source.pending_age_seconds(checkpoint.resume_token) if checkpoint is not None else None
+    except (SourceUnavailable, TimeoutError) as err:
+        return unreachable(consumer, "source-unreachable", str(err) or "the source did not answer in time")
+    if backend is not None:
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await backend.current_index()
+        except (SearchUnavailable, TimeoutError) as err:
+            return unreachable(consumer, "backend-unreachable", str(err) or "the backend did not answer in time")
     return evaluate_status(
         consumer,
         checkpoint,

@@ -10,6 +10,16 @@ CACHE_LOOKUPS = Counter(
 CACHE_ERRORS = Counter("search_api_cache_errors_total", "Cache failures served as misses, by operation.", ["operation"])
 CACHE_SKIPPED = Counter("search_api_cache_skipped_total", "Responses not cached, by reason.", ["reason"])
 BACKEND_FAILURES = Counter("search_api_backend_failures_total", "Search backend calls that failed.", ["kind"])
+BACKEND_REJECTIONS = Counter(
+    "search_api_backend_rejections_total", "Search backend calls refused because of their input.", ["kind"]
+)
+UNAVAILABLE_RESPONSES = Counter(
+    "search_api_unavailable_responses_total", "503 responses, by the dependency that was unavailable.", ["dependency"]
+)
+BREAKER_TRANSITIONS = Counter(
+    "search_api_breaker_transitions_total", "Circuit breaker state changes (reopenings included).", ["breaker", "state"]
+)
+BREAKER_OPEN = Gauge("search_api_breaker_open", "1 while the breaker is open or half-open.", ["breaker"])
 REQUEST_SECONDS = Histogram(
     "search_api_request_seconds",
     "Time to answer, per route and cache result.",

@@ -12,6 +12,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -21,6 +23,12 @@ from src.search.models import JSONScalar
 
 _VERSION = 1
 _MAX_CURSOR_CHARS = 2048
+_MAX_ID_CHARS = 512
+_MAX_KEY_CHARS = 4096
+_MAX_OFFSET = 2**31 - 1
+_INT64 = (-(2**63), 2**63 - 1)
+_FLOAT_MISSING = ("Infinity", "-Infinity")
+"""How Elasticsearch reports a missing float sort value (sorted last)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +46,15 @@ def encode_cursor(state: CursorState, *, secret: bytes) -> str:
     return f"{_b64(body)}.{_b64(_sign(body, secret))}"
 
 
-def decode_cursor(token: str, *, secret: bytes, fingerprint: str) -> CursorState:
-    """Verify and decode a cursor for the request with `fingerprint`; InvalidParameter("cursor") if not."""
+def decode_cursor(
+    token: str, *, secret: bytes | Sequence[bytes], fingerprint: str, sort_type: str | None = None
+) -> CursorState:
+    """Verify and decode a cursor for the request with `fingerprint`; InvalidParameter("cursor") if not.
+
+    `secret` may be several keys (rotation): any of them verifies. Even a correctly signed cursor is
+    checked for what a page of this sort can carry (`sort_type`: the sorted field's type, None for
+    relevance), so a cursor forged with a leaked key cannot send the engine values it would choke on.
+    """
     if len(token) > _MAX_CURSOR_CHARS:
         raise InvalidParameter("cursor", "the cursor is too long")
     body_part, _, signature_part = token.partition(".")
@@ -48,7 +63,8 @@ def decode_cursor(token: str, *, secret: bytes, fingerprint: str) -> CursorState
         signature = _unb64(signature_part)
     except (binascii.Error, ValueError) as err:
         raise InvalidParameter("cursor", "the cursor is malformed") from err
-    if not hmac.compare_digest(signature, _sign(body, secret)):
+    secrets = [secret] if isinstance(secret, bytes) else list(secret)
+    if not any(hmac.compare_digest(signature, _sign(body, key)) for key in secrets):
         raise InvalidParameter("cursor", "the cursor was not issued by this service or was altered")
     try:
         decoded = orjson.loads(body)
@@ -57,14 +73,48 @@ def decode_cursor(token: str, *, secret: bytes, fingerprint: str) -> CursorState
     state = _state_from(decoded)
     if state.fingerprint != fingerprint:
         raise InvalidParameter("cursor", "the cursor belongs to a different query, filter or sort")
+    check_position(state, sort_type)
     return state
+
+
+def check_position(state: CursorState, sort_type: str | None) -> None:
+    """InvalidParameter("cursor") unless `state` holds what a page sorted by `sort_type` can end on:
+    `[sort key, id]` with a key of the sort's type, an id string and a bounded offset."""
+    if not 0 <= state.offset <= _MAX_OFFSET:
+        raise InvalidParameter("cursor", "the cursor's position is out of range")
+    if len(state.after) != 2:
+        raise InvalidParameter("cursor", "the cursor does not hold a sort position")
+    key, doc_id = state.after
+    if not isinstance(doc_id, str) or not 1 <= len(doc_id) <= _MAX_ID_CHARS:
+        raise InvalidParameter("cursor", "the cursor's document id is malformed")
+    if not _key_fits(key, sort_type):
+        raise InvalidParameter("cursor", "the cursor's sort value does not fit the sort")
+
+
+def _key_fits(key: object, sort_type: str | None) -> bool:
+    if isinstance(key, bool):
+        return False
+    if sort_type is None:  # relevance: a score
+        return isinstance(key, int | float) and math.isfinite(key)
+    if key is None:  # documents missing the field
+        return True
+    if sort_type in ("integer", "date"):
+        return isinstance(key, int) and _INT64[0] <= key <= _INT64[1]
+    if sort_type == "float":
+        return (isinstance(key, int | float) and math.isfinite(key)) or key in _FLOAT_MISSING
+    return isinstance(key, str) and len(key) <= _MAX_KEY_CHARS
 
 
 def _state_from(decoded: object) -> CursorState:
     if not isinstance(decoded, dict) or decoded.get("v") != _VERSION:
         raise InvalidParameter("cursor", "the cursor is from an unsupported version")
     fingerprint, after, offset = decoded.get("f"), decoded.get("a"), decoded.get("o")
-    if not isinstance(fingerprint, str) or not isinstance(after, list) or not isinstance(offset, int):
+    if (
+        not isinstance(fingerprint, str)
+        or not isinstance(after, list)
+        or not isinstance(offset, int)
+        or isinstance(offset, bool)
+    ):
         raise InvalidParameter("cursor", "the cursor is malformed")
     return CursorState(fingerprint=fingerprint, after=tuple(after), offset=offset)
 

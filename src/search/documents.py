@@ -8,6 +8,7 @@ fields. The original document is stored as-is and returned by the API.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,12 +38,36 @@ class PreparedDocument:
     """Searchable keyword field to its normalised whole values (for whole-value exactness ranking)."""
 
 
+ID_MAX_CHARS = 512
+ID_MAX_BYTES = 512
+"""Elasticsearch's limit on `_id` (UTF-8 bytes); the same rule holds on every backend."""
+ID_PATTERN = r"^(?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f.][^\x00-\x1f\x7f]*|\.{3,})$"
+"""An id has no control characters and is not `.` or `..` (dot segments: HTTP clients collapse them)."""
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def id_problem(doc_id: str) -> str | None:
+    """Why `doc_id` can never be a document id, or None when it can (pure; the API and the indexer agree)."""
+    if not doc_id:
+        return "it is empty"
+    if len(doc_id) > ID_MAX_CHARS or len(doc_id.encode("utf-8", "surrogatepass")) > ID_MAX_BYTES:
+        return f"it is longer than {ID_MAX_BYTES} bytes"
+    if not _ID_RE.match(doc_id):
+        return "it is `.` or `..`, or holds control characters"
+    return None
+
+
 def document_id(document: Document) -> str:
-    """The document's id as a string; DocumentInvalid when missing or not a string/integer."""
+    """The document's id as a string; DocumentInvalid when missing, not a string/integer, or not a
+    possible id (see `id_problem`)."""
     raw = document.get("id")
     if isinstance(raw, bool) or not isinstance(raw, str | int) or raw == "":
         raise DocumentInvalid("id: a non-empty string (or integer) is required")
-    return str(raw)
+    doc_id = str(raw)
+    problem = id_problem(doc_id)
+    if problem is not None:
+        raise DocumentInvalid(f"id: not a possible document id: {problem}")
+    return doc_id
 
 
 def prepare_document(document: Document, schema: IndexSchema) -> PreparedDocument:

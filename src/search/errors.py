@@ -16,6 +16,17 @@ class SearchUnavailable(SearchError):
         self.dependency = dependency
 
 
+class SearchRejected(SearchError):
+    """The backend answered, refusing this one request because of its input (a 400 at the edge).
+
+    Never an availability failure: it opens no circuit breaker and is not retried.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 class InvalidParameter(SearchError):
     """A request parameter is malformed or not allowed by the index schema (a 422 at the edge)."""
 

@@ -171,6 +171,8 @@ def parse_filters(raw: list[str], schema: IndexSchema) -> tuple[Filter, ...]:
     values: dict[str, list[FilterValue]] = {}
     ranges: list[RangeFilter] = []
     for item in raw:
+        if not item.strip():
+            continue  # an empty `filter=` (an unfilled form field) filters nothing
         name, sep, value = item.partition(":")
         name = name.strip()
         if not sep or not name or not value.strip():

@@ -19,7 +19,7 @@ from src.cache.keys import GenerationalKey, document_key, search_key
 from src.cache.models import Served
 from src.search.backends.base import BackendHit, SearchBackend
 from src.search.cursor import CursorState, decode_cursor, encode_cursor
-from src.search.documents import project
+from src.search.documents import id_problem, project
 from src.search.errors import InvalidParameter
 from src.search.highlight import highlight
 from src.search.models import Document, FacetBucket, SearchHit, SearchPage
@@ -43,6 +43,9 @@ class SearchOptions:
     """Limits and tuning of the search service (built from settings at start-up)."""
 
     cursor_secret: bytes
+    """The key that signs new cursors."""
+    cursor_verify_secrets: tuple[bytes, ...] = ()
+    """Further keys that still verify cursors (rotation); the signing key always verifies."""
     default_size: int = 10
     one_edit_min_chars: int = 4
     two_edits_min_chars: int = 8
@@ -99,7 +102,14 @@ def prepare_search(
     size = request.size or options.default_size
     fingerprint = request_fingerprint(parsed, filters, sort, schema=schema, backend_kind=backend_kind)
     state = (
-        decode_cursor(request.cursor, secret=options.cursor_secret, fingerprint=fingerprint) if request.cursor else None
+        decode_cursor(
+            request.cursor,
+            secret=(options.cursor_secret, *options.cursor_verify_secrets),
+            fingerprint=fingerprint,
+            sort_type=sort.field.type if sort.field else None,
+        )
+        if request.cursor
+        else None
     )
     backend_query = BackendQuery(
         query=parsed,
@@ -286,6 +296,11 @@ def _hit(hit: BackendHit, schema: IndexSchema, query: ParsedQuery | None, option
 
 
 async def get_document(doc_id: str, *, backend: SearchBackend, schema: IndexSchema) -> Document | None:
-    """Run GET /v1/documents/{id}: the stored document limited to returned fields, or None."""
+    """Run GET /v1/documents/{id}: the stored document limited to returned fields, or None.
+
+    An id no document can have (see `id_problem`) is not sent to the backend at all.
+    """
+    if id_problem(doc_id) is not None:
+        return None
     found = await backend.get(doc_id)
     return None if found is None else project(found, schema)

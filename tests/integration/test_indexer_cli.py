@@ -104,5 +104,22 @@ def test_main_when_mongodb_unreachable_fails_cleanly(
     monkeypatch.setenv("MONGODB_URL", "mongodb://127.0.0.1:9/?directConnection=true")
     monkeypatch.setenv("MONGODB_TIMEOUT_SECONDS", "0.3")
     get_settings.cache_clear()
-    assert main(["status"]) == 1
-    assert "error:" in capsys.readouterr().err
+    started = time.monotonic()
+    assert main(["status"]) == 4
+    assert time.monotonic() - started < 5
+    report = json.loads(capsys.readouterr().out)
+    assert report["state"] == "source-unreachable"
+    assert report["error"]
+
+
+def test_main_when_backend_unreachable_says_so_with_its_own_code(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(env, 3)
+    monkeypatch.setenv("ELASTICSEARCH_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SEARCH_TIMEOUT_SECONDS", "0.3")
+    get_settings.cache_clear()
+    assert main(["status"]) == 5
+    report = json.loads(capsys.readouterr().out)
+    assert report["state"] == "backend-unreachable"
+    assert "elasticsearch" in report["error"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from src.indexer.errors import SourceUnavailable
 from src.indexer.models import Checkpoint, ClusterTime
 from src.indexer.status import EXIT_CODES, evaluate_status, read_status
 from tests.fakes.change_source import FakeChangeSource, FakeCollection, MemoryCheckpointStore
+from tests.fakes.search_backend import FakeSearchBackend
+from tests.fixtures.catalog import SCHEMA
 
 NOW = 1_800_000_000.0
 FAKE_TIME = 1_700_000_000
@@ -220,23 +222,49 @@ async def test_read_status_uses_named_consumer_checkpoint() -> None:
     assert status["state"] == "no-checkpoint"
 
 
-async def test_read_status_store_failure_propagates() -> None:
+async def test_read_status_when_store_fails_is_source_unreachable() -> None:
     _, source = _source_with(0)
-    with pytest.raises(SourceUnavailable, match="checkpoint store down"):
-        await _read(source, MemoryCheckpointStore(fail=True), NOW)
+    status = await _read(source, MemoryCheckpointStore(fail=True), NOW)
+    assert status["state"] == "source-unreachable"
+    assert status["error"] == "checkpoint store down"
+    assert EXIT_CODES["source-unreachable"] == 4
 
 
-async def test_read_status_source_failure_propagates() -> None:
+async def test_read_status_when_source_fails_is_source_unreachable() -> None:
     _, source = _source_with(0)
     store = MemoryCheckpointStore()
     await store.save(_checkpoint())
     source.down = True
-    with pytest.raises(SourceUnavailable, match="fake source is down"):
-        await _read(source, store, NOW)
+    status = await _read(source, store, NOW)
+    assert (status["state"], status["error"]) == ("source-unreachable", "fake source is down")
 
 
-# --- EXIT_CODES ----------------------------------------------------------------------------------
+async def test_read_status_when_source_hangs_is_source_unreachable_within_the_timeout() -> None:
+    class Hanging(MemoryCheckpointStore):
+        async def load(self, consumer: str) -> Checkpoint | None:
+            await asyncio.Event().wait()
+            return None
+
+    _, source = _source_with(0)
+    status = await read_status(
+        "search", source=source, checkpoints=Hanging(), now=NOW, max_lag_seconds=1, stall_seconds=1, timeout_seconds=0
+    )
+    assert status["state"] == "source-unreachable"
 
 
-def test_exit_codes_mapping() -> None:
-    assert EXIT_CODES == {"ok": 0, "behind": 1, "stalled": 2, "no-checkpoint": 3}
+async def test_read_status_when_backend_down_is_backend_unreachable() -> None:
+    _, source = _source_with(0)
+    store = MemoryCheckpointStore()
+    await store.save(_checkpoint())
+    backend = FakeSearchBackend(schema=SCHEMA)
+    backend.down = True
+    status = await read_status(
+        "search", source=source, checkpoints=store, now=NOW, max_lag_seconds=60, stall_seconds=300, backend=backend
+    )
+    assert status["state"] == "backend-unreachable"
+    assert EXIT_CODES["backend-unreachable"] == 5
+    backend.down = False
+    healthy = await read_status(
+        "search", source=source, checkpoints=store, now=NOW, max_lag_seconds=60, stall_seconds=300, backend=backend
+    )
+    assert healthy["state"] == "ok"

@@ -362,9 +362,15 @@ def test_parse_filters_unknown_or_not_filterable_field(name: str) -> None:
     assert _filter_error([f"{name}:x"]).detail == f"field {name!r} is not filterable"
 
 
-@pytest.mark.parametrize("item", ["tags", "tags:", "tags:   ", ":web", "  :web", ""])
+@pytest.mark.parametrize("item", ["tags", "tags:", "tags:   ", ":web", "  :web"])
 def test_parse_filters_not_field_value(item: str) -> None:
     assert _filter_error([item]).detail == f"{item!r} is not of the form field:value or field:[a TO b]"
+
+
+@pytest.mark.parametrize("item", ["", "   "])
+def test_parse_filters_when_value_is_empty_ignores_it(item: str) -> None:
+    assert parse_filters([item], SCHEMA) == ()
+    assert parse_filters([item, "tags:web"], SCHEMA) == parse_filters(["tags:web"], SCHEMA)
 
 
 @pytest.mark.parametrize(

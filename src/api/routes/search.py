@@ -10,12 +10,14 @@ from src.api.deps import ServicesDep
 from src.api.http_cache import HttpCachePolicy, render
 from src.cache.models import Served
 from src.search import service
+from src.search.documents import ID_MAX_CHARS, ID_PATTERN
 from src.search.models import Document, Problem, SearchPage
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
 _CACHED: dict[int | str, dict[str, object]] = {
     304: {"description": "Not modified: the If-None-Match ETag is current."},
+    400: {"model": Problem, "description": "The search engine refused this request."},
     503: {"model": Problem, "description": "The search backend is unavailable and nothing is cached."},
 }
 _CACHE_HEADERS = (
@@ -57,7 +59,7 @@ async def search(
         Query(
             alias="filter",
             description="Repeatable `field:value` (values of one field are OR-ed) or `field:[a TO b]` "
-            "(`{a TO b}` exclusive, `*` open) on numeric/date fields.",
+            "(`{a TO b}` exclusive, `*` open) on numeric/date fields. An empty value is ignored.",
         ),
     ] = [],  # noqa: B006 - FastAPI copies query defaults per request
     facets: Annotated[str | None, Query(description="Comma-separated facetable fields to count.")] = None,
@@ -94,7 +96,15 @@ async def search(
 async def read_document(
     request: Request,
     services: ServicesDep,
-    doc_id: Annotated[str, Path(min_length=1, max_length=512, description="The document id.")],
+    doc_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=ID_MAX_CHARS,
+            pattern=ID_PATTERN,
+            description="The document id: no control characters, not `.` or `..` (422 otherwise).",
+        ),
+    ],
 ) -> Response:
     """Return one indexed document by id."""
     served = await service.document_cached(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from src.search.models import Document, JSONValue
 
@@ -82,8 +82,9 @@ class IndexerStatus(TypedDict):
 
     consumer: str
     """The consumer name."""
-    state: Literal["ok", "behind", "stalled", "no-checkpoint"]
-    """ok; behind (lag over the threshold); stalled (no checkpoint save for too long); or never started."""
+    state: Literal["ok", "behind", "stalled", "no-checkpoint", "source-unreachable", "backend-unreachable"]
+    """ok; behind (lag over the threshold); stalled (no checkpoint save for too long); never started; or
+    the source database / the search backend did not answer within the timeout."""
     checkpoint_age_seconds: float | None
     """Seconds since the last checkpoint save."""
     token_age_seconds: float | None
@@ -92,3 +93,5 @@ class IndexerStatus(TypedDict):
     """Age (by the wall clock) of the oldest change after the checkpoint; 0 when nothing is pending."""
     last_cluster_time: int | None
     """Seconds part of the checkpoint's cluster time."""
+    error: NotRequired[str]
+    """What failed, when a dependency was unreachable."""

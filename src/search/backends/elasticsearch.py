@@ -22,7 +22,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 
 from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, IndexAction
 from src.search.documents import DocumentInvalid, IndexValue, prepare_document
-from src.search.errors import SearchUnavailable
+from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.models import Document, JSONScalar
 from src.search.query import BackendQuery, Filter, FilterValue, ParsedQuery, RangeFilter, SortSpec, Term
 from src.search.schema import FieldSpec, IndexSchema
@@ -249,8 +249,16 @@ class ElasticsearchBackend:
         self._refresh_interval = refresh_interval
 
     @asynccontextmanager
-    async def _translate_errors(self, what: str, *, budget_seconds: float | None = None) -> AsyncIterator[None]:
-        """The one choke point: vendor errors and overruns become SearchUnavailable."""
+    async def _translate_errors(
+        self, what: str, *, budget_seconds: float | None = None, read: bool = False
+    ) -> AsyncIterator[None]:
+        """The one choke point: vendor errors and overruns become our errors.
+
+        Connection errors, timeouts, 429 and 5xx are availability failures (SearchUnavailable: they feed
+        the breaker and retries). On a read, any other status (400, 404 of a request path, 405, ...) is
+        the engine refusing that request's input: SearchRejected, for that request alone. Writes keep
+        every failure retryable; their per-document refusals are reported by `bulk` itself.
+        """
         try:
             async with asyncio.timeout(budget_seconds or self._timeout * 2):
                 yield
@@ -258,19 +266,23 @@ class ElasticsearchBackend:
             raise SearchUnavailable(f"elasticsearch {what} timed out") from err
         except (TransportConnectionError, ConnectionTimeout) as err:
             raise SearchUnavailable(f"elasticsearch {what}: {type(err).__name__}") from err
-        except (ApiError, TransportError) as err:
+        except ApiError as err:
+            if read and is_rejection(err):
+                raise SearchRejected(f"elasticsearch refused the {what} request ({err.meta.status})") from err
+            raise SearchUnavailable(f"elasticsearch {what} failed: {err}") from err
+        except TransportError as err:
             raise SearchUnavailable(f"elasticsearch {what} failed: {err}") from err
 
     async def search(self, query: BackendQuery) -> BackendPage:
         """Run one page of a search against the alias."""
         body = build_search_body(query, self._schema)
-        async with self._translate_errors("search"):
+        async with self._translate_errors("search", read=True):
             response = await self._client.search(index=self._alias, body=body)
         return parse_search_response(cast(ESBody, response.body), query)
 
     async def get(self, doc_id: str) -> Document | None:
         """The stored document, or None."""
-        async with self._translate_errors("get"):
+        async with self._translate_errors("get", read=True):
             try:
                 response = await self._client.get(index=self._alias, id=doc_id, source_includes=["doc"])
             except NotFoundError as err:
@@ -372,6 +384,14 @@ class ElasticsearchBackend:
     async def close(self) -> None:
         """Close the client's connections."""
         await self._client.close()
+
+
+def is_rejection(err: ApiError) -> bool:
+    """Whether the engine refused the request itself (a 4xx other than 429, and not a missing index)."""
+    status = err.meta.status
+    if status == 429 or status >= 500 or status < 400:
+        return False
+    return not (isinstance(err, NotFoundError) and _is_missing_index(err))
 
 
 def _is_missing_index(err: NotFoundError) -> bool:

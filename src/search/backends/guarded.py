@@ -1,17 +1,19 @@
 """A circuit breaker in front of the read calls of any SearchBackend.
 
 After repeated SearchUnavailable failures the circuit opens and reads fail at once (the cache then
-serves stale entries) instead of each request waiting for a timeout. Writes pass straight through.
+serves stale entries) instead of each request waiting for a timeout. A SearchRejected (the engine
+refused that request's input) is that request's error alone: it never moves the breaker. Writes pass
+straight through.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from src.observability.metrics import BACKEND_FAILURES
+from src.observability.metrics import BACKEND_FAILURES, BACKEND_REJECTIONS
 from src.resilience import CircuitBreaker
 from src.search.backends.base import BackendPage, BulkItemResult, IndexAction, SearchBackend
-from src.search.errors import SearchUnavailable
+from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.models import Document
 from src.search.query import BackendQuery
 
@@ -32,6 +34,10 @@ class GuardedBackend:
         except SearchUnavailable:
             self.breaker.record_failure()
             BACKEND_FAILURES.labels(self.kind).inc()
+            raise
+        except SearchRejected:
+            self.breaker.release()
+            BACKEND_REJECTIONS.labels(self.kind).inc()
             raise
         self.breaker.record_success()
         return result

@@ -29,7 +29,7 @@ import tantivy
 
 from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, IndexAction
 from src.search.documents import DocumentInvalid, PreparedDocument, prepare_document
-from src.search.errors import SearchUnavailable
+from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.models import Document, JSONScalar
 from src.search.query import BackendQuery, Filter, FilterValue, ParsedQuery, RangeFilter, SortSpec, Term
 from src.search.schema import FieldSpec, IndexSchema
@@ -305,6 +305,8 @@ class TantivyBackend:
                 return await asyncio.to_thread(fn)
         except TimeoutError as err:
             raise SearchUnavailable(f"tantivy {what} timed out") from err
+        except TypeError as err:  # values of the wrong type for the index: this request's input
+            raise SearchRejected(f"tantivy refused the {what} request: {err}") from err
         except (ValueError, OSError, RuntimeError) as err:
             raise SearchUnavailable(f"tantivy {what} failed: {err}") from err
 
