@@ -33,9 +33,7 @@ def make_openapi(app: FastAPI, *, max_query_chars: int) -> Callable[[], dict[str
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
-        document = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
+        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         for path, operations in document.get("paths", {}).items():
             for operation in operations.values():
                 responses: dict[str, Any] = operation.setdefault("responses", {})

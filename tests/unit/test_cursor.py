@@ -41,7 +41,8 @@ def test_encode_cursor_round_trip() -> None:
 
 def test_decode_cursor_when_signed_but_empty_is_rejected() -> None:
     state = CursorState(fingerprint="", after=(), offset=0)
-    assert _decode_error(encode_cursor(state, secret=SECRET), fingerprint="") == "the cursor does not hold a sort position"
+    detail = _decode_error(encode_cursor(state, secret=SECRET), fingerprint="")
+    assert detail == "the cursor does not hold a sort position"
 
 
 def test_encode_cursor_format_is_unpadded_urlsafe_body_dot_signature() -> None:
