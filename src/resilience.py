@@ -73,7 +73,7 @@ class CircuitBreaker:
         self._trial_started = None
         self._reopened = 0
 
-    def record_failure(self) -> None:
+    def record_failure(self, detail: str = "") -> None:
         """A call failed for availability reasons: open when the threshold is reached or the trial failed."""
         self._failures += 1
         self._trial_started = None
@@ -84,9 +84,10 @@ class CircuitBreaker:
         elif self._failures >= self._threshold:
             self._opened_at = self._clock()
             logger.warning(
-                "{} circuit opened after {} consecutive failures: failing fast, retrying every {:g} s",
+                "{} circuit opened after {} consecutive failures ({}): failing fast, retrying every {:g} s",
                 self.name,
                 self._failures,
+                detail or "no detail",
                 self._reset,
             )
             self._transition("open")

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from src.cache.base import CacheUnavailable
 from src.resilience import CircuitBreaker
@@ -46,8 +46,11 @@ class RedisCache:
         try:
             async with asyncio.timeout(self._timeout):
                 result = await action()
+        except ResponseError as err:  # Redis answered, refusing this command (WRONGTYPE, OOM...): not an outage
+            self._breaker.release()
+            raise CacheUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
         except (RedisError, OSError, TimeoutError) as err:
-            self._breaker.record_failure()
+            self._breaker.record_failure(f"{type(err).__name__}: {err}")
             raise CacheUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
         self._breaker.record_success()
         return result

@@ -153,3 +153,15 @@ async def test_ping_when_server_unreachable_raises_cache_unavailable() -> None:
 def test_redis_client_when_installed_uses_hiredis_parser() -> None:
     assert HIREDIS_AVAILABLE
     assert DefaultParser.__name__ == "_AsyncHiredisParser"
+
+
+async def test_incr_when_redis_refuses_the_command_is_a_miss_that_leaves_the_breaker_closed() -> None:
+    client = fakeredis.FakeAsyncRedis()
+    breaker = CircuitBreaker(failure_threshold=1, reset_seconds=60)
+    cache = RedisCache(client, timeout_seconds=1, breaker=breaker)
+    await client.set("not-a-number", b"text")
+    for _ in range(3):
+        with pytest.raises(CacheUnavailable, match="ResponseError"):
+            await cache.incr("not-a-number")
+    assert breaker.state == "closed"
+    await cache.close()

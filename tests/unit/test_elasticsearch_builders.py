@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from elasticsearch import ApiError, NotFoundError
 
 from src.search.backends.base import BackendHit, BackendPage, BulkItemResult
 from src.search.backends.elasticsearch import (
@@ -13,6 +14,7 @@ from src.search.backends.elasticsearch import (
     build_mapping,
     build_search_body,
     build_source,
+    is_rejection,
     parse_search_response,
 )
 from src.search.documents import DocumentInvalid
@@ -546,3 +548,29 @@ def test_bulk_item_string_error() -> None:
 
 def test_bulk_item_missing_status_is_retryable_500() -> None:
     assert _bulk_item("d", {"index": {}}) == BulkItemResult(doc_id="d", ok=False, retryable=True, error="500: ")
+
+
+def _api_error(status: int, body: object = None) -> ApiError:
+    from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+
+    meta = ApiResponseMeta(
+        status=status, http_version="1.1", headers=HttpHeaders(), duration=0.0, node=NodeConfig("http", "x", 9200)
+    )
+    error_class = NotFoundError if status == 404 else ApiError
+    return error_class("error", meta=meta, body=body)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "rejected"),
+    [
+        (400, {"error": {"type": "parse_exception"}}, True),
+        (405, None, True),
+        (404, {"error": {"type": "illegal_argument_exception"}}, True),
+        (404, {"error": {"type": "index_not_found_exception"}}, False),  # the alias is gone: unavailable
+        (429, None, False),
+        (500, None, False),
+        (503, None, False),
+    ],
+)
+def test_is_rejection_when_engine_answers_with_status(status: int, body: object, rejected: bool) -> None:
+    assert is_rejection(_api_error(status, body)) is rejected

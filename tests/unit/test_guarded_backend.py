@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from src.resilience import CircuitBreaker
-from src.search.backends.base import IndexAction
+from src.search.backends.base import BackendPage, IndexAction
 from src.search.backends.guarded import GuardedBackend
-from src.search.errors import SearchUnavailable
+from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.query import BackendQuery, ParsedQuery, SortSpec
 from tests.fakes.search_backend import FakeSearchBackend
 from tests.fixtures.catalog import DOCS, SCHEMA
@@ -49,3 +49,15 @@ async def test_pass_through_when_managing_indices_reaches_inner() -> None:
     await guarded.drop_index(second)
     assert await guarded.count() == 0
     await guarded.close()
+
+
+async def test_search_when_engine_rejects_input_leaves_the_breaker_closed() -> None:
+    class Rejecting(FakeSearchBackend):
+        async def search(self, query: BackendQuery) -> BackendPage:
+            raise SearchRejected("fake refused the search request (400)")
+
+    guarded = GuardedBackend(Rejecting(schema=SCHEMA), CircuitBreaker(failure_threshold=1, reset_seconds=60))
+    for _ in range(5):
+        with pytest.raises(SearchRejected):
+            await guarded.search(QUERY)
+    assert guarded.breaker.state == "closed"

@@ -159,3 +159,35 @@ def test_allow_when_trial_never_reports_allows_another_after_reset() -> None:
     assert breaker.allow() is False
     clock[0] = 10.0  # the trial was cancelled and never reported
     assert breaker.allow() is True
+
+
+def test_circuit_breaker_when_outage_lasts_logs_once_per_state_change() -> None:
+    from loguru import logger
+
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=2, reset_seconds=1.0, name="search", clock=clock)
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message.record["message"])), level="INFO")
+    try:
+        for _ in range(50):  # a long outage: many failed calls, several failed trials
+            if breaker.allow():
+                breaker.record_failure()
+            clock.now += 0.25
+        breaker.record_success()
+    finally:
+        logger.remove(sink)
+    assert len(lines) == 2
+    assert lines[0].startswith("search circuit opened after 2 consecutive failures")
+    assert lines[1].startswith("search circuit closed")
+
+
+def test_circuit_breaker_release_when_trial_rejected_frees_the_trial_without_closing() -> None:
+    clock = FakeClock()
+    breaker = _breaker(clock, threshold=1, reset=10.0)
+    breaker.record_failure()
+    clock.now += 10.0
+    assert breaker.allow() is True  # the half-open trial
+    assert breaker.allow() is False  # only one at a time
+    breaker.release()  # the trial's input was rejected: it proved nothing
+    assert _state(breaker) == "half-open"
+    assert breaker.allow() is True

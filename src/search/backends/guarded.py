@@ -31,8 +31,8 @@ class GuardedBackend:
             raise SearchUnavailable(f"{self.kind}: circuit open after repeated failures")
         try:
             result = await call()
-        except SearchUnavailable:
-            self.breaker.record_failure()
+        except SearchUnavailable as err:
+            self.breaker.record_failure(err.detail)
             BACKEND_FAILURES.labels(self.kind).inc()
             raise
         except SearchRejected:
