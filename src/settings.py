@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     cache_lock_lease_seconds: float = Field(default=5.0, gt=0)
     cache_lock_wait_seconds: float = Field(default=2.0, gt=0)
     cache_gzip_min_bytes: int = Field(default=1024, ge=0)
+    cache_enabled: bool = True
+    cache_near_ttl_seconds: float = Field(default=2.0, ge=0)
+    cache_near_max_entries: int = Field(default=2_000, ge=1)
+    cache_near_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    cache_generation_poll_ms: int = Field(default=250, ge=0)
+    redis_cluster: bool = False
+    search_max_inflight: int = Field(default=32, ge=1)
     http_max_target_bytes: int = Field(default=8192, ge=256)
     http_max_header_bytes: int = Field(default=16384, ge=1024)
     http_max_age_seconds: int = Field(default=30, ge=0)

@@ -14,7 +14,7 @@ from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from src.observability.metrics import UNAVAILABLE_RESPONSES
-from src.search.errors import InvalidParameter, SearchRejected, SearchUnavailable
+from src.search.errors import InvalidParameter, Overloaded, SearchRejected, SearchUnavailable
 from src.search.models import Problem, ProblemError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -66,7 +66,10 @@ async def _search_unavailable(request: Request, exc: Exception) -> Response:
     # Not logged per request: the breaker logs each state change, and this counter counts the 503s.
     UNAVAILABLE_RESPONSES.labels(exc.dependency).inc()
     logger.debug("dependency unavailable: {}", exc.detail)
-    body = problem(503, f"the {exc.dependency} backend is unavailable", request, type_="/problems/unavailable")
+    if isinstance(exc, Overloaded):
+        body = problem(503, "too many searches in flight; retry shortly", request, type_="/problems/overloaded")
+    else:
+        body = problem(503, f"the {exc.dependency} backend is unavailable", request, type_="/problems/unavailable")
     body["dependency"] = exc.dependency
     return ProblemResponse(body, headers={"Retry-After": "1"})
 

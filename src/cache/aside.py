@@ -8,9 +8,14 @@ response bytes) and returns a `Served` entry:
 - absent or past the hard TTL: computed once per key however many requests wait for it, in this
   process (a shared future) and across processes (a short-lease lock; a waiter polls the cache and
   computes itself when its wait runs out, rather than erroring);
-- compute fails with SearchUnavailable while an entry younger than hard TTL + stale-if-error grace
-  exists: that entry is served as STALE;
-- any cache failure (down, slow, garbage) is a miss, logged and counted, never an error.
+- compute fails with SearchUnavailable (or is refused by admission control) while an entry younger
+  than hard TTL + stale-if-error grace exists: that entry is served as STALE, never a 503;
+- any cache failure (down, slow, garbage) is a miss, counted, never an error; concurrent misses of one
+  key are still computed once in this process.
+
+Admission control sits here, where a miss is known: at most `max_inflight` engine computations run at
+once in this process; one more is refused at once with `Overloaded` (a 503 with Retry-After). Hits,
+stale entries and coalesced waiters never wait behind it.
 """
 
 from __future__ import annotations
@@ -27,8 +32,14 @@ from src.cache.base import Cache, CacheUnavailable
 from src.cache.entries import EntryCorrupt, decode_entry, encode_entry, freshness, jittered, make_entry
 from src.cache.keys import GenerationalKey, lock_key
 from src.cache.models import CacheEntry, Served
-from src.observability.metrics import CACHE_ERRORS, CACHE_LOOKUPS, CACHE_SKIPPED
-from src.search.errors import SearchError, SearchUnavailable
+from src.observability.metrics import (
+    ADMISSION_REJECTED,
+    CACHE_ERRORS,
+    CACHE_LOOKUPS,
+    CACHE_SKIPPED,
+    ENGINE_INFLIGHT,
+)
+from src.search.errors import Overloaded, SearchError, SearchUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +57,8 @@ class CachePolicy:
     lock_wait_seconds: float = 2.0
     lock_poll_seconds: float = 0.02
     gzip_min_bytes: int = 1024
+    max_inflight: int = 32
+    """Engine computations running at once in this process; more are refused with Overloaded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +93,15 @@ class CacheAside:
         self._inflight: dict[str, asyncio.Future[Served]] = {}
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.engine_inflight = 0
+        """Engine computations running now (admission control's count)."""
 
     async def fetch_generational(self, key: GenerationalKey, compute: Compute, *, route: str) -> Served:
         """Serve the entry under `key` at the current generation (one cache round trip)."""
         try:
             generation, raw = await self.cache.get_generational(key.generation_key, key.prefix, key.suffix)
         except CacheUnavailable as err:
-            return await self._uncached(compute, route, "get", err)
+            return await self._uncached(f"{key.prefix}?{key.suffix}", compute, route, "get", err)
         return await self._resolve(key.at(generation), raw, generation, compute, route)
 
     async def fetch(self, key: str, compute: Compute, *, route: str) -> Served:
@@ -94,7 +109,7 @@ class CacheAside:
         try:
             raw = await self.cache.get(key)
         except CacheUnavailable as err:
-            return await self._uncached(compute, route, "get", err)
+            return await self._uncached(key, compute, route, "get", err)
         return await self._resolve(key, raw, None, compute, route)
 
     async def peek_fresh(self, key: GenerationalKey | str, *, route: str) -> Served | None:
@@ -121,11 +136,29 @@ class CacheAside:
         CACHE_LOOKUPS.labels(route, "hit").inc()
         return Served(entry, "HIT")
 
-    async def _uncached(self, compute: Compute, route: str, operation: str, err: Exception) -> Served:
+    async def _uncached(self, key: str, compute: Compute, route: str, operation: str, err: Exception) -> Served:
+        """The cache failed: compute without it, still once per key in this process."""
         _cache_failed(operation, err)
-        served = Served(self._entry(await compute(None)), "MISS")
+
+        async def run() -> Served:
+            return Served(self._entry(await self._admitted(compute, None)), "MISS")
+
+        served = await self._coalesced(key, run)
         CACHE_LOOKUPS.labels(route, "miss").inc()
         return served
+
+    async def _admitted(self, compute: Compute, generation: int | None) -> Computed:
+        """Run `compute` unless `max_inflight` computations already run (Overloaded, at once)."""
+        if self.engine_inflight >= self.policy.max_inflight:
+            ADMISSION_REJECTED.inc()
+            raise Overloaded(f"{self.engine_inflight} engine calls in flight (the limit); retry shortly")
+        self.engine_inflight += 1
+        ENGINE_INFLIGHT.inc()
+        try:
+            return await compute(generation)
+        finally:
+            self.engine_inflight -= 1
+            ENGINE_INFLIGHT.dec()
 
     async def _resolve(
         self, key: str, raw: bytes | None, generation: int | None, compute: Compute, route: str
@@ -156,13 +189,17 @@ class CacheAside:
     async def _single_flight(
         self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None
     ) -> Served:
+        return await self._coalesced(key, lambda: self._compute_locked(key, generation, compute, expired))
+
+    async def _coalesced(self, key: str, run: Callable[[], Awaitable[Served]]) -> Served:
+        """One `run` per key at a time in this process; concurrent callers share its outcome."""
         running = self._inflight.get(key)
         if running is not None:
             return await asyncio.shield(running)
         future: asyncio.Future[Served] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            served = await self._compute_locked(key, generation, compute, expired)
+            served = await run()
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -194,8 +231,8 @@ class CacheAside:
         self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None
     ) -> Served:
         try:
-            computed = await compute(generation)
-        except SearchUnavailable:
+            computed = await self._admitted(compute, generation)
+        except SearchUnavailable:  # Overloaded included: a stale copy beats a 503
             if expired is not None and self._clock() < expired.hard_expires_at + self.policy.stale_if_error_seconds:
                 logger.debug("backend unavailable: serving a stale entry for {}", key)  # counted as STALE
                 return Served(expired, "STALE")
@@ -277,7 +314,7 @@ class CacheAside:
             if held_elsewhere:
                 return  # another process is refreshing it
             try:
-                entry = self._entry(await compute(generation))
+                entry = self._entry(await self._admitted(compute, generation))
                 await self._store(key, entry)
             finally:
                 if token is not None:

@@ -6,12 +6,14 @@ from src.cache.aside import CacheAside, CachePolicy
 from src.cache.base import Cache
 from src.cache.keys import scoped_namespace
 from src.cache.memory import MemoryCache
+from src.cache.null import NullCache
 from src.cache.redis import create_redis_cache
+from src.cache.tiered import TieredCache
 from src.settings import Settings
 
 
-def create_cache(settings: Settings) -> Cache:
-    """Redis when REDIS_URL is set, else the in-process LRU."""
+def create_shared_cache(settings: Settings) -> Cache:
+    """The cache every process shares: Redis (or Redis Cluster) when REDIS_URL is set, else the in-process LRU."""
     if settings.redis_url:
         return create_redis_cache(
             settings.redis_url,
@@ -19,8 +21,27 @@ def create_cache(settings: Settings) -> Cache:
             connect_timeout_seconds=settings.redis_connect_timeout_seconds,
             failure_threshold=settings.redis_breaker_failures,
             reset_seconds=settings.redis_breaker_reset_seconds,
+            cluster=settings.redis_cluster,
         )
     return MemoryCache(max_entries=settings.cache_memory_max_entries, max_bytes=settings.cache_memory_max_bytes)
+
+
+def create_cache(settings: Settings) -> Cache:
+    """The API's cache: none when disabled; Redis behind a small in-process tier; or the in-process LRU."""
+    if not settings.cache_enabled:
+        return NullCache()
+    shared = create_shared_cache(settings)
+    if not settings.redis_url or settings.cache_near_ttl_seconds <= 0:
+        return shared
+    near = MemoryCache(max_entries=settings.cache_near_max_entries, max_bytes=settings.cache_near_max_bytes)
+    keep = settings.cache_hard_ttl_seconds * (1 + settings.cache_ttl_jitter) + settings.cache_stale_if_error_seconds
+    return TieredCache(
+        near,
+        shared,
+        near_ttl_seconds=settings.cache_near_ttl_seconds,
+        generation_poll_seconds=settings.cache_generation_poll_ms / 1000,
+        keep_seconds=keep,
+    )
 
 
 def cache_policy(settings: Settings) -> CachePolicy:
@@ -36,6 +57,7 @@ def cache_policy(settings: Settings) -> CachePolicy:
         lock_lease_seconds=settings.cache_lock_lease_seconds,
         lock_wait_seconds=settings.cache_lock_wait_seconds,
         gzip_min_bytes=settings.cache_gzip_min_bytes,
+        max_inflight=settings.search_max_inflight,
     )
 
 

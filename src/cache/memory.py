@@ -17,6 +17,7 @@ from dataclasses import dataclass
 class _Item:
     value: bytes
     expires_at: float
+    stored_at: float
 
 
 class MemoryCache:
@@ -52,6 +53,18 @@ class MemoryCache:
         self._items.move_to_end(key)
         return item.value
 
+    def get_aged(self, key: str) -> tuple[bytes, float] | None:
+        """The live value under `key` and the seconds since it was stored (marks it recently used)."""
+        item = self._items.get(key)
+        if item is None:
+            return None
+        now = self._clock()
+        if item.expires_at <= now:
+            self._drop(key)
+            return None
+        self._items.move_to_end(key)
+        return item.value, now - item.stored_at
+
     async def get_generational(self, generation_key: str, prefix: str, suffix: str) -> tuple[int, bytes | None]:
         """The generation and the value of the key it selects."""
         generation = self._counters.get(generation_key, 0)
@@ -62,7 +75,8 @@ class MemoryCache:
         self._drop(key)  # a value that is not stored must not leave the old one readable either
         if ttl_seconds <= 0 or len(value) > self._max_bytes:
             return
-        self._items[key] = _Item(value=value, expires_at=self._clock() + ttl_seconds)
+        now = self._clock()
+        self._items[key] = _Item(value=value, expires_at=now + ttl_seconds, stored_at=now)
         self._bytes += len(value)
         while len(self._items) > self._max_entries or self._bytes > self._max_bytes:
             self._drop(next(iter(self._items)))

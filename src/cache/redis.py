@@ -1,8 +1,13 @@
-"""`Cache` on Redis (`redis.asyncio` with the hiredis parser), with tight timeouts and a circuit breaker.
+"""`Cache` on Redis or Redis Cluster (`redis.asyncio`, hiredis parser), with tight timeouts and a breaker.
 
 `_call` is the one choke point: Redis errors, timeouts and an open circuit all become CacheUnavailable,
-which the cache-aside layer turns into a miss. Reading the generation and the entry it selects is one
-Lua script, so a cached search costs one round trip.
+which the cache-aside layer turns into a miss. On a single Redis, reading the generation and the
+entry it selects is one Lua script (one round trip); on Redis Cluster (`cluster=True`) no command spans
+two slots: it is two single-key GETs (the tiered cache in front reads the generation from memory).
+
+The time budget counts Redis's time, not the event loop's: when the budget's timer fires late because
+the loop was busy (a traffic spike on this process), the call gets another budget instead of being
+called a Redis failure, up to a hard limit. A saturated loop therefore never opens Redis's breaker.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from src.cache.base import CacheUnavailable
@@ -22,6 +28,10 @@ _GET_GENERATIONAL = """
 local generation = redis.call('GET', KEYS[1]) or '0'
 return {generation, redis.call('GET', ARGV[1] .. generation .. ARGV[2])}
 """
+_LATE_FRACTION = 0.25
+"""A budget timer firing later than this fraction of the budget means the loop, not Redis, was slow."""
+_HARD_LIMIT_FACTOR = 20
+"""However busy the loop, a call gives up after this many budgets."""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -33,19 +43,21 @@ class RedisCache:
 
     kind = "redis"
 
-    def __init__(self, client: Redis, *, timeout_seconds: float, breaker: CircuitBreaker) -> None:
+    def __init__(self, client: Redis | RedisCluster, *, timeout_seconds: float, breaker: CircuitBreaker) -> None:
         self._client = client
+        self._cluster = isinstance(client, RedisCluster)
         self._timeout = timeout_seconds
         self._breaker = breaker
-        self._get_generational = client.register_script(_GET_GENERATIONAL)
-        self._release = client.register_script(_RELEASE)
+        self._get_generational = None if self._cluster else client.register_script(_GET_GENERATIONAL)
+        self._release = client.register_script(_RELEASE)  # one key: fine on a cluster
+        if self._cluster:
+            self.kind = "redis-cluster"
 
     async def _call[T](self, what: str, action: Callable[[], Awaitable[T]]) -> T:
         if not self._breaker.allow():
             raise CacheUnavailable(f"redis {what}: circuit open")
         try:
-            async with asyncio.timeout(self._timeout):
-                result = await action()
+            result = await self._within_budget(action)
         except ResponseError as err:  # Redis answered, refusing this command (WRONGTYPE, OOM...): not an outage
             self._breaker.release()
             raise CacheUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
@@ -55,15 +67,39 @@ class RedisCache:
         self._breaker.record_success()
         return result
 
+    async def _within_budget[T](self, action: Callable[[], Awaitable[T]]) -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(action())
+        deadline = loop.time() + self._timeout
+        limit = deadline + self._timeout * _HARD_LIMIT_FACTOR
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+                if done:
+                    return task.result()
+                now = loop.time()
+                if now - deadline < self._timeout * _LATE_FRACTION or now >= limit:
+                    raise TimeoutError(f"no answer within {self._timeout:g} s")
+                deadline = now + self._timeout  # the loop was busy: give Redis its budget again
+        finally:
+            if not task.done():
+                task.cancel()
+
     async def get(self, key: str) -> bytes | None:
         """GET."""
         return cast(bytes | None, await self._call("get", lambda: self._client.get(key)))
 
     async def get_generational(self, generation_key: str, prefix: str, suffix: str) -> tuple[int, bytes | None]:
-        """Generation and entry in one round trip (a Lua script)."""
-        raw = await self._call(
-            "get generational", lambda: self._get_generational(keys=[generation_key], args=[prefix, suffix])
-        )
+        """Generation and entry in one round trip (a Lua script); two single-key GETs on a cluster."""
+        if self._get_generational is None:
+            raw_generation = await self.get(generation_key)
+            try:
+                current = int(raw_generation or b"0")
+            except ValueError as err:
+                raise CacheUnavailable(f"redis get generational: not a counter {raw_generation!r:.40}") from err
+            return current, await self.get(f"{prefix}{current}{suffix}")
+        script = self._get_generational
+        raw = await self._call("get generational", lambda: script(keys=[generation_key], args=[prefix, suffix]))
         try:
             generation, value = cast(list[bytes | None], raw)
             return int(generation or b"0"), value
@@ -105,15 +141,34 @@ class RedisCache:
 
 
 def create_redis_cache(
-    url: str, *, timeout_seconds: float, connect_timeout_seconds: float, failure_threshold: int, reset_seconds: float
+    url: str,
+    *,
+    timeout_seconds: float,
+    connect_timeout_seconds: float,
+    failure_threshold: int,
+    reset_seconds: float,
+    cluster: bool = False,
 ) -> RedisCache:
-    """A RedisCache with bounded socket timeouts and no client-side retries (the breaker decides)."""
-    client = Redis.from_url(
-        url,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=connect_timeout_seconds,
-        retry_on_timeout=False,
-        health_check_interval=30,
-    )
+    """A RedisCache (cluster-aware when `cluster`) with no client-side retries: the breaker decides.
+
+    The socket timeout is the hard limit only; the budget itself is enforced by `_within_budget`.
+    """
+    socket_timeout = max(1.0, timeout_seconds * _HARD_LIMIT_FACTOR)
+    client: Redis | RedisCluster
+    if cluster:
+        client = RedisCluster.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout_seconds,
+            cluster_error_retry_attempts=1,
+        )
+    else:
+        client = Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout_seconds,
+            retry_on_timeout=False,
+            health_check_interval=30,
+        )
     breaker = CircuitBreaker(name="redis", failure_threshold=failure_threshold, reset_seconds=reset_seconds)
     return RedisCache(client, timeout_seconds=timeout_seconds, breaker=breaker)

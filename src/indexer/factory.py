@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from src.cache.factory import cache_policy, create_cache
+from src.cache.factory import cache_policy, create_shared_cache
 from src.cache.invalidation import make_invalidator
 from src.indexer.checkpoint import MongoCheckpointStore, MongoDeadLetterStore
 from src.indexer.pipeline import Invalidate, Sink, StreamOptions
@@ -72,7 +72,7 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True) -> Indexe
     invalidate = None
     if settings.redis_url:
         invalidate = make_invalidator(
-            create_cache(settings),
+            create_shared_cache(settings),
             namespace=cache_policy(settings).namespace,
             schema_fingerprint=schema.fingerprint,
         )

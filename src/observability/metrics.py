@@ -9,6 +9,10 @@ CACHE_LOOKUPS = Counter(
 )
 CACHE_ERRORS = Counter("search_api_cache_errors_total", "Cache failures served as misses, by operation.", ["operation"])
 CACHE_SKIPPED = Counter("search_api_cache_skipped_total", "Responses not cached, by reason.", ["reason"])
+ADMISSION_REJECTED = Counter(
+    "search_api_admission_rejected_total", "Engine calls refused by admission control (fast 503s)."
+)
+ENGINE_INFLIGHT = Gauge("search_api_engine_inflight", "Engine calls running now in this process.")
 BACKEND_FAILURES = Counter("search_api_backend_failures_total", "Search backend calls that failed.", ["kind"])
 BACKEND_REJECTIONS = Counter(
     "search_api_backend_rejections_total", "Search backend calls refused because of their input.", ["kind"]

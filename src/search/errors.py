@@ -16,6 +16,16 @@ class SearchUnavailable(SearchError):
         self.dependency = dependency
 
 
+class Overloaded(SearchUnavailable):
+    """Admission control refused an engine call: too many are in flight in this process (a fast 503).
+
+    Raised before the engine is called, so it never counts towards the engine's circuit breaker.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, dependency="capacity")
+
+
 class SearchRejected(SearchError):
     """The backend answered, refusing this one request because of its input (a 400 at the edge).
 
