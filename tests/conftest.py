@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -242,3 +242,112 @@ def secantus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         stop_process(process)
+
+
+def _free_port_pair() -> int:
+    """A port whose cluster-bus port (port + 10000) is free too."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as bus:
+                bus.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+class RedisClusterNodes:
+    """Three master nodes of a real Redis Cluster (Debian's redis-server), owned by one fixture."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.ports = [_free_port_pair() for _ in range(3)]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start_node(self, port: int) -> None:
+        node_dir = self.directory / str(port)
+        node_dir.mkdir(exist_ok=True)
+        self.processes[port] = subprocess.Popen(
+            [
+                self.binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000", "--save", "",
+                "--appendonly", "no", "--dir", str(node_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._wait(lambda: self._cli(port, "ping").strip() == "PONG", f"node {port} to answer")
+
+    def stop_node(self, port: int) -> None:
+        stop_process(self.processes.pop(port))
+
+    def create(self) -> None:
+        for port in self.ports:
+            self.start_node(port)
+        nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        self.wait_healthy()
+
+    def wait_healthy(self) -> None:
+        def ok() -> bool:
+            return all("cluster_state:ok" in self._cli(port, "cluster", "info") for port in self.ports)
+
+        self._wait(ok, "the cluster to be healthy")
+
+    def stop_all(self) -> None:
+        for port in list(self.processes):
+            self.stop_node(port)
+
+    def _cli(self, port: int, *args: str) -> str:
+        found = subprocess.run(
+            ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=5, check=False
+        )
+        return found.stdout
+
+    @staticmethod
+    def _wait(condition: Callable[[], bool], what: str) -> None:
+        import time
+
+        deadline = time.monotonic() + 30
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """A 3-master Redis Cluster for the session; every node process is stopped at the end, whatever happened."""
+    import shutil
+
+    needs_server("Redis Cluster")
+    binary = shutil.which("redis-server")
+    if binary is None or shutil.which("redis-cli") is None:
+        message = "redis-server/redis-cli not installed (apt-get install redis-server)"
+        if IN_CI:
+            pytest.fail(f"CI=true requires a Redis Cluster: {message}")
+        pytest.skip(message)
+    nodes = RedisClusterNodes(binary, tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        nodes.create()
+        yield nodes
+    finally:
+        nodes.stop_all()

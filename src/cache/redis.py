@@ -19,6 +19,8 @@ from typing import cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from src.cache.base import CacheUnavailable
@@ -160,7 +162,7 @@ def create_redis_cache(
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=connect_timeout_seconds,
-            cluster_error_retry_attempts=1,
+            retry=Retry(NoBackoff(), 1),  # one retry after a MOVED/ASK or a node change; the breaker decides
         )
     else:
         client = Redis.from_url(

@@ -15,8 +15,9 @@ from redis.utils import HIREDIS_AVAILABLE
 from src.cache.base import Cache, CacheUnavailable
 from src.cache.memory import MemoryCache
 from src.cache.redis import RedisCache, create_redis_cache
+from src.cache.tiered import TieredCache
 from src.resilience import CircuitBreaker
-from tests.conftest import REDIS_URL, require_redis
+from tests.conftest import REDIS_URL, RedisClusterNodes, require_redis
 
 type Advance = Callable[[float], Awaitable[None]]
 
@@ -27,14 +28,37 @@ def clock() -> list[float]:
     return [0.0]
 
 
-@pytest.fixture(params=["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "memory",
+        "fakeredis",
+        "tiered",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("redis-cluster", marks=pytest.mark.integration),
+    ]
+)
 async def cache(request: pytest.FixtureRequest, clock: list[float]) -> AsyncIterator[Cache]:
     implementation: Cache
     if request.param == "memory":
         implementation = MemoryCache(max_entries=1000, max_bytes=1_000_000, clock=lambda: clock[0])
+    elif request.param == "tiered":
+        breaker = CircuitBreaker(failure_threshold=3, reset_seconds=1)
+        implementation = TieredCache(
+            MemoryCache(max_entries=100, max_bytes=100_000, clock=lambda: clock[0]),
+            RedisCache(fakeredis.FakeAsyncRedis(), timeout_seconds=1, breaker=breaker),
+            near_ttl_seconds=1.0,
+            generation_poll_seconds=0.0,  # the contract's generation reads are immediate
+            keep_seconds=600.0,
+            clock=lambda: clock[0],
+        )
     elif request.param == "fakeredis":
         breaker = CircuitBreaker(failure_threshold=3, reset_seconds=1)
         implementation = RedisCache(fakeredis.FakeAsyncRedis(), timeout_seconds=1, breaker=breaker)
+    elif request.param == "redis-cluster":
+        nodes: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        implementation = create_redis_cache(
+            nodes.url, timeout_seconds=1, connect_timeout_seconds=1, failure_threshold=3, reset_seconds=1, cluster=True
+        )
     else:
         require_redis()
         implementation = create_redis_cache(
@@ -52,9 +76,12 @@ def advance(cache: Cache, clock: list[float], monkeypatch: pytest.MonkeyPatch) -
     real_time = time.time
 
     async def move(seconds: float) -> None:
-        if isinstance(cache, MemoryCache):
+        far = cache.far if isinstance(cache, TieredCache) else cache
+        if isinstance(cache, MemoryCache | TieredCache):
             clock[0] += seconds
-        elif isinstance(cache, RedisCache) and isinstance(cache._client, fakeredis.FakeAsyncRedis):
+        if isinstance(far, MemoryCache):
+            pass
+        elif isinstance(far, RedisCache) and isinstance(far._client, fakeredis.FakeAsyncRedis):
             offset[0] += seconds
             monkeypatch.setattr(fakeredis._socket._base.time, "time", lambda: real_time() + offset[0])  # type: ignore[attr-defined]
         else:

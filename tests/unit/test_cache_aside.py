@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 
 import fakeredis
@@ -12,9 +13,10 @@ from src.cache.aside import CacheAside, CachePolicy, Computed
 from src.cache.base import CacheUnavailable
 from src.cache.keys import lock_key, search_key
 from src.cache.memory import MemoryCache
+from src.cache.null import NullCache
 from src.cache.redis import RedisCache
 from src.resilience import CircuitBreaker
-from src.search.errors import SearchUnavailable
+from src.search.errors import Overloaded, SearchUnavailable
 
 POLICY = CachePolicy(
     soft_ttl_seconds=10,
@@ -293,3 +295,79 @@ async def test_close_when_refresh_running_cancels_it() -> None:
     await asyncio.sleep(0)
     await aside.close()
     assert backend.calls == 2
+
+
+class DownCache(MemoryCache):
+    """A cache whose every read fails (Redis down, its breaker open)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_entries=10, max_bytes=10_000)
+
+    async def get(self, key: str) -> bytes | None:
+        raise CacheUnavailable("down")
+
+    async def get_generational(self, generation_key: str, prefix: str, suffix: str) -> tuple[int, bytes | None]:
+        raise CacheUnavailable("down")
+
+
+async def test_fetch_generational_when_cache_is_down_still_computes_concurrent_misses_once() -> None:
+    clock, backend = Clock(), Backend(gate=asyncio.Event())
+    aside = make(clock, DownCache())
+    misses = [asyncio.create_task(aside.fetch_generational(KEY, backend.compute, route="search")) for _ in range(40)]
+    await settle()
+    backend.gate.set()  # type: ignore[union-attr]
+    served = await asyncio.gather(*misses)
+    assert backend.calls == 1
+    assert {s.x_cache for s in served} == {"MISS"}
+
+
+async def test_fetch_when_engine_calls_at_the_limit_refuses_more_at_once() -> None:
+    clock, backend = Clock(), Backend(gate=asyncio.Event())
+    aside = make(clock, policy=dataclasses.replace(POLICY, max_inflight=2))
+    running = [asyncio.create_task(aside.fetch(f"k{n}", backend.compute, route="document")) for n in range(2)]
+    same_key = asyncio.create_task(aside.fetch("k0", backend.compute, route="document"))
+    await settle()
+    assert aside.engine_inflight == 2
+    with pytest.raises(Overloaded):
+        await aside.fetch("k2", backend.compute, route="document")
+    backend.gate.set()  # type: ignore[union-attr]
+    await asyncio.gather(*running, same_key)  # a waiter on a running key was coalesced, not refused
+    assert backend.calls == 2
+    assert aside.engine_inflight == 0
+    assert (await aside.fetch("k2", backend.compute, route="document")).x_cache == "MISS"
+
+
+async def test_fetch_when_overloaded_with_an_expired_entry_serves_it_stale() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock, policy=dataclasses.replace(POLICY, max_inflight=1))
+    await aside.fetch("hot", backend.compute, route="document")
+    clock.now += 120  # past the hard TTL (100), inside stale-if-error (50 more)
+    blocker = Backend(gate=asyncio.Event())
+    busy = asyncio.create_task(aside.fetch("other", blocker.compute, route="document"))
+    await settle()
+    served = await aside.fetch("hot", backend.compute, route="document")
+    assert served.x_cache == "STALE"
+    blocker.gate.set()  # type: ignore[union-attr]
+    await busy
+
+
+async def test_fetch_when_overloaded_a_fresh_hit_never_waits() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock, policy=dataclasses.replace(POLICY, max_inflight=1))
+    await aside.fetch("hot", backend.compute, route="document")
+    blocker = Backend(gate=asyncio.Event())
+    busy = asyncio.create_task(aside.fetch("other", blocker.compute, route="document"))
+    await settle()
+    assert (await aside.fetch("hot", backend.compute, route="document")).x_cache == "HIT"
+    blocker.gate.set()  # type: ignore[union-attr]
+    await busy
+
+
+async def test_null_cache_when_used_computes_every_request() -> None:
+    clock, backend = Clock(), Backend()
+    aside = CacheAside(NullCache(), POLICY, clock=clock)
+    first = await aside.fetch_generational(KEY, backend.compute, route="search")
+    second = await aside.fetch_generational(KEY, backend.compute, route="search")
+    assert (first.x_cache, second.x_cache, backend.calls) == ("MISS", "MISS", 2)
+    assert await NullCache().incr("g") == 0
+    assert await NullCache().acquire("l", 1) is not None
