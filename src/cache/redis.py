@@ -21,7 +21,15 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from src.cache.base import CacheUnavailable
 from src.resilience import CircuitBreaker
@@ -30,6 +38,8 @@ _GET_GENERATIONAL = """
 local generation = redis.call('GET', KEYS[1]) or '0'
 return {generation, redis.call('GET', ARGV[1] .. generation .. ARGV[2])}
 """
+_UNAVAILABLE_REPLIES = (ClusterError, TryAgainError, AskError, ReadOnlyError, RedisClusterException)
+"""Availability failures, though some are ResponseErrors and RedisClusterException is not a RedisError."""
 _LATE_FRACTION = 0.25
 """A budget timer firing later than this fraction of the budget means the loop, not Redis, was slow."""
 _HARD_LIMIT_FACTOR = 20
@@ -60,6 +70,9 @@ class RedisCache:
             raise CacheUnavailable(f"redis {what}: circuit open")
         try:
             result = await self._within_budget(action)
+        except _UNAVAILABLE_REPLIES as err:  # replies that mean "not now" (cluster down or moving, read-only replica)
+            self._breaker.record_failure(f"{type(err).__name__}: {err}")
+            raise CacheUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
         except ResponseError as err:  # Redis answered, refusing this command (WRONGTYPE, OOM...): not an outage
             self._breaker.release()
             raise CacheUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err

@@ -73,7 +73,13 @@ class Stats:
 def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The demo data in a Tantivy index of its own."""
     directory = tmp_path_factory.mktemp("fuzz")
-    config = Settings(tantivy_data_dir=directory / "tantivy", index_alias="fuzz", cursor_secret="fuzz-secret")
+    config = Settings(
+        tantivy_data_dir=directory / "tantivy",
+        index_alias="fuzz",
+        cursor_secret="fuzz-secret",
+        elasticsearch_url="",  # the embedded engine, whatever the environment says
+        redis_url="",
+    )
 
     async def load_demo() -> None:
         backend = TantivyBackend(
