@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer es-start es-stop clean
+.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load es-start es-stop clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,10 @@ bench-cache: venv
 	PATH=$(VENV)/bin:$$PATH $(PY) bench/cache_bench.py
 
 # Indexer throughput (vs a plain bulk load), freshness and RSS, on SecantusDB (started by the script).
+# Load and dependency failures: wrk at 64 and 256 connections, Redis and Elasticsearch paused (needs ELASTICSEARCH_URL).
+bench-load: venv
+	PATH=$(VENV)/bin:$$PATH $(PY) bench/load_bench.py
+
 bench-indexer: venv
 	$(PY) bench/indexer_bench.py
 

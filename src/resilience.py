@@ -78,9 +78,10 @@ class CircuitBreaker:
         self._failures += 1
         self._trial_started = None
         if self._opened_at is not None:
+            if self.state == "half-open":  # the trial failed: a state change (calls still in flight are not)
+                self._reopened += 1
+                BREAKER_TRANSITIONS.labels(self.name, "open").inc()
             self._opened_at = self._clock()
-            self._reopened += 1
-            BREAKER_TRANSITIONS.labels(self.name, "open").inc()
         elif self._failures >= self._threshold:
             self._opened_at = self._clock()
             logger.warning(

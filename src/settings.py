@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     cache_near_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     cache_generation_poll_ms: int = Field(default=250, ge=0)
     redis_cluster: bool = False
+    redis_max_connections: int = Field(default=256, ge=1)
     search_max_inflight: int = Field(default=32, ge=1)
     http_max_target_bytes: int = Field(default=8192, ge=256)
     http_max_header_bytes: int = Field(default=16384, ge=1024)

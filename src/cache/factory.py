@@ -22,6 +22,7 @@ def create_shared_cache(settings: Settings) -> Cache:
             failure_threshold=settings.redis_breaker_failures,
             reset_seconds=settings.redis_breaker_reset_seconds,
             cluster=settings.redis_cluster,
+            max_connections=settings.redis_max_connections,
         )
     return MemoryCache(max_entries=settings.cache_memory_max_entries, max_bytes=settings.cache_memory_max_bytes)
 

@@ -24,6 +24,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AskError,
     ClusterError,
+    MaxConnectionsError,
     ReadOnlyError,
     RedisClusterException,
     RedisError,
@@ -70,6 +71,9 @@ class RedisCache:
             raise CacheUnavailable(f"redis {what}: circuit open")
         try:
             result = await self._within_budget(action)
+        except MaxConnectionsError as err:  # this process's pool is exhausted by its own load: not a Redis failure
+            self._breaker.release()
+            raise CacheUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
         except _UNAVAILABLE_REPLIES as err:  # replies that mean "not now" (cluster down or moving, read-only replica)
             self._breaker.record_failure(f"{type(err).__name__}: {err}")
             raise CacheUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
@@ -90,7 +94,12 @@ class RedisCache:
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
-                if done:
+                if not done:
+                    # The reply may have been read in the very loop turn our timer fired in: let the call's
+                    # own wake-up run before judging it.
+                    for _ in range(2):
+                        await asyncio.sleep(0)
+                if task.done():
                     return task.result()
                 now = loop.time()
                 if now - deadline < self._timeout * _LATE_FRACTION or now >= limit:
@@ -163,6 +172,7 @@ def create_redis_cache(
     failure_threshold: int,
     reset_seconds: float,
     cluster: bool = False,
+    max_connections: int = 256,
 ) -> RedisCache:
     """A RedisCache (cluster-aware when `cluster`) with no client-side retries: the breaker decides.
 
@@ -176,6 +186,7 @@ def create_redis_cache(
             socket_timeout=socket_timeout,
             socket_connect_timeout=connect_timeout_seconds,
             retry=Retry(NoBackoff(), 1),  # one retry after a MOVED/ASK or a node change; the breaker decides
+            max_connections=max_connections,
         )
     else:
         client = Redis.from_url(
@@ -184,6 +195,7 @@ def create_redis_cache(
             socket_connect_timeout=connect_timeout_seconds,
             retry_on_timeout=False,
             health_check_interval=30,
+            max_connections=max_connections,
         )
     breaker = CircuitBreaker(name="redis", failure_threshold=failure_threshold, reset_seconds=reset_seconds)
     return RedisCache(client, timeout_seconds=timeout_seconds, breaker=breaker)
