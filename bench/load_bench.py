@@ -105,7 +105,7 @@ class Result:
 
 
 SERVER_COUNTERS = {
-    "admission": r'^search_api_admission_rejected_total (\S+)',
+    "admission": r"^search_api_admission_rejected_total (\S+)",
     "503 capacity": r'^search_api_unavailable_responses_total\{dependency="capacity"\} (\S+)',
     "503 search": r'^search_api_unavailable_responses_total\{dependency="search"\} (\S+)',
     "search breaker opened": r'^search_api_breaker_transitions_total\{breaker="search",state="open"\} (\S+)',

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import fakeredis
 import httpx
 from fastapi import FastAPI
 
@@ -11,7 +12,10 @@ from src.api.deps import Services
 from src.cache.aside import CacheAside
 from src.cache.invalidation import bump_search_generation, invalidate_documents
 from src.cache.memory import MemoryCache
+from src.cache.redis import RedisCache
+from src.cache.tiered import TieredCache
 from src.main import create_app
+from src.resilience import CircuitBreaker
 from src.search.backends.base import IndexAction
 from src.settings import Settings
 from tests.api.conftest import install_fake_backend
@@ -107,9 +111,12 @@ async def test_search_when_document_changes_and_is_invalidated_serves_new_body(
     await invalidate_documents(
         ["nginx"], cache=cache, namespace=namespace, schema_fingerprint=app.state.services.schema.fingerprint
     )
-    assert await bump_search_generation(
-        cache=cache, namespace=namespace, schema_fingerprint=app.state.services.schema.fingerprint
-    ) == 1
+    assert (
+        await bump_search_generation(
+            cache=cache, namespace=namespace, schema_fingerprint=app.state.services.schema.fingerprint
+        )
+        == 1
+    )
 
     new = await client.get("/v1/search", params=params)
     assert new.headers["x-cache"] == "MISS"
@@ -165,3 +172,55 @@ async def test_metrics_when_requests_served_counts_cache_results(client: httpx.A
     await client.get("/v1/search", params={"q": "vim"})
     body = (await client.get("/metrics")).text
     assert 'search_api_cache_lookups_total{result="hit",route="search"}' in body
+
+
+async def test_search_when_cache_disabled_computes_every_request(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"cache_enabled": False}))
+    async with app.router.lifespan_context(app):
+        await install_fake_backend(app)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            responses = [await client.get("/v1/search", params=SEARCH) for _ in range(3)]
+            ready = (await client.get("/readyz")).json()
+    assert [r.headers["x-cache"] for r in responses] == ["MISS"] * 3
+    assert ready["checks"]["cache"] == "ok"
+    assert app.state.services.aside.cache.kind == "none"
+
+
+async def test_search_when_engine_calls_at_the_limit_is_a_fast_503_with_retry_after(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    aside: CacheAside = app.state.services.aside
+    aside.engine_inflight = aside.policy.max_inflight  # as if that many misses were running right now
+    try:
+        refused = await client.get("/v1/search", params={"q": "never cached"})
+    finally:
+        aside.engine_inflight = 0
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["type"] == "/problems/overloaded"
+    assert (await client.get("/v1/search", params={"q": "never cached"})).status_code == 200
+
+
+async def test_search_when_redis_slow_and_backend_down_serves_the_in_process_copy(settings: Settings) -> None:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        fake = await install_fake_backend(app)
+        services: Services = app.state.services
+        server = fakeredis.FakeServer()
+        breaker = CircuitBreaker(failure_threshold=3, reset_seconds=60)
+        tiered = TieredCache(
+            MemoryCache(max_entries=100, max_bytes=1_000_000),
+            RedisCache(fakeredis.FakeAsyncRedis(server=server), timeout_seconds=0.05, breaker=breaker),
+            near_ttl_seconds=0.0,  # every read would go to Redis first
+            generation_poll_seconds=0.0,
+            keep_seconds=600.0,
+        )
+        app.state.services = dataclasses.replace(services, aside=CacheAside(tiered, services.aside.policy))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            fresh = await client.get("/v1/search", params=SEARCH)
+            server.connected = False  # Redis stops answering...
+            fake.down = True  # ...while the engine is down too
+            during = await client.get("/v1/search", params=SEARCH)
+    assert fresh.headers["x-cache"] == "MISS"
+    assert during.status_code == 200
+    assert during.content == fresh.content
