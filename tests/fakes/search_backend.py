@@ -1,7 +1,8 @@
 """An in-memory SearchBackend that follows the contract in src/search/backends/base.py.
 
-Matching uses the same pure functions as the real backends (normalisation, edit distance), scoring is
-a simple sum of boosts, so the contract suite can run against it as a third implementation.
+It translates the same query plan as the real backends (src/search/plan.py), evaluated in Python with the
+same pure functions (normalisation, edit distance); a clause scores its best alternative's weight (no term
+statistics), so the contract suite can run against it as a third implementation.
 """
 
 from __future__ import annotations
@@ -16,20 +17,21 @@ from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, In
 from src.search.documents import DocumentInvalid, IndexValue, PreparedDocument, prepare_document
 from src.search.errors import SearchUnavailable
 from src.search.models import Document, JSONScalar
-from src.search.query import BackendQuery, Filter, FilterValue, RangeFilter, Term
+from src.search.plan import Alternative, build_plan
+from src.search.query import BackendQuery, Filter, FilterValue, RangeFilter
 from src.search.schema import IndexSchema
 
 
-def _term_matches(term: Term, tokens: list[str]) -> float:
-    best = 0.0
-    for token in tokens:
-        if token == term.text:
-            return 3.0
-        if term.prefix and token.startswith(term.text):
-            best = max(best, 1.5)
-        elif term.edits and damerau_levenshtein(token, term.text, limit=term.edits) <= term.edits:
-            best = max(best, 1.0)
-    return best
+def _weight(alt: Alternative, values: list[str]) -> float:
+    """`alt.weight` when any value matches the alternative, else 0."""
+    for value in values:
+        if alt.kind == "exact" and value == alt.text:
+            return alt.weight
+        if alt.kind == "prefix" and value.startswith(alt.text):
+            return alt.weight
+        if alt.kind == "typo" and damerau_levenshtein(value, alt.text, limit=alt.edits) <= alt.edits:
+            return alt.weight
+    return 0.0
 
 
 def _phrase_in(phrase: tuple[str, ...], tokens: list[str]) -> bool:
@@ -138,35 +140,37 @@ class FakeSearchBackend:
         return BackendPage(hits=hits, total=len(entries), total_exact=True, facets=facets)
 
     def _score(self, query: BackendQuery, prepared: PreparedDocument) -> float | None:
+        """The query plan, evaluated in Python (a sum of each clause's best alternative weight)."""
+        plan = build_plan(query.query, query.filters, self.schema)
         tokens = {name: text.split() for name, text in prepared.text.items()}
-        parsed = query.query
-        score = 0.0 if parsed.terms or parsed.phrases else 1.0
-        for term in parsed.terms:
-            best = max(
-                (_term_matches(term, tokens.get(s.name, [])) * s.boost for s in self.schema.searchable), default=0
-            )
-            if not best:
-                return None
-            score += best
-        for phrase in parsed.phrases:
-            if not any(_phrase_in(phrase, tokens.get(s.name, [])) for s in self.schema.searchable):
-                return None
-            score += 3.0
-        for excluded in parsed.excluded_terms:
-            if any(excluded in tokens.get(s.name, []) for s in self.schema.searchable):
-                return None
-        for phrase in parsed.excluded_phrases:
-            if any(_phrase_in(phrase, tokens.get(s.name, [])) for s in self.schema.searchable):
-                return None
-        for item in query.filters:
+        for item in plan.filters:
             if not _filter_matches(item, prepared.values.get(item.field.name, [])):
                 return None
-        if parsed.whole is not None:
-            for spec in self.schema.searchable:
-                for whole in prepared.whole.get(spec.name, []):
-                    if whole == parsed.whole.text:
-                        score += 10.0 * spec.boost
-        return score
+        for excluded in plan.excluded_terms:
+            if any(excluded in tokens.get(field, []) for field in plan.searchable):
+                return None
+        for phrase in plan.excluded_phrases:
+            if any(_phrase_in(phrase, tokens.get(field, [])) for field in plan.searchable):
+                return None
+        if plan.match_all:
+            return 1.0
+        scores = [max((_weight(alt, tokens.get(alt.field, [])) for alt in word.alternatives), default=0.0)
+                  for word in plan.words]  # fmt: skip
+        scores += [
+            max(
+                (weight for field, weight in phrase.fields if _phrase_in(phrase.tokens, tokens.get(field, []))),
+                default=0.0,
+            )
+            for phrase in plan.phrases
+        ]
+        whole = 0.0
+        if plan.whole is not None:
+            whole = max(
+                (_weight(alt, prepared.whole.get(alt.field, [])) for alt in plan.whole.alternatives), default=0.0
+            )
+        if all(scores):
+            return sum(scores) + whole
+        return whole or None
 
     async def get(self, doc_id: str) -> Document | None:
         found = self._docs().get(doc_id)

@@ -178,21 +178,31 @@ def test_build_search_body_match_all() -> None:
 
 def test_build_search_body_exact_short_term() -> None:
     body = build_search_body(_query("web "), SCHEMA)
+    words = {
+        "dis_max": {
+            "queries": [
+                {"term": {"t.name": {"value": "web", "boost": 18.0}}},
+                {"term": {"t.summary": {"value": "web", "boost": 6.0}}},
+            ]
+        }
+    }
     assert body["query"]["bool"] == {
-        "must": [
-            {
-                "dis_max": {
-                    "queries": [
-                        {"term": {"t.name": {"value": "web", "boost": 18.0}}},
-                        {"term": {"t.summary": {"value": "web", "boost": 6.0}}},
-                    ]
-                }
-            }
-        ],
+        "should": [{"bool": {"must": [words]}}, {"term": {"x.name": {"value": "web", "boost": 60.0}}}],
+        "minimum_should_match": 1,
         "filter": [],
         "must_not": [],
-        "should": [{"term": {"x.name": {"value": "web", "boost": 60.0}}}],
     }
+
+
+def _words(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The all-words alternative of a body with a whole-value alternative."""
+    return list(body["query"]["bool"]["should"][0]["bool"]["must"])
+
+
+def _whole(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The whole-value alternative's queries."""
+    whole = body["query"]["bool"]["should"][1]
+    return list(whole["dis_max"]["queries"]) if "dis_max" in whole else [whole]
 
 
 def test_build_search_body_term_with_fuzzy_and_prefix() -> None:
@@ -212,7 +222,7 @@ def test_build_search_body_term_with_fuzzy_and_prefix() -> None:
             }
         }
 
-    assert body["query"]["bool"]["must"] == [
+    assert _words(body) == [
         {
             "dis_max": {
                 "queries": [
@@ -226,30 +236,32 @@ def test_build_search_body_term_with_fuzzy_and_prefix() -> None:
             }
         }
     ]
-    assert body["query"]["bool"]["should"] == [
+    assert _whole(body) == [
         {"term": {"x.name": {"value": "ngnix", "boost": 60.0}}},
         {"prefix": {"x.name": {"value": "ngnix", "boost": 24.0}}},
-        {
-            "fuzzy": {
-                "x.name": {"value": "ngnix", "fuzziness": 1, "transpositions": True, "prefix_length": 0, "boost": 30.0}
-            }
-        },
+        fuzzy("x.name", 30.0),
     ]
+    assert body["query"]["bool"]["minimum_should_match"] == 1  # the whole value admits a document on its own
 
 
-def test_build_search_body_two_edits_for_long_terms() -> None:
+def test_build_search_body_two_edits_for_long_terms_scores_each_edit_count() -> None:
     body = build_search_body(_query("postgresql "), SCHEMA)
-    fuzzy = body["query"]["bool"]["must"][0]["dis_max"]["queries"][1]
-    assert fuzzy["fuzzy"]["t.name"]["fuzziness"] == 2
-    assert body["query"]["bool"]["should"][1]["fuzzy"]["x.name"]["fuzziness"] == 2
+    queries = _words(body)[0]["dis_max"]["queries"]
+    typos = [
+        (q["fuzzy"]["t.name"]["fuzziness"], q["fuzzy"]["t.name"]["boost"])
+        for q in queries
+        if "fuzzy" in q and "t.name" in q["fuzzy"]
+    ]
+    assert typos == [(1, 6.0), (2, 3.0)]  # one typo outweighs two
+    assert [q["fuzzy"]["x.name"]["fuzziness"] for q in _whole(body) if "fuzzy" in q] == [1, 2]
 
 
 def test_build_search_body_one_clause_per_term() -> None:
     body = build_search_body(_query("web serv"), SCHEMA)
-    must = body["query"]["bool"]["must"]
+    must = _words(body)
     assert [len(clause["dis_max"]["queries"]) for clause in must] == [2, 6]
     assert must[1]["dis_max"]["queries"][1] == {"prefix": {"t.name": {"value": "serv", "boost": 9.0}}}
-    assert body["query"]["bool"]["should"][0] == {"term": {"x.name": {"value": "web serv", "boost": 60.0}}}
+    assert _whole(body)[0] == {"term": {"x.name": {"value": "web serv", "boost": 60.0}}}
 
 
 def test_build_search_body_phrases() -> None:

@@ -24,20 +24,14 @@ from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, In
 from src.search.documents import DocumentInvalid, IndexValue, prepare_document
 from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.models import Document, JSONScalar
-from src.search.query import BackendQuery, Filter, FilterValue, ParsedQuery, RangeFilter, SortSpec, Term
-from src.search.schema import FieldSpec, IndexSchema
+from src.search.plan import FUZZY_MAX_EXPANSIONS, Alternative, QueryPlan, build_plan
+from src.search.query import BackendQuery, Filter, FilterValue, RangeFilter, SortSpec
+from src.search.schema import IndexSchema
 
 type ESBody = dict[str, Any]
 """A raw JSON body handed to the Elasticsearch client (typed by the client as Mapping[str, Any])."""
 
 _ANALYZER = "normalised"
-_EXACT_BOOST = 3.0
-_PREFIX_BOOST = 1.5
-_FUZZY_BOOST = 1.0
-_FUZZY_MAX_EXPANSIONS = 50
-_WHOLE_EXACT_BOOST = 10.0
-_WHOLE_PREFIX_BOOST = 4.0
-_WHOLE_FUZZY_BOOST = 5.0
 
 
 def build_mapping(schema: IndexSchema, *, replicas: int, refresh_interval: str) -> ESBody:
@@ -96,16 +90,10 @@ def _value_json(value: IndexValue | FilterValue) -> JSONScalar:
 
 
 def build_search_body(query: BackendQuery, schema: IndexSchema) -> ESBody:
-    """The search request body for one page."""
-    bool_query: ESBody = {
-        "must": _positive_clauses(query.query, schema) or [{"match_all": {}}],
-        "filter": [_filter_clause(item) for item in query.filters],
-        "must_not": _negative_clauses(query.query, schema),
-    }
-    if query.query.whole is not None and (bonus := _whole_value_clauses(query.query.whole, schema)):
-        bool_query["should"] = bonus
+    """The search request body for one page: the query plan translated (see src/search/plan.py)."""
+    plan = build_plan(query.query, query.filters, schema)
     body: ESBody = {
-        "query": {"bool": bool_query},
+        "query": translate_plan(plan),
         "size": query.limit,
         "sort": _sort_clause(query.sort),
         "track_total_hits": query.track_total_up_to,
@@ -127,63 +115,58 @@ def build_search_body(query: BackendQuery, schema: IndexSchema) -> ESBody:
     return body
 
 
-def _positive_clauses(parsed: ParsedQuery, schema: IndexSchema) -> list[ESBody]:
-    clauses: list[ESBody] = []
-    for term in parsed.terms:
-        options: list[ESBody] = []
-        for spec in schema.searchable:
-            field = f"t.{spec.name}"
-            options.append({"term": {field: {"value": term.text, "boost": spec.boost * _EXACT_BOOST}}})
-            if term.prefix:
-                options.append({"prefix": {field: {"value": term.text, "boost": spec.boost * _PREFIX_BOOST}}})
-            if term.edits:
-                options.append(
-                    {
-                        "fuzzy": {
-                            field: {
-                                "value": term.text,
-                                "fuzziness": term.edits,
-                                "transpositions": True,
-                                "prefix_length": 0,
-                                "max_expansions": _FUZZY_MAX_EXPANSIONS,
-                                "boost": spec.boost * _FUZZY_BOOST,
-                            }
-                        }
-                    }
-                )
-        clauses.append({"dis_max": {"queries": options}})
-    clauses.extend(
-        {"dis_max": {"queries": [_phrase(spec, phrase, spec.boost * _EXACT_BOOST) for spec in schema.searchable]}}
-        for phrase in parsed.phrases
-    )
-    return clauses
-
-
-def _whole_value_clauses(whole: Term, schema: IndexSchema) -> list[ESBody]:
-    """Optional clauses rewarding a keyword field whose whole value is the query (exactly, as prefix, fuzzily)."""
-    clauses: list[ESBody] = []
-    for spec in schema.searchable:
-        if spec.type != "keyword":
-            continue
-        field = f"x.{spec.name}"
-        clauses.append({"term": {field: {"value": whole.text, "boost": spec.boost * _WHOLE_EXACT_BOOST}}})
-        if whole.prefix:
-            clauses.append({"prefix": {field: {"value": whole.text, "boost": spec.boost * _WHOLE_PREFIX_BOOST}}})
-        if whole.edits:
-            fuzzy = {"value": whole.text, "fuzziness": whole.edits, "transpositions": True, "prefix_length": 0}
-            clauses.append({"fuzzy": {field: fuzzy | {"boost": spec.boost * _WHOLE_FUZZY_BOOST}}})
-    return clauses
-
-
-def _phrase(spec: FieldSpec, tokens: tuple[str, ...], boost: float) -> ESBody:
-    return {"match_phrase": {f"t.{spec.name}": {"query": " ".join(tokens), "boost": boost}}}
-
-
-def _negative_clauses(parsed: ParsedQuery, schema: IndexSchema) -> list[ESBody]:
-    clauses: list[ESBody] = [
-        {"term": {f"t.{spec.name}": term}} for term in parsed.excluded_terms for spec in schema.searchable
+def translate_plan(plan: QueryPlan) -> ESBody:
+    """The plan as one bool query: every word and phrase, or the whole query as a name; filters; exclusions."""
+    positive = [_dis_max([_alternative(alt, "t") for alt in word.alternatives]) for word in plan.words]
+    positive += [
+        _dis_max([_phrase(field, phrase.tokens, weight) for field, weight in phrase.fields]) for phrase in plan.phrases
     ]
-    clauses.extend(_phrase(spec, phrase, 1.0) for phrase in parsed.excluded_phrases for spec in schema.searchable)
+    bool_query: ESBody = {
+        "filter": [_filter_clause(item) for item in plan.filters],
+        "must_not": _negative_clauses(plan),
+    }
+    if plan.whole is not None and positive:
+        whole = _dis_max([_alternative(alt, "x") for alt in plan.whole.alternatives])
+        bool_query["should"] = [{"bool": {"must": positive}}, whole]
+        bool_query["minimum_should_match"] = 1
+    else:
+        bool_query["must"] = positive or [{"match_all": {}}]
+    return {"bool": bool_query}
+
+
+def _dis_max(queries: list[ESBody]) -> ESBody:
+    return queries[0] if len(queries) == 1 else {"dis_max": {"queries": queries}}
+
+
+def _alternative(alt: Alternative, prefix: str) -> ESBody:
+    field = f"{prefix}.{alt.field}"
+    if alt.kind == "exact":
+        return {"term": {field: {"value": alt.text, "boost": alt.weight}}}
+    if alt.kind == "prefix":
+        return {"prefix": {field: {"value": alt.text, "boost": alt.weight}}}
+    return {
+        "fuzzy": {
+            field: {
+                "value": alt.text,
+                "fuzziness": alt.edits,
+                "transpositions": True,
+                "prefix_length": 0,
+                "max_expansions": FUZZY_MAX_EXPANSIONS,
+                "boost": alt.weight,
+            }
+        }
+    }
+
+
+def _phrase(field: str, tokens: tuple[str, ...], boost: float) -> ESBody:
+    return {"match_phrase": {f"t.{field}": {"query": " ".join(tokens), "boost": boost}}}
+
+
+def _negative_clauses(plan: QueryPlan) -> list[ESBody]:
+    clauses: list[ESBody] = [
+        {"term": {f"t.{field}": term}} for term in plan.excluded_terms for field in plan.searchable
+    ]
+    clauses.extend(_phrase(field, phrase, 1.0) for phrase in plan.excluded_phrases for field in plan.searchable)
     return clauses
 
 

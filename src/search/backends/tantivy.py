@@ -31,16 +31,11 @@ from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, In
 from src.search.documents import DocumentInvalid, PreparedDocument, prepare_document
 from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.models import Document, JSONScalar
-from src.search.query import BackendQuery, Filter, FilterValue, ParsedQuery, RangeFilter, SortSpec, Term
+from src.search.plan import Alternative, QueryPlan, build_plan
+from src.search.query import BackendQuery, Filter, FilterValue, RangeFilter, SortSpec
 from src.search.schema import FieldSpec, IndexSchema
 
 _ANALYZER = "normalised"
-_EXACT_BOOST = 3.0
-_PREFIX_BOOST = 1.5
-_FUZZY_BOOST = 1.0
-_WHOLE_EXACT_BOOST = 10.0
-_WHOLE_PREFIX_BOOST = 4.0
-_WHOLE_FUZZY_BOOST = 5.0
 _WRITER_HEAP_BYTES = 64_000_000
 _DEEP_PAGE_OFFSET = 500
 """From this depth, id-ordered pages come from the id term dictionary instead of a sorted top-k."""
@@ -85,81 +80,60 @@ def _register_analyzer(index: tantivy.Index) -> None:
 
 
 def build_tantivy_query(query: BackendQuery, schema: IndexSchema, tschema: tantivy.Schema) -> tantivy.Query:
-    """Translate a BackendQuery into a Tantivy query (pure apart from Tantivy's own objects)."""
-    Occur = tantivy.Occur
-    clauses: list[tuple[tantivy.Occur, tantivy.Query]] = [
-        (Occur.Must, clause) for clause in _positive_clauses(query.query, schema, tschema)
+    """Translate the query plan (see src/search/plan.py) into a Tantivy query."""
+    return translate_plan(build_plan(query.query, query.filters, schema), tschema)
+
+
+def translate_plan(plan: QueryPlan, tschema: tantivy.Schema) -> tantivy.Query:
+    """Every word and phrase, or the whole query as a name; filters (scoring nothing); exclusions."""
+    Occur, Query = tantivy.Occur, tantivy.Query
+    positive = [_dis_max([_alternative(alt, "t", tschema) for alt in word.alternatives]) for word in plan.words]
+    positive += [
+        _dis_max([Query.boost_query(_phrase(field, phrase.tokens, tschema), weight) for field, weight in phrase.fields])
+        for phrase in plan.phrases
     ]
-    if not clauses:
-        clauses.append((Occur.Must, tantivy.Query.all_query()))
-    clauses.extend(
-        (Occur.Must, tantivy.Query.const_score_query(_filter_query(item, tschema), 0.0)) for item in query.filters
-    )
-    clauses.extend((Occur.MustNot, clause) for clause in _negative_clauses(query.query, schema, tschema))
-    if query.query.whole is not None:
-        clauses.extend((Occur.Should, clause) for clause in _whole_value_clauses(query.query.whole, schema, tschema))
-    return tantivy.Query.boolean_query(clauses)
+    clauses: list[tuple[tantivy.Occur, tantivy.Query]]
+    if plan.whole is not None and positive:
+        all_words = Query.boolean_query([(Occur.Must, clause) for clause in positive])
+        whole = _dis_max([_alternative(alt, "x", tschema) for alt in plan.whole.alternatives])
+        clauses = [(Occur.Must, Query.boolean_query([(Occur.Should, all_words), (Occur.Should, whole)]))]
+    else:
+        clauses = [(Occur.Must, clause) for clause in positive] or [(Occur.Must, Query.all_query())]
+    clauses.extend((Occur.Must, Query.const_score_query(_filter_query(item, tschema), 0.0)) for item in plan.filters)
+    clauses.extend((Occur.MustNot, clause) for clause in _negative_clauses(plan, tschema))
+    return Query.boolean_query(clauses)
 
 
-def _positive_clauses(parsed: ParsedQuery, schema: IndexSchema, tschema: tantivy.Schema) -> list[tantivy.Query]:
+def _dis_max(queries: list[tantivy.Query]) -> tantivy.Query:
+    return queries[0] if len(queries) == 1 else tantivy.Query.disjunction_max_query(queries)
+
+
+def _alternative(alt: Alternative, prefix: str, tschema: tantivy.Schema) -> tantivy.Query:
     Query = tantivy.Query
-    clauses: list[tantivy.Query] = []
-    for term in parsed.terms:
-        options: list[tantivy.Query] = []
-        for spec in schema.searchable:
-            field = f"t_{spec.name}"
-            options.append(Query.boost_query(Query.term_query(tschema, field, term.text), spec.boost * _EXACT_BOOST))
-            if term.prefix:
-                prefix = Query.fuzzy_term_query(tschema, field, term.text, 0, True, True)
-                options.append(Query.boost_query(prefix, spec.boost * _PREFIX_BOOST))
-            if term.edits:
-                fuzzy = Query.fuzzy_term_query(tschema, field, term.text, term.edits, True, False)
-                options.append(Query.boost_query(fuzzy, spec.boost * _FUZZY_BOOST))
-        clauses.append(Query.disjunction_max_query(options))
-    for phrase in parsed.phrases:
-        clauses.append(
-            Query.disjunction_max_query(
-                [
-                    Query.boost_query(_phrase(spec, phrase, tschema), spec.boost * _EXACT_BOOST)
-                    for spec in schema.searchable
-                ]
-            )
-        )
-    return clauses
+    field = f"{prefix}_{alt.field}"
+    if alt.kind == "exact":
+        matched = Query.term_query(tschema, field, alt.text)
+    elif alt.kind == "prefix":
+        matched = Query.fuzzy_term_query(tschema, field, alt.text, 0, True, True)
+    else:
+        matched = Query.fuzzy_term_query(tschema, field, alt.text, alt.edits, True, False)
+    return Query.boost_query(matched, alt.weight)
 
 
-def _whole_value_clauses(whole: Term, schema: IndexSchema, tschema: tantivy.Schema) -> list[tantivy.Query]:
-    """Optional clauses rewarding a keyword field whose whole value is the query (exactly, as prefix, fuzzily)."""
-    Query = tantivy.Query
-    clauses: list[tantivy.Query] = []
-    for spec in schema.searchable:
-        if spec.type != "keyword":
-            continue
-        field = f"x_{spec.name}"
-        clauses.append(Query.boost_query(Query.term_query(tschema, field, whole.text), spec.boost * _WHOLE_EXACT_BOOST))
-        if whole.prefix:
-            prefix = Query.fuzzy_term_query(tschema, field, whole.text, 0, True, True)
-            clauses.append(Query.boost_query(prefix, spec.boost * _WHOLE_PREFIX_BOOST))
-        if whole.edits:
-            fuzzy = Query.fuzzy_term_query(tschema, field, whole.text, whole.edits, True, False)
-            clauses.append(Query.boost_query(fuzzy, spec.boost * _WHOLE_FUZZY_BOOST))
-    return clauses
-
-
-def _phrase(spec: FieldSpec, tokens: tuple[str, ...], tschema: tantivy.Schema) -> tantivy.Query:
-    field = f"t_{spec.name}"
+def _phrase(field: str, tokens: tuple[str, ...], tschema: tantivy.Schema) -> tantivy.Query:
+    name = f"t_{field}"
     if len(tokens) == 1:
-        return tantivy.Query.term_query(tschema, field, tokens[0])
-    return tantivy.Query.phrase_query(tschema, field, list(tokens))
+        return tantivy.Query.term_query(tschema, name, tokens[0])
+    return tantivy.Query.phrase_query(tschema, name, list(tokens))
 
 
-def _negative_clauses(parsed: ParsedQuery, schema: IndexSchema, tschema: tantivy.Schema) -> list[tantivy.Query]:
+def _negative_clauses(plan: QueryPlan, tschema: tantivy.Schema) -> list[tantivy.Query]:
     clauses = [
-        tantivy.Query.term_query(tschema, f"t_{spec.name}", term)
-        for term in parsed.excluded_terms
-        for spec in schema.searchable
+        tantivy.Query.term_query(tschema, f"t_{field}", term)
+        for term in plan.excluded_terms
+        for field in plan.searchable
     ]
-    clauses.extend(_phrase(spec, phrase, tschema) for phrase in parsed.excluded_phrases for spec in schema.searchable)
+    clauses.extend(_phrase(field, phrase, tschema) for phrase in plan.excluded_phrases for field in plan.searchable)
     return clauses
 
 
