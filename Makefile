@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load es-start es-stop clean
+.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance es-start es-stop clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ bench-cache: venv
 # Load and dependency failures: wrk at 64 and 256 connections, Redis and Elasticsearch paused (needs ELASTICSEARCH_URL).
 bench-load: venv
 	PATH=$(VENV)/bin:$$PATH $(PY) bench/load_bench.py
+
+# Relevance on typo, separator, known-item and prefix probes (plus Elasticsearch and a fuzziness:AUTO
+# baseline when ELASTICSEARCH_URL is set).
+bench-relevance: venv
+	$(PY) bench/relevance.py
 
 bench-indexer: venv
 	$(PY) bench/indexer_bench.py

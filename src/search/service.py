@@ -6,6 +6,7 @@ highlighting, fingerprints) live in their own modules.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ import orjson
 from src.cache.aside import CacheAside, Computed
 from src.cache.keys import GenerationalKey, document_key, search_key
 from src.cache.models import Served
-from src.search.backends.base import BackendHit, SearchBackend
+from src.search.backends.base import BackendHit, BackendPage, SearchBackend
 from src.search.cursor import CursorState, decode_cursor, encode_cursor
 from src.search.documents import id_problem, project
 from src.search.errors import InvalidParameter
 from src.search.highlight import highlight
 from src.search.models import Document, FacetBucket, SearchHit, SearchPage
+from src.search.plan import relaxations
 from src.search.query import (
     BackendQuery,
     Filter,
@@ -176,7 +178,7 @@ async def execute_search(
 ) -> SearchPage:
     """Query the backend for a validated request and shape the page."""
     started = time.perf_counter() if started is None else started
-    page = await backend.search(prepared.backend_query)
+    page, ignored = await _search_relaxing(prepared.backend_query, backend)
     shown = page.hits[: prepared.size]
     next_cursor = None
     if len(page.hits) > prepared.size and shown:
@@ -196,8 +198,25 @@ async def execute_search(
         "total": {"value": page.total, "exact": page.total_exact},
         "facets": facets,
         "next_cursor": next_cursor,
+        "ignored_words": list(ignored),
         "took_ms": round((time.perf_counter() - started) * 1000, 3),
     }
+
+
+async def _search_relaxing(query: BackendQuery, backend: SearchBackend) -> tuple[BackendPage, tuple[str, ...]]:
+    """The page of `query`; when it matches nothing, the page of the first relaxation that matches
+    something (words dropped from the end), with the words it ignored.
+
+    Deterministic for a given index: a cursor's next page relaxes the same way, so paging stays consistent.
+    """
+    page = await backend.search(query)
+    if page.total or len(query.query.terms) < 2:
+        return page, ()
+    for relaxed, ignored in relaxations(query.query):
+        candidate = await backend.search(dataclasses.replace(query, query=relaxed))
+        if candidate.total:
+            return candidate, ignored
+    return page, ()
 
 
 def canonical_request(prepared: PreparedSearch, cursor: str | None) -> bytes:

@@ -102,7 +102,9 @@ async def test_search_when_accents_and_case_differ_still_matches(catalog_backend
 
 async def test_search_when_words_in_different_fields_all_required(catalog_backend: SearchBackend) -> None:
     assert await ids(catalog_backend, "network downloader ") == ["wget"]
-    assert await ids(catalog_backend, "network editor ") == []
+    relaxed = await run(catalog_backend, "network editor ")  # no document has both: the last word is dropped
+    assert relaxed["ignored_words"] == ["editor"]
+    assert sorted(hit["id"] for hit in relaxed["hits"]) == ["redis-server", "wget"]
 
 
 # --- filters ---------------------------------------------------------------------------------------
@@ -328,3 +330,31 @@ async def test_search_when_highlight_requested_marks_matches(catalog_backend: Se
         "<mark>nginx</mark> is a high-performance HTTP server and <mark>reverse</mark> proxy"
     ]
     assert page["hits"][0]["highlights"]["name"] == ["<mark>nginx</mark>"]
+
+
+# --- relaxation and whole-name matching (the query plan) -------------------------------------------
+
+
+async def test_search_when_a_word_matches_nothing_drops_it_and_says_so(catalog_backend: SearchBackend) -> None:
+    page = await run(catalog_backend, "nginx zzzqqq ")
+    assert [hit["id"] for hit in page["hits"]][:1] == ["nginx"]
+    assert page["ignored_words"] == ["zzzqqq"]
+    full = await run(catalog_backend, "web server ")
+    assert full["ignored_words"] == []
+
+
+async def test_search_when_relaxing_drops_words_from_the_end(catalog_backend: SearchBackend) -> None:
+    page = await run(catalog_backend, "web server qqqxxx wwwzzz ")
+    assert page["ignored_words"] == ["qqqxxx", "wwwzzz"]
+    assert {"nginx", "apache2", "lighttpd"} <= {hit["id"] for hit in page["hits"]}
+    assert (await run(catalog_backend, "qqqxxx wwwzzz "))["hits"] == []
+
+
+async def test_search_when_a_name_is_typed_without_its_separator_finds_it(catalog_backend: SearchBackend) -> None:
+    assert (await ids(catalog_backend, "redisserver "))[:1] == ["redis-server"]
+    assert (await ids(catalog_backend, "i18ntools "))[:1] == ["i18n-tools"]
+
+
+async def test_search_when_a_name_is_split_finds_it(catalog_backend: SearchBackend) -> None:
+    assert (await ids(catalog_backend, "light tpd "))[:1] == ["lighttpd"]
+    assert (await ids(catalog_backend, "post gis "))[:1] == ["postgis"]

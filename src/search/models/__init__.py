@@ -52,6 +52,8 @@ class SearchPage(TypedDict):
     """Value counts per requested facet field, most frequent first, ties by value."""
     next_cursor: str | None
     """Opaque cursor for the next page; null on the last page."""
+    ignored_words: list[str]
+    """Query words left out because requiring all of them found nothing (dropped from the end); usually empty."""
     took_ms: float
     """Time spent in the service for this request, in milliseconds."""
 
