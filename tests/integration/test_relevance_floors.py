@@ -30,7 +30,7 @@ FLOORS = {
     ("separator-added", "s1"): 0.95,
     ("known-item", "s10"): 0.97,
     ("name-prefix", "s10"): 0.95,
-    ("summary-word-typo", "overlap"): 0.60,
+    ("summary-word-typo", "overlap"): 0.85,
 }
 
 

@@ -28,15 +28,17 @@ import orjson
 import tantivy
 
 from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, IndexAction
+from src.search.backends.vocabulary import FieldVocabulary
 from src.search.documents import DocumentInvalid, PreparedDocument, prepare_document
 from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.models import Document, JSONScalar
-from src.search.plan import Alternative, QueryPlan, build_plan
+from src.search.plan import FUZZY_MAX_EXPANSIONS, Alternative, QueryPlan, build_plan
 from src.search.query import BackendQuery, Filter, FilterValue, RangeFilter, SortSpec
 from src.search.schema import FieldSpec, IndexSchema
 
 _ANALYZER = "normalised"
 _WRITER_HEAP_BYTES = 64_000_000
+_VOCABULARY_REFRESH_SECONDS = 5.0
 _DEEP_PAGE_OFFSET = 500
 """From this depth, id-ordered pages come from the id term dictionary instead of a sorted top-k."""
 _FIELD_TYPES = {
@@ -79,15 +81,42 @@ def _register_analyzer(index: tantivy.Index) -> None:
     index.register_tokenizer(_ANALYZER, analyzer)
 
 
-def build_tantivy_query(query: BackendQuery, schema: IndexSchema, tschema: tantivy.Schema) -> tantivy.Query:
+type Expand = Callable[[str, str, int], list[tuple[str, int]]]
+"""(indexed field, word, max edits) -> the index's terms within that distance, with their edit counts."""
+
+
+def build_tantivy_query(
+    query: BackendQuery, schema: IndexSchema, tschema: tantivy.Schema, expand: Expand | None = None
+) -> tantivy.Query:
     """Translate the query plan (see src/search/plan.py) into a Tantivy query."""
-    return translate_plan(build_plan(query.query, query.filters, schema), tschema)
+    return translate_plan(build_plan(query.query, query.filters, schema), tschema, expand)
 
 
-def translate_plan(plan: QueryPlan, tschema: tantivy.Schema) -> tantivy.Query:
-    """Every word and phrase, or the whole query as a name; filters (scoring nothing); exclusions."""
+def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | None = None) -> tantivy.Query:
+    """Every word and phrase, or the whole query as a name; filters (scoring nothing); exclusions.
+
+    With `expand`, a typo alternative becomes the index's real terms at exactly its edit count, each
+    scored by BM25 (see vocabulary.py); without, Tantivy's constant-score fuzzy query.
+    """
     Occur, Query = tantivy.Occur, tantivy.Query
-    positive = [_dis_max([_alternative(alt, "t", tschema) for alt in word.alternatives]) for word in plan.words]
+    memo: dict[tuple[str, str, int], list[tuple[str, int]]] = {}
+
+    def alternative(alt: Alternative, prefix: str) -> tantivy.Query | None:
+        if alt.kind != "typo" or expand is None:
+            return _alternative(alt, prefix, tschema)
+        field = f"{prefix}_{alt.field}"
+        key = (field, alt.text, alt.edits)
+        if key not in memo:
+            memo[key] = expand(field, alt.text, alt.edits)
+        terms = [term for term, edits in memo[key] if edits == alt.edits]
+        if not terms:
+            return None
+        return Query.boost_query(_dis_max([Query.term_query(tschema, field, term) for term in terms]), alt.weight)
+
+    def clause(alternatives: tuple[Alternative, ...], prefix: str) -> tantivy.Query:
+        return _dis_max([q for alt in alternatives if (q := alternative(alt, prefix)) is not None])
+
+    positive = [clause(word.alternatives, "t") for word in plan.words]
     positive += [
         _dis_max([Query.boost_query(_phrase(field, phrase.tokens, tschema), weight) for field, weight in phrase.fields])
         for phrase in plan.phrases
@@ -95,7 +124,7 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema) -> tantivy.Query:
     clauses: list[tuple[tantivy.Occur, tantivy.Query]]
     if plan.whole is not None and positive:
         all_words = Query.boolean_query([(Occur.Must, clause) for clause in positive])
-        whole = _dis_max([_alternative(alt, "x", tschema) for alt in plan.whole.alternatives])
+        whole = clause(plan.whole.alternatives, "x")
         clauses = [(Occur.Must, Query.boolean_query([(Occur.Should, all_words), (Occur.Should, whole)]))]
     else:
         clauses = [(Occur.Must, clause) for clause in positive] or [(Occur.Must, Query.all_query())]
@@ -223,13 +252,28 @@ def _ordered(entries: list[_Entry], descending: bool) -> list[_Entry]:
 
 
 class _IndexHandle:
-    """One open Tantivy index (reader side, plus a lazily created writer)."""
+    """One open Tantivy index (reader side, plus a lazily created writer and the typo vocabularies)."""
 
     def __init__(self, path: Path, tschema: tantivy.Schema) -> None:
         self.name = path.name
         self.index = tantivy.Index(tschema, path=str(path), reuse=True)
         _register_analyzer(self.index)
         self._writer: tantivy.IndexWriter | None = None
+        self._vocabularies: dict[str, tuple[FieldVocabulary, tuple[int, int], float]] = {}
+        self._vocabulary_lock = threading.Lock()
+
+    def vocabulary(self, searcher: tantivy.Searcher, field: str) -> FieldVocabulary:
+        """The field's terms, rebuilt from the term dictionary when the index changed (at most every
+        `_VOCABULARY_REFRESH_SECONDS`, so a busy stream does not rebuild it on every commit)."""
+        version = (searcher.num_docs, searcher.num_segments)
+        with self._vocabulary_lock:
+            held = self._vocabularies.get(field)
+            now = time.monotonic()
+            if held is not None and (held[1] == version or now - held[2] < _VOCABULARY_REFRESH_SECONDS):
+                return held[0]
+            vocabulary = FieldVocabulary.build(searcher.terms_with_prefix(field, ""))
+            self._vocabularies[field] = (vocabulary, version, now)
+            return vocabulary
 
     def writer(self) -> tantivy.IndexWriter:
         if self._writer is None:
@@ -324,8 +368,14 @@ class TantivyBackend:
         return await self._run("search", functools.partial(self._search_sync, query))
 
     def _search_sync(self, query: BackendQuery) -> BackendPage:
-        searcher = self._reader().index.searcher()
-        tquery = build_tantivy_query(query, self._schema, self._tschema)
+        handle = self._reader()
+        searcher = handle.index.searcher()
+
+        def expand(field: str, word: str, max_edits: int) -> list[tuple[str, int]]:
+            vocabulary = handle.vocabulary(searcher, field)
+            return vocabulary.expand(word, max_edits, max_expansions=FUZZY_MAX_EXPANSIONS)
+
+        tquery = build_tantivy_query(query, self._schema, self._tschema, expand)
         entries, total = self._page(searcher, tquery, query)
         hits = tuple(
             BackendHit(

@@ -1,0 +1,32 @@
+"""Unit tests of src.search.backends.vocabulary: typo expansion from a term dictionary."""
+
+from __future__ import annotations
+
+from src.search.backends.vocabulary import FieldVocabulary
+
+TERMS = [("rendered", 40), ("render", 90), ("renderer", 12), ("tender", 5), ("rendering", 30), ("colected", 1)]
+
+
+def test_expand_when_word_has_typos_finds_terms_by_distance_then_frequency() -> None:
+    vocabulary = FieldVocabulary.build(TERMS)
+    assert vocabulary.expand("renderred", 2, max_expansions=10) == [("rendered", 1), ("renderer", 2)]
+    assert vocabulary.expand("renderred", 1, max_expansions=10) == [("rendered", 1)]
+    assert vocabulary.expand("rendr", 1, max_expansions=10) == [("render", 1)]
+
+
+def test_expand_when_transposed_counts_one_edit() -> None:
+    vocabulary = FieldVocabulary.build(TERMS)
+    assert vocabulary.expand("rnederer", 1, max_expansions=10) == [("renderer", 1)]
+
+
+def test_expand_when_word_is_itself_a_term_leaves_it_to_the_exact_match() -> None:
+    vocabulary = FieldVocabulary.build(TERMS)
+    assert ("render", 0) not in vocabulary.expand("render", 1, max_expansions=10)
+    assert vocabulary.expand("render", 1, max_expansions=10) == [("tender", 1)]
+
+
+def test_expand_when_many_terms_match_keeps_the_bound_closest_and_most_frequent_first() -> None:
+    vocabulary = FieldVocabulary.build([(f"ab{c}d", n) for n, c in enumerate("efghijklmnop")])
+    found = vocabulary.expand("abzd", 1, max_expansions=3)
+    assert found == [("abpd", 1), ("abod", 1), ("abnd", 1)]
+    assert len(vocabulary) == 12
