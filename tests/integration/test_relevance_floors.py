@@ -36,7 +36,8 @@ FLOORS = {
 
 def _bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("relevance_bench", ROOT / "bench" / "relevance.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their module while the file executes
     spec.loader.exec_module(module)
