@@ -30,6 +30,8 @@ EXACT_WEIGHT = 3.0
 PREFIX_WEIGHT = 1.5
 TYPO_WEIGHTS = {1: 1.0, 2: 0.5}
 """Weight of a typo match by its edit count: one typo beats two."""
+SYNONYM_WEIGHT = 2.5
+"""A synonym of the word (from the schema) counts almost as the word itself: the literal word wins ties."""
 WHOLE_EXACT_WEIGHT = 10.0
 WHOLE_PREFIX_WEIGHT = 4.0
 WHOLE_TYPO_WEIGHTS = {1: 5.0, 2: 3.0}
@@ -100,8 +102,17 @@ class QueryPlan:
 def build_plan(query: ParsedQuery, filters: tuple[Filter, ...], schema: IndexSchema) -> QueryPlan:
     """The plan of a parsed query against `schema` (pure)."""
     searchable = tuple(spec.name for spec in schema.searchable)
+    fields = [(s.name, s.boost) for s in schema.searchable]
     words = tuple(
-        WordClause(word=term.text, alternatives=_alternatives(term, [(s.name, s.boost) for s in schema.searchable]))
+        WordClause(
+            word=term.text,
+            alternatives=_alternatives(term, fields)
+            + tuple(
+                Alternative("exact", synonym, field, boost * SYNONYM_WEIGHT)
+                for synonym in schema.synonyms_of(term.text)
+                for field, boost in fields
+            ),
+        )
         for term in query.terms
     )
     phrases = tuple(

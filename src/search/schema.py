@@ -7,12 +7,15 @@ with a message naming the field, never at query time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict, cast
+
+from src.search.analysis import normalise
 
 type FieldType = Literal["text", "keyword", "integer", "float", "date"]
 FIELD_TYPES: tuple[FieldType, ...] = ("text", "keyword", "integer", "float", "date")
@@ -40,6 +43,15 @@ class FieldSpecFile(TypedDict):
     """The value may be a list of values (not allowed with sortable)."""
 
 
+class SynonymsFile(TypedDict):
+    """Synonyms, inline in the schema or in a file of their own that the schema names."""
+
+    equivalent: NotRequired[list[list[str]]]
+    """Groups of words that all find each other (multi-way): `["postgres", "postgresql"]`."""
+    one_way: NotRequired[dict[str, list[str]]]
+    """A word that also finds its synonyms, not the other way round: `{"js": ["javascript"]}`."""
+
+
 class SchemaFile(TypedDict):
     """The schema file's top level."""
 
@@ -49,6 +61,8 @@ class SchemaFile(TypedDict):
     """Bumped on every change that needs a reindex; part of the cache keys."""
     fields: dict[str, FieldSpecFile]
     """Field name to its spec; `id` is implicit (keyword, returned, sortable tie-break)."""
+    synonyms: NotRequired[SynonymsFile | str]
+    """Synonyms, or the path (relative to the schema file) of a JSON file holding them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +101,12 @@ class IndexSchema:
     name: str
     version: int
     fields: tuple[FieldSpec, ...]
+    synonyms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Normalised word to the words it also finds, sorted by word (one-way pairs and equivalence groups)."""
+
+    def synonyms_of(self, word: str) -> tuple[str, ...]:
+        """The words `word` also finds (normalised), none when it has no synonyms."""
+        return next((found for key, found in self.synonyms if key == word), ())
 
     def field(self, name: str) -> FieldSpec | None:
         """The spec of `name`, or None when the schema has no such field."""
@@ -109,12 +129,19 @@ class IndexSchema:
 
     @property
     def fingerprint(self) -> str:
-        """A short stable identity of the schema (name and version)."""
-        return f"{self.name}:v{self.version}"
+        """A short stable identity of the schema (name and version, plus a digest of the synonyms when
+        there are any, so changing them retires cached results even without a version bump)."""
+        if not self.synonyms:
+            return f"{self.name}:v{self.version}"
+        digest = hashlib.sha256(json.dumps(self.synonyms).encode()).hexdigest()[:8]
+        return f"{self.name}:v{self.version}:{digest}"
 
 
-def parse_schema(raw: object) -> IndexSchema:
-    """Validate a decoded schema file; raise SchemaError naming the offending field."""
+def parse_schema(raw: object, *, base: Path | None = None) -> IndexSchema:
+    """Validate a decoded schema file; raise SchemaError naming the offending field.
+
+    `base` is the schema file's folder, against which a synonyms file path is resolved.
+    """
     if not isinstance(raw, dict):
         raise SchemaError("schema: the top level must be an object")
     data = cast(dict[str, object], raw)
@@ -127,8 +154,52 @@ def parse_schema(raw: object) -> IndexSchema:
         raise SchemaError("schema.version: a positive integer is required")
     if not isinstance(fields, dict) or not fields:
         raise SchemaError("schema.fields: a non-empty object is required")
+    unknown = set(data) - {"name", "version", "fields", "synonyms"}
+    if unknown:
+        raise SchemaError(f"schema: unknown keys {sorted(unknown)}")
     specs = tuple(_parse_field(key, value) for key, value in cast(dict[str, object], fields).items())
-    return IndexSchema(name=name, version=version, fields=specs)
+    synonyms = _parse_synonyms(data.get("synonyms"), base) if "synonyms" in data else ()
+    return IndexSchema(name=name, version=version, fields=specs, synonyms=synonyms)
+
+
+def _parse_synonyms(raw: object, base: Path | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    where = "schema.synonyms"
+    if isinstance(raw, str):
+        path = (base or Path()) / raw
+        where = f"synonyms file {path}"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise SchemaError(f"cannot read {where}: {err}") from err
+    if not isinstance(raw, dict) or set(raw) - {"equivalent", "one_way"}:
+        raise SchemaError(f"{where}: an object with `equivalent` and/or `one_way` is required")
+    found: dict[str, dict[str, None]] = {}
+
+    def word(value: object, at: str) -> str:
+        tokens = normalise(value).split() if isinstance(value, str) else []
+        if len(tokens) != 1:
+            raise SchemaError(f"{at}: {value!r} must be one word (multi-word synonyms are not supported)")
+        return tokens[0]
+
+    groups = raw.get("equivalent", [])
+    if not isinstance(groups, list):
+        raise SchemaError(f"{where}.equivalent: a list of lists of words is required")
+    for number, group in enumerate(groups):
+        if not isinstance(group, list) or len(group) < 2:
+            raise SchemaError(f"{where}.equivalent[{number}]: a list of at least two words is required")
+        words = [word(item, f"{where}.equivalent[{number}]") for item in group]
+        for one in words:
+            found.setdefault(one, {}).update(dict.fromkeys(other for other in words if other != one))
+    one_way = raw.get("one_way", {})
+    if not isinstance(one_way, dict):
+        raise SchemaError(f"{where}.one_way: an object of word to list of words is required")
+    for key, targets in one_way.items():
+        at = f"{where}.one_way.{key}"
+        if not isinstance(targets, list) or not targets:
+            raise SchemaError(f"{at}: a non-empty list of words is required")
+        source = word(key, at)
+        found.setdefault(source, {}).update(dict.fromkeys(w for t in targets if (w := word(t, at)) != source))
+    return tuple(sorted((key, tuple(targets)) for key, targets in found.items() if targets))
 
 
 def _parse_field(name: str, raw: object) -> FieldSpec:
@@ -188,4 +259,4 @@ def load_schema(path: Path) -> IndexSchema:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:  # ValueError: bad JSON and undecodable UTF-8 alike
         raise SchemaError(f"cannot read index schema {path}: {err}") from err
-    return parse_schema(raw)
+    return parse_schema(raw, base=path.parent)

@@ -38,6 +38,7 @@ from src.search.query import (
     parse_sort,
 )
 from src.search.schema import IndexSchema
+from src.search.suggest import suggestion
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,7 @@ async def execute_search(
         "facets": facets,
         "next_cursor": next_cursor,
         "ignored_words": list(ignored),
+        "suggestion": suggestion(query, shown[0].document if shown else None, schema),
         "took_ms": round((time.perf_counter() - started) * 1000, 3),
     }
 

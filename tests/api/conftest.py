@@ -35,7 +35,10 @@ def schema_file(tmp_path: Path) -> Path:
         }
         for spec in SCHEMA.fields
     }
-    path.write_bytes(orjson.dumps({"name": SCHEMA.name, "version": SCHEMA.version, "fields": fields}))
+    synonyms = {"one_way": {word: list(found) for word, found in SCHEMA.synonyms}}
+    path.write_bytes(
+        orjson.dumps({"name": SCHEMA.name, "version": SCHEMA.version, "fields": fields, "synonyms": synonyms})
+    )
     return path
 
 

@@ -358,3 +358,29 @@ async def test_search_when_a_name_is_typed_without_its_separator_finds_it(catalo
 async def test_search_when_a_name_is_split_finds_it(catalog_backend: SearchBackend) -> None:
     assert (await ids(catalog_backend, "light tpd "))[:1] == ["lighttpd"]
     assert (await ids(catalog_backend, "post gis "))[:1] == ["postgis"]
+
+
+# --- synonyms (from the schema) -----------------------------------------------------------------
+
+
+async def test_search_when_word_has_equivalent_synonym_finds_its_partner(catalog_backend: SearchBackend) -> None:
+    assert (await ids(catalog_backend, "pg "))[:1] == ["postgresql"]
+
+
+async def test_search_when_synonym_is_one_way_finds_only_in_that_direction(catalog_backend: SearchBackend) -> None:
+    assert {"nginx", "lighttpd"} <= set(await ids(catalog_backend, "httpd "))
+    assert "lighttpd" not in await ids(catalog_backend, "nginx ")
+
+
+async def test_search_when_literal_word_and_synonym_both_match_the_literal_ranks_first(
+    catalog_backend: SearchBackend,
+) -> None:
+    found = await ids(catalog_backend, "postgresql ")
+    assert found[0] == "postgresql"
+
+
+async def test_search_when_best_hit_matched_a_corrected_word_suggests_it(catalog_backend: SearchBackend) -> None:
+    assert (await run(catalog_backend, "postgrsql "))["suggestion"] == "postgresql"
+    assert (await run(catalog_backend, "redis servr "))["suggestion"] == "redis server"
+    assert (await run(catalog_backend, "postgresql "))["suggestion"] is None
+    assert (await run(catalog_backend, "postg"))["suggestion"] is None  # a prefix while typing is no typo

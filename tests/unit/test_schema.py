@@ -191,7 +191,8 @@ def test_load_schema_debian_packages() -> None:
     schema = load_schema(DATA_SCHEMA)
     assert schema.name == "debian-packages"
     assert schema.version == 1
-    assert schema.fingerprint == "debian-packages:v1"
+    assert schema.fingerprint.startswith("debian-packages:v1:")  # plus the digest of its synonyms
+    assert schema.synonyms_of("postgres") == ("postgresql",)
     assert [f.name for f in schema.fields] == [
         "name",
         "summary",
@@ -307,3 +308,45 @@ def test_index_schema_properties_in_schema_order() -> None:
     assert schema.field("pages") == FieldSpec(name="pages", type="integer", sortable=True)
     assert schema.field("missing") is None
     assert schema.field("id") is None
+
+
+def _with_synonyms(synonyms: object) -> dict[str, object]:
+    return {
+        "name": "s",
+        "version": 1,
+        "fields": {"name": {"type": "keyword", "searchable": True}},
+        "synonyms": synonyms,
+    }
+
+
+def test_parse_schema_when_synonyms_given_resolves_equivalents_and_one_way_pairs() -> None:
+    schema = parse_schema(
+        _with_synonyms({"equivalent": [["Postgres", "PostgreSQL", "pgsql"]], "one_way": {"JS": ["JavaScript"]}})
+    )
+    assert schema.synonyms_of("postgres") == ("postgresql", "pgsql")
+    assert schema.synonyms_of("pgsql") == ("postgres", "postgresql")
+    assert schema.synonyms_of("js") == ("javascript",)
+    assert schema.synonyms_of("javascript") == ()
+    assert schema.fingerprint.startswith("s:v1:")
+    assert schema.fingerprint != parse_schema(_with_synonyms({"one_way": {"js": ["node"]}})).fingerprint
+
+
+def test_load_schema_when_synonyms_name_a_file_reads_it_beside_the_schema(tmp_path: Path) -> None:
+    (tmp_path / "syn.json").write_text('{"one_way": {"k8s": ["kubernetes"]}}', encoding="utf-8")
+    (tmp_path / "schema.json").write_text(json.dumps(_with_synonyms("syn.json")), encoding="utf-8")
+    assert load_schema(tmp_path / "schema.json").synonyms_of("k8s") == ("kubernetes",)
+
+
+@pytest.mark.parametrize(
+    ("synonyms", "message"),
+    [
+        ({"equivalent": [["web server", "httpd"]]}, "one word"),
+        ({"equivalent": [["alone"]]}, "at least two words"),
+        ({"one_way": {"js": []}}, "non-empty list"),
+        ({"other": {}}, "`equivalent` and/or `one_way`"),
+        ("missing.json", "cannot read synonyms file"),
+    ],
+)
+def test_parse_schema_when_synonyms_invalid_names_them(synonyms: object, message: str) -> None:
+    with pytest.raises(SchemaError, match=message):
+        parse_schema(_with_synonyms(synonyms))

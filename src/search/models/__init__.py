@@ -54,6 +54,8 @@ class SearchPage(TypedDict):
     """Opaque cursor for the next page; null on the last page."""
     ignored_words: list[str]
     """Query words left out because requiring all of them found nothing (dropped from the end); usually empty."""
+    suggestion: str | None
+    """"Did you mean": the query as the best hit spells it, when that hit matched only corrected words."""
     took_ms: float
     """Time spent in the service for this request, in milliseconds."""
 
