@@ -7,7 +7,12 @@ from src.search.query import ParsedQuery, parse_q
 from src.search.suggest import suggestion
 from tests.fixtures.catalog import SCHEMA
 
-NGINX: Document = {"id": "nginx", "name": "nginx", "title": "Small, fast web server", "body": "HTTP server and reverse proxy"}
+NGINX: Document = {
+    "id": "nginx",
+    "name": "nginx",
+    "title": "Small, fast web server",
+    "body": "HTTP server and reverse proxy",
+}
 
 
 def _q(text: str) -> ParsedQuery:
