@@ -2,8 +2,9 @@
 
 Matching (the same on Elasticsearch, Tantivy and the test fake):
 
-- **All words**: each `WordClause` matches when any of its alternatives does (the exact word, a prefix
-  when it is the last word, or a typo within the word's budget, in any searchable field), and each
+- **All words**: each `WordClause` matches when any of its alternatives does (the exact word, one of its
+  synonyms from the schema, a prefix when it is the last word, or a typo within the word's budget, in any
+  searchable field), and each
   `PhraseClause` matches consecutive tokens in one field; a document must match every one of them.
 - **Or the whole query as a name**: the `WholeClause` matches a keyword field whose whole normalised value
   is the query (exactly, as a prefix while typing, or within the whole query's typo budget). It admits a

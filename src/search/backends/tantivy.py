@@ -18,6 +18,7 @@ import functools
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from src.search.schema import FieldSpec, IndexSchema
 _ANALYZER = "normalised"
 _WRITER_HEAP_BYTES = 64_000_000
 _VOCABULARY_REFRESH_SECONDS = 5.0
+_EXPANSION_CACHE_ENTRIES = 4096
 _DEEP_PAGE_OFFSET = 500
 """From this depth, id-ordered pages come from the id term dictionary instead of a sorted top-k."""
 _FIELD_TYPES = {
@@ -82,7 +84,8 @@ def _register_analyzer(index: tantivy.Index) -> None:
 
 
 type Expand = Callable[[str, str, int], list[tuple[str, int]]]
-"""(indexed field, word, max edits) -> the index's terms within that distance, with their edit counts."""
+"""(field group "t" or "x", word, max edits) -> the index's terms within that distance, with their edit
+counts: "t" is every searchable field's terms together, "x" every keyword field's whole values."""
 
 
 def build_tantivy_query(
@@ -99,22 +102,22 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
     scored by BM25 (see vocabulary.py); without, Tantivy's constant-score fuzzy query.
     """
     Occur, Query = tantivy.Occur, tantivy.Query
-    memo: dict[tuple[str, str, int], list[tuple[str, int]]] = {}
-
-    def alternative(alt: Alternative, prefix: str) -> tantivy.Query | None:
-        if alt.kind != "typo" or expand is None:
-            return _alternative(alt, prefix, tschema)
-        field = f"{prefix}_{alt.field}"
-        key = (field, alt.text, alt.edits)
-        if key not in memo:
-            memo[key] = expand(field, alt.text, alt.edits)
-        terms = [term for term, edits in memo[key] if edits == alt.edits]
-        if not terms:
-            return None
-        return Query.boost_query(_dis_max([Query.term_query(tschema, field, term) for term in terms]), alt.weight)
 
     def clause(alternatives: tuple[Alternative, ...], prefix: str) -> tantivy.Query:
-        return _dis_max([q for alt in alternatives if (q := alternative(alt, prefix)) is not None])
+        budget = max((alt.edits for alt in alternatives), default=0)
+        expanded: list[tuple[str, int]] | None = None
+        queries: list[tantivy.Query] = []
+        for alt in alternatives:
+            if alt.kind != "typo" or expand is None:
+                queries.append(_alternative(alt, prefix, tschema))
+                continue
+            if expanded is None:  # one expansion per word, shared by every field and edit count
+                expanded = expand(prefix, alt.text, budget)
+            field = f"{prefix}_{alt.field}"
+            terms = [Query.term_query(tschema, field, term) for term, edits in expanded if edits == alt.edits]
+            if terms:
+                queries.append(Query.boost_query(_dis_max(terms), alt.weight))
+        return _dis_max(queries)
 
     positive = [clause(word.alternatives, "t") for word in plan.words]
     positive += [
@@ -259,21 +262,45 @@ class _IndexHandle:
         self.index = tantivy.Index(tschema, path=str(path), reuse=True)
         _register_analyzer(self.index)
         self._writer: tantivy.IndexWriter | None = None
-        self._vocabularies: dict[str, tuple[FieldVocabulary, tuple[int, int], float]] = {}
+        self._vocabularies: dict[tuple[str, ...], tuple[FieldVocabulary, tuple[int, int], float]] = {}
+        self._expansions: OrderedDict[tuple[tuple[str, ...], str, int], list[tuple[str, int]]] = OrderedDict()
         self._vocabulary_lock = threading.Lock()
 
-    def vocabulary(self, searcher: tantivy.Searcher, field: str) -> FieldVocabulary:
-        """The field's terms, rebuilt from the term dictionary when the index changed (at most every
-        `_VOCABULARY_REFRESH_SECONDS`, so a busy stream does not rebuild it on every commit)."""
+    def vocabulary(self, searcher: tantivy.Searcher, fields: tuple[str, ...]) -> FieldVocabulary:
+        """The fields' terms together, rebuilt from the term dictionaries when the index changed (at most
+        every `_VOCABULARY_REFRESH_SECONDS`, so a busy stream does not rebuild it on every commit)."""
         version = (searcher.num_docs, searcher.num_segments)
         with self._vocabulary_lock:
-            held = self._vocabularies.get(field)
+            held = self._vocabularies.get(fields)
             now = time.monotonic()
             if held is not None and (held[1] == version or now - held[2] < _VOCABULARY_REFRESH_SECONDS):
                 return held[0]
-            vocabulary = FieldVocabulary.build(searcher.terms_with_prefix(field, ""))
-            self._vocabularies[field] = (vocabulary, version, now)
+            counts: dict[str, int] = {}
+            for field in fields:
+                for term, count in searcher.terms_with_prefix(field, ""):
+                    counts[term] = counts.get(term, 0) + count
+            vocabulary = FieldVocabulary.build(counts.items())
+            self._vocabularies[fields] = (vocabulary, version, now)
+            self._expansions.clear()
             return vocabulary
+
+    def expand(
+        self, searcher: tantivy.Searcher, fields: tuple[str, ...], word: str, edits: int
+    ) -> list[tuple[str, int]]:
+        """The terms of `fields` within `edits` of `word` (recent expansions are remembered)."""
+        vocabulary = self.vocabulary(searcher, fields)
+        key = (fields, word, edits)
+        with self._vocabulary_lock:
+            found = self._expansions.get(key)
+            if found is not None:
+                self._expansions.move_to_end(key)
+                return found
+        found = vocabulary.expand(word, edits, max_expansions=FUZZY_MAX_EXPANSIONS)
+        with self._vocabulary_lock:
+            self._expansions[key] = found
+            if len(self._expansions) > _EXPANSION_CACHE_ENTRIES:
+                self._expansions.popitem(last=False)
+        return found
 
     def writer(self) -> tantivy.IndexWriter:
         if self._writer is None:
@@ -307,6 +334,10 @@ class TantivyBackend:
         self._timeout = timeout_seconds
         self._reload_interval = reload_interval_seconds
         self._handles: dict[str, _IndexHandle] = {}
+        self._vocabulary_fields = {
+            "t": tuple(f"t_{spec.name}" for spec in schema.searchable),
+            "x": tuple(f"x_{spec.name}" for spec in schema.searchable if spec.type == "keyword"),
+        }
         self._current: str | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -371,9 +402,8 @@ class TantivyBackend:
         handle = self._reader()
         searcher = handle.index.searcher()
 
-        def expand(field: str, word: str, max_edits: int) -> list[tuple[str, int]]:
-            vocabulary = handle.vocabulary(searcher, field)
-            return vocabulary.expand(word, max_edits, max_expansions=FUZZY_MAX_EXPANSIONS)
+        def expand(group: str, word: str, max_edits: int) -> list[tuple[str, int]]:
+            return handle.expand(searcher, self._vocabulary_fields[group], word, max_edits)
 
         tquery = build_tantivy_query(query, self._schema, self._tschema, expand)
         entries, total = self._page(searcher, tquery, query)

@@ -1,0 +1,165 @@
+"""Benchmark: uncached throughput of distinct typo queries, this checkout against another commit, one run.
+
+For each checkout (this one, and `--against DIR`, e.g. a `git worktree` of an older commit), it loads the
+data into an embedded Tantivy index of its own (or a fresh alias on ELASTICSEARCH_URL with
+`--engine elasticsearch`), serves it from one uvicorn process pinned to core 0 with the cache off (or,
+for a checkout that has no off switch, with entries that are never reused: every query is distinct),
+and drives `wrk` from core 1 over a rotating list of distinct misspelled package names (one random
+edit each, fixed seed). `/healthz` on the same process is the floor.
+
+    git worktree add /tmp/before <commit>
+    .venv/bin/python bench/typo_throughput.py --data /tmp/debian-full.jsonl.gz --against /tmp/before
+
+Needs `wrk`. Prints req/s, p50/p99 and non-2xx per checkout, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def typo_queries(data: Path, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    with gzip.open(data, "rt", encoding="utf-8") if data.suffix == ".gz" else data.open() as lines:
+        names = sorted({str(json.loads(line).get("name", "")) for line in lines})
+    names = [name for name in names if len(name) >= 5 and re.fullmatch(r"[a-z0-9.+-]+", name)]
+    queries: list[str] = []
+    for name in rng.sample(names, min(count, len(names))):
+        position = rng.randrange(len(name))
+        edit = rng.choice(["substitute", "delete", "insert", "transpose"])
+        letter = rng.choice(string.ascii_lowercase)
+        if edit == "substitute":
+            typo = name[:position] + letter + name[position + 1 :]
+        elif edit == "delete":
+            typo = name[:position] + name[position + 1 :]
+        elif edit == "insert":
+            typo = name[:position] + letter + name[position:]
+        else:
+            position = min(position, len(name) - 2)
+            typo = name[:position] + name[position + 1] + name[position] + name[position + 2 :]
+        queries.append(typo.replace("+", "%2B") + "%20")  # a finished word: no prefix matching
+    return queries
+
+
+def lua_script(queries: list[str], directory: Path) -> Path:
+    path = directory / "typos.lua"
+    listed = ",\n".join(f'"{query}"' for query in queries)
+    path.write_text(
+        f"local queries = {{\n{listed}\n}}\nlocal n = 0\n"
+        "request = function()\n  n = n + 1\n"
+        '  return wrk.format("GET", "/v1/search?q=" .. queries[(n % #queries) + 1])\nend\n'
+    )
+    return path
+
+
+def wrk(url: str, seconds: int, connections: int, script: Path | None) -> tuple[float, float, float, int]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *(["-s", str(script)] if script else [])]
+    command = ["taskset", "-c", "1", *command, url] if shutil.which("taskset") else [*command, url]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+
+    def percentile(label: str) -> float:
+        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return rps, percentile("50"), percentile("99"), int(errors.group(1)) if errors else 0
+
+
+def measure(checkout: Path, args: argparse.Namespace, script: Path, directory: Path) -> dict[str, object]:
+    port = free_port()
+    alias = f"typos-{uuid.uuid4().hex[:8]}"
+    env = os.environ | {
+        "TANTIVY_DATA_DIR": str(directory / f"tantivy-{checkout.name}"),
+        "INDEX_ALIAS": alias,
+        "CACHE_ENABLED": "false",
+        "CACHE_SOFT_TTL_SECONDS": "1",
+        "CACHE_HARD_TTL_SECONDS": "1",
+        "LOG_LEVEL": "WARNING",
+        "CURSOR_SECRET": "bench",
+        "APP_PORT": str(port),
+        "SEARCH_MAX_INFLIGHT": "1000",
+        "REDIS_URL": "",
+    }
+    if args.engine != "elasticsearch":
+        env["ELASTICSEARCH_URL"] = ""
+    python = sys.executable
+    subprocess.run([python, "-m", "indexer", "load", str(args.data)], cwd=checkout, env=env, check=True)
+    command = [python, "-m", "src"]
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", *command] if shutil.which("taskset") else command, cwd=checkout, env=env
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        wrk(base, 3, args.connections, script)  # warm-up
+        typos = wrk(base, args.seconds, args.connections, script)
+        floor = wrk(f"{base}/healthz", args.seconds, args.connections, None)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        if args.engine == "elasticsearch":
+            for index in httpx.get(f"{os.environ['ELASTICSEARCH_URL']}/_alias/{alias}", timeout=10).json():
+                httpx.delete(f"{os.environ['ELASTICSEARCH_URL']}/{index}", timeout=30)
+    return {"typos": typos, "healthz": floor}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "debian-packages.jsonl.gz")
+    parser.add_argument("--against", type=Path, help="another checkout (e.g. a git worktree) to compare with")
+    parser.add_argument("--engine", choices=["tantivy", "elasticsearch"], default="tantivy")
+    parser.add_argument("--queries", type=int, default=5000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    checkouts = [ROOT] + ([args.against.resolve()] if args.against else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        script = lua_script(typo_queries(args.data, args.queries, args.seed), directory)
+        results = {checkout: measure(checkout, args, script, directory) for checkout in checkouts}
+    print(f"\n{args.engine}, {args.data.name}, wrk -t1 -c{args.connections} -d{args.seconds}s, cache off\n")
+    print("| checkout | typo req/s | p50 ms | p99 ms | non-2xx | /healthz req/s |\n|---|---:|---:|---:|---:|---:|")
+    for checkout, result in results.items():
+        rps, p50, p99, errors = result["typos"]  # type: ignore[misc]
+        floor = result["healthz"][0]  # type: ignore[index]
+        print(f"| {checkout} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {floor:.0f} |")
+    if args.against:
+        now, before = (results[checkout]["typos"][0] for checkout in checkouts)  # type: ignore[index]
+        print(f"\nthis checkout / {args.against} = {now / before:.2f}")
+
+
+if __name__ == "__main__":
+    main()
