@@ -75,6 +75,8 @@ class FastHitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             services: Services | None = getattr(scope["app"].state, "services", None)
+            if services is not None and services.aside.cache.kind == "none":
+                services = None  # the cache is off: nothing can be a hit, so no key is worth computing
             served = await self._lookup(scope, services) if services is not None else None
             if served is not None and services is not None:
                 await self._respond(scope, send, served, services)

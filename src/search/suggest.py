@@ -8,10 +8,16 @@ replacement, no suggestion.
 
 from __future__ import annotations
 
-from src.search.analysis import damerau_levenshtein, tokenize
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+from src.search.analysis import tokenize
 from src.search.models import Document
 from src.search.query import ParsedQuery
 from src.search.schema import IndexSchema
+
+_MAX_CHARS_PER_VALUE = 500
+"""Only the start of a long text is read for suggestions (the typo a hit matched is rarely further in)."""
 
 
 def suggestion(query: ParsedQuery, top: Document | None, schema: IndexSchema) -> str | None:
@@ -23,7 +29,7 @@ def suggestion(query: ParsedQuery, top: Document | None, schema: IndexSchema) ->
         value = top.get(spec.name)
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
-                tokens.update(tokenize(item))
+                tokens.update(tokenize(item[:_MAX_CHARS_PER_VALUE]))
     words: list[str] = []
     corrected = False
     for term in query.terms:
@@ -32,12 +38,9 @@ def suggestion(query: ParsedQuery, top: Document | None, schema: IndexSchema) ->
         if literal or completes or not term.edits:
             words.append(term.text)
             continue
-        distance, closest = min(
-            ((damerau_levenshtein(token, term.text, limit=term.edits), token) for token in tokens),
-            default=(term.edits + 1, term.text),
-        )
-        if distance <= term.edits:
-            words.append(closest)
+        closest = process.extractOne(term.text, sorted(tokens), scorer=OSA.distance, score_cutoff=term.edits)
+        if closest is not None:
+            words.append(closest[0])
             corrected = True
         else:
             words.append(term.text)

@@ -8,8 +8,13 @@ transposition is one edit, as everywhere else in this service) and scores those 
 closest first, then the most frequent: the same bound as Elasticsearch's `max_expansions`.
 
 `FieldVocabulary` is pure (built from `(term, document frequency)` pairs); the backend builds one per
-field from `Searcher.terms_with_prefix(field, "")` and rebuilds it when the index changed, at most every
-few seconds (terms new since then are found again from the next rebuild on).
+field group from `Searcher.terms_with_prefix(field, "")` and rebuilds it when the index changed, at most
+every few seconds (terms new since then are found again from the next rebuild on).
+
+Speed: terms are grouped by length, and a 32-bit mask of the characters each term contains rules most
+of them out before any edit distance is computed: `e` edits change at most `2e` characters of the set,
+so a term whose mask differs from the word's in more bits cannot be within `e` edits (a necessary
+condition, whatever characters share a bit). Only the survivors are compared, in C++ (rapidfuzz).
 """
 
 from __future__ import annotations
@@ -17,25 +22,45 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 
+def character_mask(text: str) -> int:
+    """The set of characters of `text` as 32 bits (a character's code point modulo 32)."""
+    mask = 0
+    for character in text:
+        mask |= 1 << (ord(character) & 31)
+    return mask
+
+
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    terms: list[str]
+    masks: npt.NDArray[np.uint32]
+
+
 @dataclass(frozen=True, slots=True)
 class FieldVocabulary:
-    """The terms of one indexed field, grouped by length, with their document frequencies."""
+    """The terms of one indexed field (or group), grouped by length, with their document frequencies."""
 
-    by_length: dict[int, list[str]] = field(default_factory=dict)
+    by_length: dict[int, _Bucket] = field(default_factory=dict)
     frequency: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def build(cls, terms: Iterable[tuple[str, int]]) -> FieldVocabulary:
         """From `(term, document frequency)` pairs."""
-        by_length: dict[int, list[str]] = {}
+        grouped: dict[int, list[str]] = {}
         frequency: dict[str, int] = {}
         for term, count in terms:
-            by_length.setdefault(len(term), []).append(term)
+            grouped.setdefault(len(term), []).append(term)
             frequency[term] = count
+        by_length = {
+            length: _Bucket(found, np.array([character_mask(term) for term in found], dtype=np.uint32))
+            for length, found in grouped.items()
+        }
         return cls(by_length=by_length, frequency=frequency)
 
     def __len__(self) -> int:
@@ -44,8 +69,13 @@ class FieldVocabulary:
     def expand(self, word: str, max_edits: int, *, max_expansions: int) -> list[tuple[str, int]]:
         """`(term, edits)` for the terms 1..`max_edits` edits from `word`, closest then most frequent first."""
         found: list[tuple[str, int]] = []
+        mask = np.uint32(character_mask(word))
         for length in range(len(word) - max_edits, len(word) + max_edits + 1):
-            candidates = self.by_length.get(length)
+            bucket = self.by_length.get(length)
+            if bucket is None:
+                continue
+            close = np.flatnonzero(np.bitwise_count(bucket.masks ^ mask) <= 2 * max_edits)
+            candidates = [bucket.terms[index] for index in close]
             if not candidates:
                 continue
             matches = process.extract(word, candidates, scorer=OSA.distance, score_cutoff=max_edits, limit=None)
