@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 from src.search.backends.base import IndexAction, SearchBackend
-from src.search.models import SearchPage
+from src.search.models import Document, SearchPage
 from src.search.service import SearchOptions, SearchRequest, get_document, search_documents
+from tests.conftest import load
 from tests.fixtures.catalog import DOCS, SCHEMA
 
 OPTIONS = SearchOptions(cursor_secret=b"contract-secret")
@@ -384,3 +385,28 @@ async def test_search_when_best_hit_matched_a_corrected_word_suggests_it(catalog
     assert (await run(catalog_backend, "redis servr "))["suggestion"] == "redis server"
     assert (await run(catalog_backend, "postgresql "))["suggestion"] is None
     assert (await run(catalog_backend, "postg"))["suggestion"] is None  # a prefix while typing is no typo
+
+
+# --- ranking rules on hand-made documents ------------------------------------------------------------
+
+RANKING_DOCS: list[Document] = [
+    {"id": "r-exact", "name": "r-exact", "title": "colected items", "body": "a list"},
+    {"id": "r-one-typo", "name": "r-one-typo", "title": "collected items", "body": "a list"},
+    {"id": "r-two-typos", "name": "r-two-typos", "title": "corrected items", "body": "a list"},
+    {"id": "w-both", "name": "w-both", "title": "quiet fan", "body": "a list"},
+    {"id": "w-one", "name": "w-one", "title": "quiet pump", "body": "a list"},
+]
+
+
+async def test_search_when_ranking_exact_beats_one_typo_beats_two(empty_backend: SearchBackend) -> None:
+    await load(empty_backend, RANKING_DOCS)
+    assert (await ids(empty_backend, "colected "))[:3] == ["r-exact", "r-one-typo", "r-two-typos"]
+    assert (await ids(empty_backend, "collected "))[:2] == ["r-one-typo", "r-exact"]
+
+
+async def test_search_when_ranking_every_word_required_then_relaxed(empty_backend: SearchBackend) -> None:
+    await load(empty_backend, RANKING_DOCS)
+    assert await ids(empty_backend, "quiet fan ") == ["w-both"]
+    relaxed = await run(empty_backend, "quiet zzzz ")
+    assert relaxed["ignored_words"] == ["zzzz"]
+    assert sorted(hit["id"] for hit in relaxed["hits"]) == ["w-both", "w-one"]
