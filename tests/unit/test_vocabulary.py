@@ -30,3 +30,14 @@ def test_expand_when_many_terms_match_keeps_the_bound_closest_and_most_frequent_
     found = vocabulary.expand("abzd", 1, max_expansions=3)
     assert found == [("abpd", 1), ("abod", 1), ("abnd", 1)]
     assert len(vocabulary) == 12
+
+
+def test_blended_when_a_variant_is_rare_scores_it_as_common_as_the_most_common() -> None:
+    from src.search.backends.tantivy import blended
+
+    found = blended([("library", 1), ("libary", 1)], {"library": 500, "libary": 1}, 10_000)
+    assert found[0] == ("library", 1, 1.0)
+    term, edits, boost = found[1]
+    assert (term, edits) == ("libary", 1)
+    assert 0 < boost < 1  # the rare variant is damped to the common one's rarity
+    assert blended([], {}, 10) == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import functools
+import math
 import os
 import threading
 import time
@@ -83,9 +84,10 @@ def _register_analyzer(index: tantivy.Index) -> None:
     index.register_tokenizer(_ANALYZER, analyzer)
 
 
-type Expand = Callable[[str, str, int], list[tuple[str, int]]]
+type Expand = Callable[[str, str, int], list[tuple[str, int, float]]]
 """(field group "t" or "x", word, max edits) -> the index's terms within that distance, with their edit
-counts: "t" is every searchable field's terms together, "x" every keyword field's whole values."""
+counts and a boost that blends their rarity: "t" is every searchable field's terms together, "x" every
+keyword field's whole values."""
 
 
 def build_tantivy_query(
@@ -105,7 +107,7 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
 
     def clause(alternatives: tuple[Alternative, ...], prefix: str) -> tantivy.Query:
         budget = max((alt.edits for alt in alternatives), default=0)
-        expanded: list[tuple[str, int]] | None = None
+        expanded: list[tuple[str, int, float]] | None = None
         queries: list[tantivy.Query] = []
         for alt in alternatives:
             if alt.kind != "typo" or expand is None:
@@ -114,7 +116,11 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
             if expanded is None:  # one expansion per word, shared by every field and edit count
                 expanded = expand(prefix, alt.text, budget)
             field = f"{prefix}_{alt.field}"
-            terms = [Query.term_query(tschema, field, term) for term, edits in expanded if edits == alt.edits]
+            terms = [
+                Query.boost_query(Query.term_query(tschema, field, term), blend)
+                for term, edits, blend in expanded
+                if edits == alt.edits
+            ]
             if terms:
                 queries.append(Query.boost_query(_dis_max(terms), alt.weight))
         return _dis_max(queries)
@@ -252,6 +258,24 @@ def _ordered(entries: list[_Entry], descending: bool) -> list[_Entry]:
         return _compare((a.key, a.id), (b.key, b.id), descending)
 
     return sorted(entries, key=functools.cmp_to_key(compare))
+
+
+def blended(expanded: list[tuple[str, int]], frequency: dict[str, int], documents: int) -> list[tuple[str, int, float]]:
+    """Each expansion with a boost that scores it as if it were as common as the most common one.
+
+    A typo's variants are alternatives for one word: a rare variant (a misspelling that happens to be in
+    some text) must not outscore the common word the user meant because of its rarity alone. This is
+    Lucene's blended-frequency rewrite of fuzzy queries, which Elasticsearch uses: the shared IDF is the
+    one of the most frequent variant.
+    """
+    if not expanded:
+        return []
+
+    def idf(count: int) -> float:
+        return math.log(1 + (documents - count + 0.5) / (count + 0.5))
+
+    shared = idf(max(frequency.get(term, 1) for term, _ in expanded))
+    return [(term, edits, shared / max(idf(frequency.get(term, 1)), 1e-9)) for term, edits in expanded]
 
 
 class _IndexHandle:
@@ -402,8 +426,10 @@ class TantivyBackend:
         handle = self._reader()
         searcher = handle.index.searcher()
 
-        def expand(group: str, word: str, max_edits: int) -> list[tuple[str, int]]:
-            return handle.expand(searcher, self._vocabulary_fields[group], word, max_edits)
+        def expand(group: str, word: str, max_edits: int) -> list[tuple[str, int, float]]:
+            fields = self._vocabulary_fields[group]
+            found = handle.expand(searcher, fields, word, max_edits)
+            return blended(found, handle.vocabulary(searcher, fields).frequency, searcher.num_docs)
 
         tquery = build_tantivy_query(query, self._schema, self._tschema, expand)
         entries, total = self._page(searcher, tquery, query)
