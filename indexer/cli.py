@@ -6,6 +6,9 @@
 `status`   prints the stream's health as JSON; exit code 0 ok, 1 behind, 2 stalled, 3 never started,
            4 source database unreachable, 5 search backend unreachable (each within MONGODB_TIMEOUT_SECONDS
            + 1 s).
+`check`    preflight: one line per check (source reachable with its TLS and credentials, change streams on
+           the collection, checkpoint and dead-letter collections writable, backend reachable); exit 1
+           when any failed, states the stream repairs by itself are notes.
 `load FILE` bulk-loads a JSON Lines file (optionally gzipped); `--if-empty` skips an existing alias.
 """
 
@@ -15,6 +18,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import re
 import signal
 import sys
 import time
@@ -27,6 +31,7 @@ from tqdm import tqdm
 from src.indexer.errors import CollectionGone, ReindexFailed, SourceUnavailable
 from src.indexer.factory import build_indexer
 from src.indexer.load import LoadSummary, load_file
+from src.indexer.preflight import PreflightTarget, preflight
 from src.indexer.reindex import run_reindex
 from src.indexer.runner import run_stream
 from src.indexer.status import EXIT_CODES, read_status
@@ -53,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("stream", help="tail the change stream into the index until stopped")
     commands.add_parser("reindex", help="rebuild the index from the collection and swap the alias")
     commands.add_parser("status", help="report lag, checkpoint and token age; non-zero when unhealthy")
+    commands.add_parser("check", help="preflight: source, change streams, writable collections, backend")
     return parser
 
 
@@ -137,6 +143,35 @@ async def run_status_command(settings: Settings, *, clock: Callable[[], float] =
     return EXIT_CODES[status["state"]]
 
 
+async def run_check_command(settings: Settings, *, clock: Callable[[], float] = time.time) -> int:
+    """Print one line per preflight check; exit 1 when any failed."""
+    indexer = build_indexer(settings)
+    target = PreflightTarget(
+        source=redacted(settings.mongodb_url),
+        database=settings.mongodb_database,
+        collection=settings.mongodb_collection,
+        checkpoint_collection=settings.indexer_checkpoint_collection,
+        dead_letter_collection=settings.indexer_dead_letter_collection,
+        consumer=settings.indexer_consumer,
+        flavor=settings.mongodb_flavor,
+        token_retention_seconds=settings.indexer_token_retention_seconds,
+    )
+    try:
+        lines = await preflight(
+            target, source=indexer.source, checkpoints=indexer.checkpoints, backend=indexer.backend, now=clock()
+        )
+    finally:
+        await indexer.close()
+    for line in lines:
+        print(line.render())
+    return 1 if any(line.state == "fail" for line in lines) else 0
+
+
+def redacted(url: str) -> str:
+    """`url` without the password of its user part."""
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
+
+
 async def run_load(args: argparse.Namespace, settings: Settings) -> int:
     """Run the `load` command; returns the exit code."""
     schema = load_schema(settings.index_schema_path)
@@ -182,6 +217,7 @@ def main(argv: list[str] | None = None, *, clock: Callable[[], float] = time.tim
         "stream": run_stream_command,
         "reindex": run_reindex_command,
         "status": lambda config: run_status_command(config, clock=clock),
+        "check": lambda config: run_check_command(config, clock=clock),
     }
     if args.command in jobs:
         try:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_CURSOR_SECRET = "dev-only-cursor-secret-change-me"  # noqa: S105 - a documented development default
@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     mongodb_database: str = "catalog"
     mongodb_collection: str = "packages"
     mongodb_timeout_seconds: float = Field(default=5.0, gt=0)
+    mongodb_flavor: Literal["mongodb", "documentdb"] = "mongodb"
+    """documentdb applies Amazon DocumentDB's rules: no retryable writes, reads from the primary."""
+    mongodb_tls: bool = False
+    mongodb_tls_ca_file: Path | None = None
+    """CA bundle that signs the server's certificate (DocumentDB: Amazon's global-bundle.pem)."""
+    mongodb_tls_cert_key_file: Path | None = None
+    """Client certificate and key in one PEM file, when the server asks for one."""
+    mongodb_username: str = ""
+    mongodb_password: SecretStr | None = None
+    mongodb_auth_mechanism: Literal["", "SCRAM-SHA-1", "SCRAM-SHA-256"] = ""
+    """Empty: the server's default (DocumentDB supports SCRAM-SHA-1)."""
     indexer_consumer: str = Field(default="search-indexer", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     indexer_checkpoint_collection: str = "search_indexer_checkpoints"
     indexer_dead_letter_collection: str = "search_indexer_dead_letters"
@@ -125,6 +136,11 @@ class Settings(BaseSettings):
     # --- loading ----------------------------------------------------------------------------------
     demo_data_path: Path = Path("data/debian-packages.jsonl.gz")
     load_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("mongodb_tls_ca_file", "mongodb_tls_cert_key_file", "mongodb_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check_fuzzy_thresholds(self) -> Settings:

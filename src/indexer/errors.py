@@ -21,3 +21,11 @@ class CollectionGone(IndexerError):
 
 class ReindexFailed(IndexerError):
     """A reindex could not verify its new index; the alias was left on the old one."""
+
+
+class ChangeStreamsDisabled(SourceUnavailable):
+    """The collection has no change stream (DocumentDB: not enabled with `modifyChangeStreams`)."""
+
+
+class SourceAuthFailed(SourceUnavailable):
+    """The source refused the credentials."""

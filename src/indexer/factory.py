@@ -12,7 +12,7 @@ from src.indexer.checkpoint import MongoCheckpointStore, MongoDeadLetterStore
 from src.indexer.pipeline import Invalidate, Sink, StreamOptions
 from src.indexer.reindex import ReindexOptions
 from src.indexer.retry import RetryPolicy
-from src.indexer.source import BatchLimits, MongoChangeSource, create_mongo_source
+from src.indexer.source import BatchLimits, MongoChangeSource, SourceConnection, create_mongo_source
 from src.search.backends.base import SearchBackend
 from src.search.backends.factory import create_backend
 from src.search.schema import load_schema
@@ -41,6 +41,19 @@ class Indexer:
         await self.sink.backend.close()
 
 
+def source_connection(settings: Settings) -> SourceConnection:
+    """The source's TLS, credentials and flavour from settings."""
+    return SourceConnection(
+        flavor=settings.mongodb_flavor,
+        tls=settings.mongodb_tls,
+        tls_ca_file=str(settings.mongodb_tls_ca_file) if settings.mongodb_tls_ca_file else None,
+        tls_cert_key_file=str(settings.mongodb_tls_cert_key_file) if settings.mongodb_tls_cert_key_file else None,
+        username=settings.mongodb_username,
+        password=settings.mongodb_password.get_secret_value() if settings.mongodb_password else None,
+        auth_mechanism=settings.mongodb_auth_mechanism,
+    )
+
+
 def build_indexer(settings: Settings, *, save_checkpoint: bool = True) -> Indexer:
     """Source, stores, sink and cache invalidation as configured."""
     schema = load_schema(settings.index_schema_path)
@@ -56,6 +69,7 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True) -> Indexe
         collection=settings.mongodb_collection,
         limits=limits,
         timeout_seconds=settings.mongodb_timeout_seconds,
+        connection=source_connection(settings),
     )
     database = source.database
     retry = RetryPolicy(

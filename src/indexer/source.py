@@ -21,12 +21,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
-from src.indexer.errors import CollectionGone, HistoryLost, SourceUnavailable
+from src.indexer.errors import ChangeStreamsDisabled, CollectionGone, HistoryLost, SourceAuthFailed, SourceUnavailable
 from src.indexer.models import ChangeBatch, ChangeEvent, ClusterTime, ResumeToken
 from src.indexer.transform import UnsupportedEvent, cluster_time_of, to_change_event, to_document
 from src.search.models import Document
@@ -94,10 +94,19 @@ class ChangeSource(Protocol):
 def _translate(err: PyMongoError) -> Exception:
     """The one choke point for PyMongo errors."""
     if isinstance(err, OperationFailure):
-        if err.code in _HISTORY_LOST_CODES or "history" in str(err).lower():
+        message = str(err).lower()
+        if "change stream" in message and "not enabled" in message:  # DocumentDB, whatever its code
+            return ChangeStreamsDisabled(f"change streams are not enabled on the collection: {err}")
+        if err.code in _HISTORY_LOST_CODES or "history" in message:
             return HistoryLost(f"the resume point is no longer in the change stream history: {err}")
+        if err.code == _AUTH_FAILED:
+            return SourceAuthFailed(f"authentication failed: {err.details.get('errmsg') if err.details else err}")
         return SourceUnavailable(f"mongodb operation failed: {err}")
-    return SourceUnavailable(f"mongodb unavailable: {type(err).__name__}: {err}")
+    detail = str(err).split(", Topology Description")[0]  # the rest repeats the same error per server
+    return SourceUnavailable(f"mongodb unavailable: {type(err).__name__}: {detail}")
+
+
+_AUTH_FAILED = 18
 
 
 class MongoChangeSource:
@@ -117,6 +126,26 @@ class MongoChangeSource:
         self._collection = self.database[collection]
         self._limits = limits
         self._max_await_ms = max_await_ms
+
+    async def ping(self) -> None:
+        """The server answers with these TLS settings and credentials (SourceAuthFailed, SourceUnavailable)."""
+        try:
+            await self.database.command("ping")
+        except PyMongoError as err:
+            raise _translate(err) from err
+
+    async def check_change_streams(self) -> None:
+        """A change stream opens on the collection (ChangeStreamsDisabled when it cannot)."""
+        await self.position()
+
+    async def check_writable(self, collection: str) -> None:
+        """A probe document can be written to and deleted from `collection` of the source database."""
+        probe = {"_id": "__preflight__", "at": time.time()}
+        try:
+            await self.database[collection].replace_one({"_id": probe["_id"]}, probe, upsert=True)
+            await self.database[collection].delete_one({"_id": probe["_id"]})
+        except PyMongoError as err:
+            raise _translate(err) from err
 
     async def position(self) -> ResumeToken:
         """Open a stream and take its first post-batch resume token."""
@@ -236,12 +265,58 @@ class MongoChangeSource:
         await self._client.close()
 
 
-def create_mongo_source(
-    url: str, *, database: str, collection: str, limits: BatchLimits, timeout_seconds: float
-) -> MongoChangeSource:
-    """A client with bounded timeouts, and the source on it."""
+@dataclass(frozen=True, slots=True)
+class SourceConnection:
+    """How to reach the source database, beyond its URL (options in the URL work too)."""
+
+    flavor: Literal["mongodb", "documentdb"] = "mongodb"
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_key_file: str | None = None
+    username: str = ""
+    password: str | None = None
+    auth_mechanism: str = ""
+
+
+def client_options(connection: SourceConnection, *, timeout_seconds: float) -> dict[str, Any]:
+    """Keyword options of `AsyncMongoClient` for `connection` (pure; the password is passed, never logged).
+
+    DocumentDB rejects retryable writes (PyMongo's default), so that flavour turns them off, and reads
+    from the primary (change streams and checkpoints must see the latest writes).
+    """
     milliseconds = int(timeout_seconds * 1000)
+    options: dict[str, Any] = {
+        "serverSelectionTimeoutMS": milliseconds,
+        "connectTimeoutMS": milliseconds,
+        "socketTimeoutMS": milliseconds * 5,
+    }
+    if connection.flavor == "documentdb":
+        options |= {"retryWrites": False, "readPreference": "primary"}
+    if connection.tls:
+        options["tls"] = True
+        if connection.tls_ca_file:
+            options["tlsCAFile"] = connection.tls_ca_file
+        if connection.tls_cert_key_file:
+            options["tlsCertificateKeyFile"] = connection.tls_cert_key_file
+    if connection.username:
+        options["username"] = connection.username
+        options["password"] = connection.password or ""
+        if connection.auth_mechanism:
+            options["authMechanism"] = connection.auth_mechanism
+    return options
+
+
+def create_mongo_source(
+    url: str,
+    *,
+    database: str,
+    collection: str,
+    limits: BatchLimits,
+    timeout_seconds: float,
+    connection: SourceConnection | None = None,
+) -> MongoChangeSource:
+    """A client with bounded timeouts (and the connection's TLS, credentials and flavour), and the source on it."""
     client: AsyncMongoClient[Mapping[str, Any]] = AsyncMongoClient(
-        url, serverSelectionTimeoutMS=milliseconds, connectTimeoutMS=milliseconds, socketTimeoutMS=milliseconds * 5
+        url, **client_options(connection or SourceConnection(), timeout_seconds=timeout_seconds)
     )
     return MongoChangeSource(client, database=database, collection=collection, limits=limits)

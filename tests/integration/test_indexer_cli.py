@@ -123,3 +123,78 @@ def test_main_when_backend_unreachable_says_so_with_its_own_code(
     report = json.loads(capsys.readouterr().out)
     assert report["state"] == "backend-unreachable"
     assert "elasticsearch" in report["error"]
+
+
+def test_main_when_check_on_a_healthy_source_passes_with_notes(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(env, 3)
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok   source reachable")
+    assert f"ok   change streams on {env['MONGODB_DATABASE']}.packages" in out
+    assert "note checkpoint of 'search-indexer': none yet" in out
+    assert "note search backend (tantivy): the alias does not exist yet" in out
+
+
+def test_main_when_check_finds_broken_dependencies_fails_naming_them(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ELASTICSEARCH_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SEARCH_TIMEOUT_SECONDS", "0.3")
+    get_settings.cache_clear()
+    assert main(["check"]) == 1
+    assert "fail search backend (elasticsearch)" in capsys.readouterr().out
+    monkeypatch.setenv("MONGODB_URL", "mongodb://indexer:hunter2@127.0.0.1:9/?directConnection=true")
+    monkeypatch.setenv("MONGODB_TIMEOUT_SECONDS", "0.3")
+    get_settings.cache_clear()
+    assert main(["check"]) == 1
+    out = capsys.readouterr()
+    assert "fail source reachable: mongodb://indexer:***@127.0.0.1:9" in out.out
+    assert "hunter2" not in out.out + out.err
+
+
+async def test_source_when_documentdb_flavor_never_sends_a_retryable_write(secantus_url: str) -> None:
+    """The checkpoint and dead-letter writes through a client built as `create_mongo_source` builds it."""
+    from pymongo import monitoring
+
+    from src.indexer.checkpoint import MongoCheckpointStore, MongoDeadLetterStore
+    from src.indexer.models import Checkpoint
+    from src.indexer.source import SourceConnection, client_options
+
+    class Writes(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.commands: list[dict[str, Any]] = []
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.command_name in ("update", "insert", "delete", "findAndModify"):
+                self.commands.append(dict(event.command))
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            return None
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            return None
+
+    async def write_through(flavor: str) -> list[dict[str, Any]]:
+        writes = Writes()
+        options = client_options(SourceConnection(flavor=flavor), timeout_seconds=5)  # type: ignore[arg-type]
+        client: AsyncMongoClient[Any] = AsyncMongoClient(secantus_url, event_listeners=[writes], **options)
+        database = f"docdb_{uuid.uuid4().hex[:8]}"
+        try:
+            await MongoCheckpointStore(client[database], "checkpoints").save(
+                Checkpoint("c", {"_data": "aa"}, None, 0, saved_at=1.0, token_at=1.0)
+            )
+            await MongoDeadLetterStore(client[database], "dead").put(
+                {"consumer": "c", "doc_id": "d", "reason": "r", "version": 1, "document": None, "at": 1.0}
+            )
+        finally:
+            await client.drop_database(database)
+            await client.close()
+        return writes.commands
+
+    documentdb = await write_through("documentdb")
+    assert len(documentdb) == 2
+    assert all("txnNumber" not in command for command in documentdb), documentdb
+    mongodb = await write_through("mongodb")  # the control: PyMongo's default retries writes on a replica set
+    assert any("txnNumber" in command for command in mongodb), mongodb
