@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--recreate", action="store_true", help="load into a new index and swap the alias at the end")
     load.add_argument("--if-empty", action="store_true", help="skip when the alias already exists")
     load.add_argument("--batch-size", type=int, default=None, help="documents per bulk request")
-    commands.add_parser("stream", help="tail the change stream into the index until stopped")
+    stream = commands.add_parser("stream", help="tail the change stream into the index until stopped")
+    stream.add_argument(
+        "--check", action="store_true", help="run the preflight first and exit 1 without streaming when it fails"
+    )
     commands.add_parser("reindex", help="rebuild the index from the collection and swap the alias")
     commands.add_parser("status", help="report lag, checkpoint and token age; non-zero when unhealthy")
     commands.add_parser("check", help="preflight: source, change streams, writable collections, backend")
@@ -89,6 +92,14 @@ async def run_stream_command(settings: Settings, *, stop: asyncio.Event | None =
     finally:
         await indexer.close()
     return 0
+
+
+async def run_checked_stream(settings: Settings, *, check_first: bool) -> int:
+    """`stream`, after the preflight when asked (a container's start command: a broken setup exits at once)."""
+    if check_first and await run_check_command(settings) != 0:
+        print("error: the preflight failed; not streaming", file=sys.stderr)
+        return 1
+    return await run_stream_command(settings)
 
 
 async def run_reindex_command(settings: Settings) -> int:
@@ -214,7 +225,7 @@ def main(argv: list[str] | None = None, *, clock: Callable[[], float] = time.tim
     args = build_parser().parse_args(argv)
     settings = get_settings()
     jobs: dict[str, Callable[[Settings], Coroutine[None, None, int]]] = {
-        "stream": run_stream_command,
+        "stream": lambda config: run_checked_stream(config, check_first=bool(args.check)),
         "reindex": run_reindex_command,
         "status": lambda config: run_status_command(config, clock=clock),
         "check": lambda config: run_check_command(config, clock=clock),

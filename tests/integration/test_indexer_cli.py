@@ -198,3 +198,15 @@ async def test_source_when_documentdb_flavor_never_sends_a_retryable_write(secan
     assert all("txnNumber" not in command for command in documentdb), documentdb
     mongodb = await write_through("mongodb")  # the control: PyMongo's default retries writes on a replica set
     assert any("txnNumber" in command for command in mongodb), mongodb
+
+
+def test_main_when_stream_checks_first_and_the_preflight_fails_does_not_stream(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ELASTICSEARCH_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("SEARCH_TIMEOUT_SECONDS", "0.3")
+    get_settings.cache_clear()
+    assert main(["stream", "--check"]) == 1  # returns at once: a stream would run until SIGTERM
+    out = capsys.readouterr()
+    assert "fail search backend" in out.out
+    assert "not streaming" in out.err

@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 from indexer.cli import main
 from src.settings import get_settings
 from tests.conftest import IN_CI, start_secantus, stop_process
+from tests.integration.test_indexer_cli import stream_until_checkpointed
 
 pytestmark = pytest.mark.integration
 
@@ -90,11 +91,12 @@ def env(secure_source: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.Mon
     return values
 
 
-def test_main_when_source_needs_tls_and_auth_checks_and_reindexes(
+def test_main_when_source_needs_tls_and_auth_checks_streams_and_reindexes(
     env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["check"]) == 0
     assert capsys.readouterr().out.startswith("ok   source reachable")
+    assert asyncio.run(stream_until_checkpointed(get_settings())) == 0
     assert main(["reindex"]) == 0
     assert "0 documents" in capsys.readouterr().out
 
