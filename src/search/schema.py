@@ -63,6 +63,17 @@ class SchemaFile(TypedDict):
     """Field name to its spec; `id` is implicit (keyword, returned, sortable tie-break)."""
     synonyms: NotRequired[SynonymsFile | str]
     """Synonyms, or the path (relative to the schema file) of a JSON file holding them."""
+    ranking: NotRequired[RankingFile]
+    """An optional custom ranking field (popularity, size...) that orders what relevance leaves equal."""
+
+
+class RankingFile(TypedDict):
+    """The custom ranking rule as written in the schema file."""
+
+    field: str
+    """A sortable integer or float field."""
+    order: NotRequired[Literal["asc", "desc"]]
+    """desc (default): higher values first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +114,8 @@ class IndexSchema:
     fields: tuple[FieldSpec, ...]
     synonyms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Normalised word to the words it also finds, sorted by word (one-way pairs and equivalence groups)."""
+    ranking: tuple[str, bool] | None = None
+    """The custom ranking rule: (sortable numeric field, descending), or None."""
 
     def synonyms_of(self, word: str) -> tuple[str, ...]:
         """The words `word` also finds (normalised), none when it has no synonyms."""
@@ -131,9 +144,9 @@ class IndexSchema:
     def fingerprint(self) -> str:
         """A short stable identity of the schema (name and version, plus a digest of the synonyms when
         there are any, so changing them retires cached results even without a version bump)."""
-        if not self.synonyms:
+        if not self.synonyms and self.ranking is None:
             return f"{self.name}:v{self.version}"
-        digest = hashlib.sha256(json.dumps(self.synonyms).encode()).hexdigest()[:8]
+        digest = hashlib.sha256(json.dumps([self.synonyms, self.ranking]).encode()).hexdigest()[:8]
         return f"{self.name}:v{self.version}:{digest}"
 
 
@@ -154,12 +167,26 @@ def parse_schema(raw: object, *, base: Path | None = None) -> IndexSchema:
         raise SchemaError("schema.version: a positive integer is required")
     if not isinstance(fields, dict) or not fields:
         raise SchemaError("schema.fields: a non-empty object is required")
-    unknown = set(data) - {"name", "version", "fields", "synonyms"}
+    unknown = set(data) - {"name", "version", "fields", "synonyms", "ranking"}
     if unknown:
         raise SchemaError(f"schema: unknown keys {sorted(unknown)}")
     specs = tuple(_parse_field(key, value) for key, value in cast(dict[str, object], fields).items())
     synonyms = _parse_synonyms(data.get("synonyms"), base) if "synonyms" in data else ()
-    return IndexSchema(name=name, version=version, fields=specs, synonyms=synonyms)
+    ranking = _parse_ranking(data["ranking"], specs) if "ranking" in data else None
+    return IndexSchema(name=name, version=version, fields=specs, synonyms=synonyms, ranking=ranking)
+
+
+def _parse_ranking(raw: object, specs: tuple[FieldSpec, ...]) -> tuple[str, bool]:
+    where = "schema.ranking"
+    if not isinstance(raw, dict) or set(raw) - {"field", "order"}:
+        raise SchemaError(f"{where}: an object with `field` and optionally `order` is required")
+    name, order = raw.get("field"), raw.get("order", "desc")
+    spec = next((s for s in specs if s.name == name), None)
+    if spec is None or not spec.sortable or spec.type not in ("integer", "float"):
+        raise SchemaError(f"{where}.field: {name!r} must be a sortable integer or float field")
+    if order not in ("asc", "desc"):
+        raise SchemaError(f"{where}.order: asc or desc")
+    return spec.name, order == "desc"
 
 
 def _parse_synonyms(raw: object, base: Path | None) -> tuple[tuple[str, tuple[str, ...]], ...]:

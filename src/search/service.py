@@ -102,6 +102,10 @@ def prepare_search(
     filters = parse_filters(request.filters, schema)
     facets = parse_facets(request.facets, schema)
     sort = parse_sort(request.sort, schema)
+    if sort.field is None and parsed.is_match_all and schema.ranking is not None:
+        # Relevance over match-all is a constant score: the custom ranking rule orders it, then the id.
+        name, descending = schema.ranking
+        sort = SortSpec(field=schema.field(name), descending=descending)
     size = request.size or options.default_size
     fingerprint = request_fingerprint(parsed, filters, sort, schema=schema, backend_kind=backend_kind)
     state = (

@@ -350,3 +350,18 @@ def test_load_schema_when_synonyms_name_a_file_reads_it_beside_the_schema(tmp_pa
 def test_parse_schema_when_synonyms_invalid_names_them(synonyms: object, message: str) -> None:
     with pytest.raises(SchemaError, match=message):
         parse_schema(_with_synonyms(synonyms))
+
+
+def test_parse_schema_when_ranking_given_validates_the_field() -> None:
+    fields = {"name": {"type": "keyword", "searchable": True}, "size": {"type": "integer", "sortable": True}}
+    base: dict[str, object] = {"name": "s", "version": 1, "fields": fields}
+    schema = parse_schema({**base, "ranking": {"field": "size"}})
+    assert schema.ranking == ("size", True)
+    assert parse_schema({**base, "ranking": {"field": "size", "order": "asc"}}).ranking == ("size", False)
+    assert schema.fingerprint != parse_schema(base).fingerprint
+    for bad, message in (
+        ({"field": "name"}, "sortable integer or float"),
+        ({"field": "size", "order": "up"}, "asc or desc"),
+    ):
+        with pytest.raises(SchemaError, match=message):
+            parse_schema({**base, "ranking": bad})
