@@ -77,9 +77,7 @@ async def _search_unavailable(request: Request, exc: Exception) -> Response:
 async def _search_rejected(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SearchRejected)
     logger.info("search engine refused a request on {}: {}", request.url.path, exc.detail)
-    return ProblemResponse(
-        problem(400, "the search engine refused this request", request, type_="/problems/rejected")
-    )
+    return ProblemResponse(problem(400, "the search engine refused this request", request, type_="/problems/rejected"))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

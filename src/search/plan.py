@@ -36,6 +36,9 @@ SYNONYM_WEIGHT = 2.5
 WHOLE_EXACT_WEIGHT = 10.0
 WHOLE_PREFIX_WEIGHT = 4.0
 WHOLE_TYPO_WEIGHTS = {1: 5.0, 2: 3.0}
+PROXIMITY_WEIGHT = 1.0
+"""Bonus per pair of consecutive query words found within `PROXIMITY_SLOP` positions in one field."""
+PROXIMITY_SLOP = 2
 FUZZY_MAX_EXPANSIONS = 50
 """Index terms one typo alternative may expand to (Elasticsearch's `max_expansions`)."""
 
@@ -74,6 +77,17 @@ class PhraseClause:
 
 
 @dataclass(frozen=True, slots=True)
+class ProximityClause:
+    """Two consecutive query words, as typed, within `slop` positions of each other in one field: a bonus
+    for documents that already match every word (ranking rule 3, proximity)."""
+
+    tokens: tuple[str, str]
+    slop: int
+    fields: tuple[tuple[str, float], ...]
+    """(field, weight) for each searchable field."""
+
+
+@dataclass(frozen=True, slots=True)
 class WholeClause:
     """The whole query against keyword fields' whole values: an alternative match and a bonus."""
 
@@ -87,6 +101,8 @@ class QueryPlan:
 
     words: tuple[WordClause, ...]
     phrases: tuple[PhraseClause, ...]
+    proximity: tuple[ProximityClause, ...]
+    """Optional bonuses of the all-words match (they never admit a document)."""
     whole: WholeClause | None
     excluded_terms: tuple[str, ...]
     excluded_phrases: tuple[tuple[str, ...], ...]
@@ -120,6 +136,14 @@ def build_plan(query: ParsedQuery, filters: tuple[Filter, ...], schema: IndexSch
         PhraseClause(tokens=tokens, fields=tuple((s.name, s.boost * EXACT_WEIGHT) for s in schema.searchable))
         for tokens in query.phrases
     )
+    proximity = tuple(
+        ProximityClause(
+            tokens=(first.text, second.text),
+            slop=PROXIMITY_SLOP,
+            fields=tuple((name, boost * PROXIMITY_WEIGHT) for name, boost in fields),
+        )
+        for first, second in zip(query.terms, query.terms[1:], strict=False)
+    )
     keyword_fields = [(s.name, s.boost) for s in schema.searchable if s.type == "keyword"]
     whole = None
     if query.whole is not None and keyword_fields:
@@ -127,6 +151,7 @@ def build_plan(query: ParsedQuery, filters: tuple[Filter, ...], schema: IndexSch
     return QueryPlan(
         words=words,
         phrases=phrases,
+        proximity=proximity,
         whole=whole,
         excluded_terms=query.excluded_terms,
         excluded_phrases=query.excluded_phrases,

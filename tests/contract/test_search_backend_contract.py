@@ -421,3 +421,15 @@ async def test_search_when_schema_has_a_ranking_rule_orders_match_all_by_it_then
     page = await search_documents(SearchRequest(q="", size=50), backend=catalog_backend, schema=ranked, options=OPTIONS)
     assert [hit["id"] for hit in page["hits"]] == await ids(catalog_backend, "", sort="-stock")
     assert [hit["id"] for hit in page["hits"]][:2] == ["curl", "wget"]  # stock 100, ties by id
+
+
+async def test_search_when_words_are_near_each_other_ranks_that_document_first(empty_backend: SearchBackend) -> None:
+    await load(
+        empty_backend,
+        [
+            {"id": "p-far", "name": "p-far", "title": "quiet blue green red fan", "body": "a list"},
+            {"id": "p-near", "name": "p-near", "title": "quiet fan blue green red", "body": "a list"},
+        ],
+    )
+    assert await ids(empty_backend, "quiet fan ") == ["p-near", "p-far"]  # without proximity: a tie, by id
+    assert await ids(empty_backend, "fan quiet ") == ["p-near", "p-far"]  # swapped words are still near

@@ -34,6 +34,14 @@ def _weight(alt: Alternative, values: list[str]) -> float:
     return 0.0
 
 
+def _near(pair: tuple[str, str], slop: int, tokens: list[str]) -> bool:
+    """Lucene's sloppy phrase of two words: in order with at most `slop` words between, or reversed
+    within `slop` moves."""
+    first = [i for i, token in enumerate(tokens) if token == pair[0]]
+    second = [j for j, token in enumerate(tokens) if token == pair[1]]
+    return any((j > i and j - i - 1 <= slop) or (j < i and i - j + 1 <= slop) for i in first for j in second)
+
+
 def _phrase_in(phrase: tuple[str, ...], tokens: list[str]) -> bool:
     size = len(phrase)
     return any(tuple(tokens[i : i + size]) == phrase for i in range(len(tokens) - size + 1))
@@ -163,13 +171,20 @@ class FakeSearchBackend:
             )
             for phrase in plan.phrases
         ]
+        bonus = sum(
+            max(
+                (weight for field, weight in pair.fields if _near(pair.tokens, pair.slop, tokens.get(field, []))),
+                default=0.0,
+            )
+            for pair in plan.proximity
+        )
         whole = 0.0
         if plan.whole is not None:
             whole = max(
                 (_weight(alt, prepared.whole.get(alt.field, [])) for alt in plan.whole.alternatives), default=0.0
             )
         if all(scores):
-            return sum(scores) + whole
+            return sum(scores) + bonus + whole  # proximity only adds to an all-words match
         return whole or None
 
     async def get(self, doc_id: str) -> Document | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from src.search.plan import (
     EXACT_WEIGHT,
     PREFIX_WEIGHT,
+    PROXIMITY_SLOP,
     TYPO_WEIGHTS,
     WHOLE_EXACT_WEIGHT,
     build_plan,
@@ -79,3 +80,10 @@ def test_relaxations_when_words_do_not_all_match_drop_them_from_the_end() -> Non
 
 def test_relaxations_when_one_word_offers_none() -> None:
     assert relaxations(_parse("nginx")) == []
+
+
+def test_build_plan_when_several_words_adds_a_proximity_bonus_per_consecutive_pair() -> None:
+    plan = build_plan(_parse("quiet fan motor "), (), SCHEMA)
+    assert [pair.tokens for pair in plan.proximity] == [("quiet", "fan"), ("fan", "motor")]
+    assert all(pair.slop == PROXIMITY_SLOP for pair in plan.proximity)
+    assert build_plan(_parse("quiet "), (), SCHEMA).proximity == ()

@@ -125,12 +125,19 @@ def translate_plan(plan: QueryPlan) -> ESBody:
         "filter": [_filter_clause(item) for item in plan.filters],
         "must_not": _negative_clauses(plan),
     }
+    nearby = [
+        _dis_max([_phrase(field, pair.tokens, weight, slop=pair.slop) for field, weight in pair.fields])
+        for pair in plan.proximity
+    ]
     if plan.whole is not None and positive:
         whole = _dis_max([_alternative(alt, "x") for alt in plan.whole.alternatives])
-        bool_query["should"] = [{"bool": {"must": positive}}, whole]
+        all_words: ESBody = {"must": positive} | ({"should": nearby} if nearby else {})
+        bool_query["should"] = [{"bool": all_words}, whole]
         bool_query["minimum_should_match"] = 1
     else:
         bool_query["must"] = positive or [{"match_all": {}}]
+        if nearby:
+            bool_query["should"] = nearby  # with `must` present, optional: a bonus only
     return {"bool": bool_query}
 
 
@@ -158,8 +165,11 @@ def _alternative(alt: Alternative, prefix: str) -> ESBody:
     }
 
 
-def _phrase(field: str, tokens: tuple[str, ...], boost: float) -> ESBody:
-    return {"match_phrase": {f"t.{field}": {"query": " ".join(tokens), "boost": boost}}}
+def _phrase(field: str, tokens: tuple[str, ...], boost: float, *, slop: int = 0) -> ESBody:
+    body: ESBody = {"query": " ".join(tokens), "boost": boost}
+    if slop:
+        body["slop"] = slop
+    return {"match_phrase": {f"t.{field}": body}}
 
 
 def _negative_clauses(plan: QueryPlan) -> list[ESBody]:

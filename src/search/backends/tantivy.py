@@ -130,13 +130,25 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
         _dis_max([Query.boost_query(_phrase(field, phrase.tokens, tschema), weight) for field, weight in phrase.fields])
         for phrase in plan.phrases
     ]
+    nearby = [
+        _dis_max(
+            [
+                Query.boost_query(Query.phrase_query(tschema, f"t_{field}", list(pair.tokens), slop=pair.slop), weight)
+                for field, weight in pair.fields
+            ]
+        )
+        for pair in plan.proximity
+    ]
     clauses: list[tuple[tantivy.Occur, tantivy.Query]]
     if plan.whole is not None and positive:
-        all_words = Query.boolean_query([(Occur.Must, clause) for clause in positive])
+        all_words = Query.boolean_query(
+            [(Occur.Must, clause) for clause in positive] + [(Occur.Should, clause) for clause in nearby]
+        )
         whole = clause(plan.whole.alternatives, "x")
         clauses = [(Occur.Must, Query.boolean_query([(Occur.Should, all_words), (Occur.Should, whole)]))]
     else:
         clauses = [(Occur.Must, clause) for clause in positive] or [(Occur.Must, Query.all_query())]
+        clauses.extend((Occur.Should, clause) for clause in nearby)  # a bonus: Must clauses decide the match
     clauses.extend((Occur.Must, Query.const_score_query(_filter_query(item, tschema), 0.0)) for item in plan.filters)
     clauses.extend((Occur.MustNot, clause) for clause in _negative_clauses(plan, tschema))
     return Query.boolean_query(clauses)
