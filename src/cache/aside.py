@@ -30,6 +30,7 @@ from loguru import logger
 
 from src.cache.base import Cache, CacheUnavailable
 from src.cache.entries import EntryCorrupt, decode_entry, encode_entry, freshness, jittered, make_entry
+from src.cache.flight import single_flight
 from src.cache.keys import GenerationalKey, lock_key
 from src.cache.models import CacheEntry, Served
 from src.observability.metrics import (
@@ -193,24 +194,7 @@ class CacheAside:
 
     async def _coalesced(self, key: str, run: Callable[[], Awaitable[Served]]) -> Served:
         """One `run` per key at a time in this process; concurrent callers share its outcome."""
-        running = self._inflight.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[Served] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            served = await run()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as err:
-            future.set_exception(err)
-            future.exception()  # waiters get it; with none, it must not be reported as unretrieved
-            raise
-        finally:
-            del self._inflight[key]
-        future.set_result(served)
-        return served
+        return await single_flight(self._inflight, key, run)
 
     async def _compute_locked(
         self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None

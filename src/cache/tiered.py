@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from src.cache.base import Cache, CacheUnavailable
+from src.cache.flight import single_flight
 from src.cache.memory import MemoryCache
 
 
@@ -85,21 +86,7 @@ class TieredCache:
         known = self._generations.get(generation_key)
         if known is not None and self._clock() - known.read_at < self._poll:
             return known.value
-        reading = self._reading.get(generation_key)
-        if reading is not None:
-            return await asyncio.shield(reading)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._reading[generation_key] = future
-        try:
-            value = await self._read_generation(generation_key, known)
-        except BaseException as err:
-            future.set_exception(err)
-            future.exception()  # waiters get it; with none, it must not be reported as unretrieved
-            raise
-        finally:
-            del self._reading[generation_key]
-        future.set_result(value)
-        return value
+        return await single_flight(self._reading, generation_key, lambda: self._read_generation(generation_key, known))
 
     async def _read_generation(self, generation_key: str, known: _Generation | None) -> int:
         try:

@@ -30,6 +30,7 @@ def suggestion(query: ParsedQuery, top: Document | None, schema: IndexSchema) ->
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
                 tokens.update(tokenize(item[:_MAX_CHARS_PER_VALUE]))
+    ordered = sorted(tokens)  # candidates in a fixed order: ties between equally close words are stable
     words: list[str] = []
     corrected = False
     for term in query.terms:
@@ -38,7 +39,7 @@ def suggestion(query: ParsedQuery, top: Document | None, schema: IndexSchema) ->
         if literal or completes or not term.edits:
             words.append(term.text)
             continue
-        closest = process.extractOne(term.text, sorted(tokens), scorer=OSA.distance, score_cutoff=term.edits)
+        closest = process.extractOne(term.text, ordered, scorer=OSA.distance, score_cutoff=term.edits)
         if closest is not None:
             words.append(closest[0])
             corrected = True

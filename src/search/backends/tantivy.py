@@ -299,7 +299,7 @@ class _IndexHandle:
         _register_analyzer(self.index)
         self._writer: tantivy.IndexWriter | None = None
         self._vocabularies: dict[tuple[str, ...], tuple[FieldVocabulary, tuple[int, int], float]] = {}
-        self._expansions: OrderedDict[tuple[tuple[str, ...], str, int], list[tuple[str, int]]] = OrderedDict()
+        self._expansions: OrderedDict[tuple[tuple[str, ...], str, int], list[tuple[str, int, float]]] = OrderedDict()
         self._vocabulary_lock = threading.Lock()
 
     def vocabulary(self, searcher: tantivy.Searcher, fields: tuple[str, ...]) -> FieldVocabulary:
@@ -322,8 +322,9 @@ class _IndexHandle:
 
     def expand(
         self, searcher: tantivy.Searcher, fields: tuple[str, ...], word: str, edits: int
-    ) -> list[tuple[str, int]]:
-        """The terms of `fields` within `edits` of `word` (recent expansions are remembered)."""
+    ) -> list[tuple[str, int, float]]:
+        """The terms of `fields` within `edits` of `word`, with their blended boosts (recent expansions are
+        remembered, blended once: the cache is cleared when the vocabulary is rebuilt)."""
         vocabulary = self.vocabulary(searcher, fields)
         key = (fields, word, edits)
         with self._vocabulary_lock:
@@ -331,7 +332,9 @@ class _IndexHandle:
             if found is not None:
                 self._expansions.move_to_end(key)
                 return found
-        found = vocabulary.expand(word, edits, max_expansions=FUZZY_MAX_EXPANSIONS)
+        found = blended(
+            vocabulary.expand(word, edits, max_expansions=FUZZY_MAX_EXPANSIONS), vocabulary.frequency, searcher.num_docs
+        )
         with self._vocabulary_lock:
             self._expansions[key] = found
             if len(self._expansions) > _EXPANSION_CACHE_ENTRIES:
@@ -439,9 +442,7 @@ class TantivyBackend:
         searcher = handle.index.searcher()
 
         def expand(group: str, word: str, max_edits: int) -> list[tuple[str, int, float]]:
-            fields = self._vocabulary_fields[group]
-            found = handle.expand(searcher, fields, word, max_edits)
-            return blended(found, handle.vocabulary(searcher, fields).frequency, searcher.num_docs)
+            return handle.expand(searcher, self._vocabulary_fields[group], word, max_edits)
 
         tquery = build_tantivy_query(query, self._schema, self._tschema, expand)
         entries, total = self._page(searcher, tquery, query)
