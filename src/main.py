@@ -52,6 +52,7 @@ def http_cache_policy(settings: Settings) -> HttpCachePolicy:
         stale_while_revalidate_seconds=settings.http_stale_while_revalidate_seconds,
         stale_if_error_seconds=settings.http_stale_if_error_seconds,
         negative_max_age_seconds=int(settings.cache_negative_ttl_seconds),
+        compress_min_bytes=None if settings.cache_enabled else settings.cache_gzip_min_bytes,
     )
 
 

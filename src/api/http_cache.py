@@ -6,8 +6,10 @@ entry and the request's conditional and encoding headers; the controller only wr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from src.cache.entries import gzipped
 from src.cache.models import Served
 
 GZIP_ETAG_SUFFIX = "-gzip"
@@ -22,6 +24,10 @@ class HttpCachePolicy:
     stale_while_revalidate_seconds: int = 30
     stale_if_error_seconds: int = 300
     negative_max_age_seconds: int = 5
+    compress_min_bytes: int | None = None
+    """Gzip a body of at least this size when it is served, for a client that accepts gzip. Only when
+    the cache keeps nothing (its entries then carry no gzip body): compressing at store time, once per
+    entry, is better when entries are kept, and a client that does not accept gzip costs nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,14 @@ def render(
 ) -> Rendered:
     """Status, headers and body for a cached entry (304 when the client already has it)."""
     entry = served.entry
+    if (
+        policy.compress_min_bytes is not None
+        and entry.status == 200
+        and entry.gzip_body is None
+        and len(entry.body) >= policy.compress_min_bytes
+        and accepts_gzip(accept_encoding)
+    ):
+        entry = dataclasses.replace(entry, gzip_body=gzipped(entry.body))
     use_gzip = entry.gzip_body is not None and accepts_gzip(accept_encoding)
     headers = {
         "cache-control": cache_control(policy, entry.status),

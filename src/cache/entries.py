@@ -35,6 +35,12 @@ def jittered(seconds: float, *, jitter: float, draw: float) -> float:
     return seconds * (1.0 - jitter * draw)
 
 
+def gzipped(body: bytes) -> bytes | None:
+    """`body` gzipped (deterministically: no timestamp), or None when that saves less than a tenth."""
+    candidate = gzip.compress(body, compresslevel=6, mtime=0)
+    return candidate if len(candidate) <= len(body) * 0.9 else None
+
+
 def make_entry(
     *,
     status: int,
@@ -47,11 +53,7 @@ def make_entry(
     gzip_min_bytes: int,
 ) -> CacheEntry:
     """Build an entry (ETag, expiry times, gzip body when compression saves at least a tenth)."""
-    compressed = None
-    if len(body) >= gzip_min_bytes:
-        candidate = gzip.compress(body, compresslevel=6, mtime=0)
-        if len(candidate) <= len(body) * 0.9:
-            compressed = candidate
+    compressed = gzipped(body) if len(body) >= gzip_min_bytes else None
     return CacheEntry(
         status=status,
         body=body,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from src.cache.aside import CacheAside, CachePolicy
 from src.cache.base import Cache
 from src.cache.keys import scoped_namespace
@@ -57,7 +59,9 @@ def cache_policy(settings: Settings) -> CachePolicy:
         max_entry_bytes=settings.cache_max_entry_bytes,
         lock_lease_seconds=settings.cache_lock_lease_seconds,
         lock_wait_seconds=settings.cache_lock_wait_seconds,
-        gzip_min_bytes=settings.cache_gzip_min_bytes,
+        # Nothing is kept when the cache is off: a response is gzipped when served, if its client asks
+        # (HttpCachePolicy.compress_min_bytes), not for an entry no one reads again.
+        gzip_min_bytes=settings.cache_gzip_min_bytes if settings.cache_enabled else sys.maxsize,
         max_inflight=settings.search_max_inflight,
     )
 

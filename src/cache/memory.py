@@ -7,10 +7,11 @@ Single process only: generations and locks are local, so with several workers ea
 from __future__ import annotations
 
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from src.cache.tokens import lock_token
 
 
 @dataclass(slots=True)
@@ -98,7 +99,7 @@ class MemoryCache:
         held = self._locks.get(key)
         if held is not None and held[1] > now:
             return None
-        token = uuid.uuid4().hex
+        token = lock_token()
         self._locks[key] = (token, now + lease_seconds)
         return token
 

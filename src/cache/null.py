@@ -7,7 +7,7 @@ by the cache-aside layer, which needs no cache for that).
 
 from __future__ import annotations
 
-import uuid
+from src.cache.tokens import lock_token
 
 
 class NullCache:
@@ -35,7 +35,7 @@ class NullCache:
 
     async def acquire(self, key: str, lease_seconds: float) -> str | None:
         """Always granted."""
-        return uuid.uuid4().hex
+        return lock_token()
 
     async def release(self, key: str, token: str) -> None:
         """Nothing held."""

@@ -13,7 +13,6 @@ called a Redis failure, up to a hard limit. A saturated loop therefore never ope
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -33,6 +32,7 @@ from redis.exceptions import (
 )
 
 from src.cache.base import CacheUnavailable
+from src.cache.tokens import lock_token
 from src.resilience import CircuitBreaker
 
 _GET_GENERATIONAL = """
@@ -146,7 +146,7 @@ class RedisCache:
 
     async def acquire(self, key: str, lease_seconds: float) -> str | None:
         """SET NX PX: the lease expires on its own if the holder dies."""
-        token = uuid.uuid4().hex
+        token = lock_token()
         milliseconds = max(1, int(lease_seconds * 1000))
         taken = await self._call("acquire", lambda: self._client.set(key, token, nx=True, px=milliseconds))
         return token if taken else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import fakeredis
 import httpx
@@ -184,6 +185,9 @@ async def test_search_when_cache_disabled_computes_every_request(settings: Setti
     assert [r.headers["x-cache"] for r in responses] == ["MISS"] * 3
     assert ready["checks"]["cache"] == "ok"
     assert app.state.services.aside.cache.kind == "none"
+    # Nothing is stored, so nothing is compressed for storage; a response is gzipped when its client asks.
+    assert app.state.services.aside.policy.gzip_min_bytes == sys.maxsize
+    assert app.state.services.http_cache_policy.compress_min_bytes == settings.cache_gzip_min_bytes
 
 
 async def test_search_when_engine_calls_at_the_limit_is_a_fast_503_with_retry_after(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import string
 
-from src.search.analysis import allowed_edits, damerau_levenshtein, normalise, tokenize
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from src.search.analysis import allowed_edits, damerau_levenshtein, normalise, normalise_unicode, tokenize
 
 
 @pytest.mark.parametrize(
@@ -33,6 +37,11 @@ def test_normalise_folds_strips_and_collapses(text: str, expected: str) -> None:
 
 def test_normalise_decomposed_and_precomposed_forms_agree() -> None:
     assert normalise("Cre\u0300me") == normalise("Crème") == "creme"
+
+
+@given(st.text(alphabet=st.sampled_from(string.printable + "\x00\x01\x7f"), max_size=60))
+def test_normalise_ascii_fast_path_equals_the_unicode_path(text: str) -> None:
+    assert normalise(text) == normalise_unicode(text)
 
 
 def test_tokenize_splits_normalised_text() -> None:

@@ -212,6 +212,28 @@ def test_render_200_no_gzip_when_entry_has_none() -> None:
     assert "content-encoding" not in rendered.headers
 
 
+def test_render_when_nothing_is_stored_gzips_for_a_client_that_accepts_it() -> None:
+    body = b'{"hits": [' + b'{"id": "same"}, ' * 200 + b"]}"
+    entry = CacheEntry(
+        status=200,
+        body=body,
+        content_type="application/json",
+        etag=etag_for(body),
+        surrogate_keys=(),
+        soft_expires_at=10.0,
+        hard_expires_at=20.0,
+    )
+    policy = HttpCachePolicy(compress_min_bytes=1024)
+    zipped = render(Served(entry, "MISS"), if_none_match=None, accept_encoding="gzip", policy=policy)
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(zipped.body) == body
+    assert zipped.headers["etag"] == gzip_etag(entry.etag)
+    plain = render(Served(entry, "MISS"), if_none_match=None, accept_encoding=None, policy=policy)
+    assert plain.body == body and "content-encoding" not in plain.headers
+    small = HttpCachePolicy(compress_min_bytes=len(body) + 1)
+    assert render(Served(entry, "MISS"), if_none_match=None, accept_encoding="gzip", policy=small).body == body
+
+
 def test_render_304_on_matching_if_none_match() -> None:
     rendered = render(_served(x_cache="STALE"), if_none_match=ETAG, accept_encoding=None, policy=POLICY)
     assert rendered == Rendered(

@@ -43,9 +43,10 @@ def test_build_plan_when_query_has_words_adds_the_whole_query_on_keyword_fields_
     assert plan.whole.text == "web serv"
     keyword_fields = {spec.name for spec in SCHEMA.searchable if spec.type == "keyword"}
     assert {alt.field for alt in plan.whole.alternatives} == keyword_fields
-    assert max(alt.weight for alt in plan.whole.alternatives) == max(
-        spec.boost for spec in SCHEMA.searchable if spec.type == "keyword"
-    ) * WHOLE_EXACT_WEIGHT
+    assert (
+        max(alt.weight for alt in plan.whole.alternatives)
+        == max(spec.boost for spec in SCHEMA.searchable if spec.type == "keyword") * WHOLE_EXACT_WEIGHT
+    )
 
 
 def test_build_plan_when_query_is_empty_matches_all_with_filters_and_exclusions() -> None:

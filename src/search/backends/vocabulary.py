@@ -11,14 +11,18 @@ closest first, then the most frequent: the same bound as Elasticsearch's `max_ex
 field group from `Searcher.terms_with_prefix(field, "")` and rebuilds it when the index changed, at most
 every few seconds (terms new since then are found again from the next rebuild on).
 
-Speed: terms are grouped by length, and a 32-bit mask of the characters each term contains rules most
-of them out before any edit distance is computed: `e` edits change at most `2e` characters of the set,
-so a term whose mask differs from the word's in more bits cannot be within `e` edits (a necessary
-condition, whatever characters share a bit). Only the survivors are compared, in C++ (rapidfuzz).
+Speed: terms are kept in one array sorted by length, so the terms of every length a word can reach
+with its edits are one contiguous slice, and a 64-bit mask of the characters each term contains rules
+most of them out before any edit distance is computed. An edit adds at most one character the word
+lacks and removes at most one it has (a transposition neither), so a term within `e` edits has at most
+`e` mask bits the word lacks and lacks at most `e` of the word's (a necessary condition, whatever
+characters share a bit). Only the survivors, a few hundred of tens of thousands, are compared, in C++
+(rapidfuzz). The filter is a handful of numpy operations over the slice, not one per length.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -27,58 +31,63 @@ import numpy.typing as npt
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
+_BITS = {character: bit for bit, character in enumerate("abcdefghijklmnopqrstuvwxyz0123456789")}
+
 
 def character_mask(text: str) -> int:
-    """The set of characters of `text` as 32 bits (a character's code point modulo 32)."""
+    """The set of characters of `text` as 64 bits: a-z and 0-9 one bit each, others share the rest."""
     mask = 0
     for character in text:
-        mask |= 1 << (ord(character) & 31)
+        bit = _BITS.get(character)
+        mask |= 1 << (bit if bit is not None else 36 + ord(character) % 28)
     return mask
 
 
 @dataclass(frozen=True, slots=True)
-class _Bucket:
-    terms: list[str]
-    masks: npt.NDArray[np.uint32]
-
-
-@dataclass(frozen=True, slots=True)
 class FieldVocabulary:
-    """The terms of one indexed field (or group), grouped by length, with their document frequencies."""
+    """The terms of one indexed field (or group), sorted by length, with their document frequencies."""
 
-    by_length: dict[int, _Bucket] = field(default_factory=dict)
+    terms: npt.NDArray[np.object_] = field(default_factory=lambda: np.array([], dtype=object))
+    masks: npt.NDArray[np.uint64] = field(default_factory=lambda: np.array([], dtype=np.uint64))
+    starts: tuple[int, ...] = (0,)
+    """`starts[n]` is the position of the first term of length `n` or longer (one past the end for longer)."""
     frequency: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def build(cls, terms: Iterable[tuple[str, int]]) -> FieldVocabulary:
         """From `(term, document frequency)` pairs."""
-        grouped: dict[int, list[str]] = {}
-        frequency: dict[str, int] = {}
-        for term, count in terms:
-            grouped.setdefault(len(term), []).append(term)
-            frequency[term] = count
-        by_length = {
-            length: _Bucket(found, np.array([character_mask(term) for term in found], dtype=np.uint32))
-            for length, found in grouped.items()
-        }
-        return cls(by_length=by_length, frequency=frequency)
+        frequency = dict(terms)
+        ordered = sorted(frequency, key=len)
+        longest = len(ordered[-1]) if ordered else 0
+        lengths = [len(term) for term in ordered]
+        starts = tuple(bisect.bisect_left(lengths, length) for length in range(longest + 2))
+        terms_array = np.empty(len(ordered), dtype=object)
+        terms_array[:] = ordered
+        masks = np.fromiter((character_mask(term) for term in ordered), dtype=np.uint64, count=len(ordered))
+        return cls(terms=terms_array, masks=masks, starts=starts, frequency=frequency)
 
     def __len__(self) -> int:
         return len(self.frequency)
 
+    def _slice(self, shortest: int, longest: int) -> tuple[int, int]:
+        last = len(self.starts) - 1
+        return self.starts[min(max(shortest, 0), last)], self.starts[min(max(longest + 1, 0), last)]
+
     def expand(self, word: str, max_edits: int, *, max_expansions: int) -> list[tuple[str, int]]:
         """`(term, edits)` for the terms 1..`max_edits` edits from `word`, closest then most frequent first."""
-        found: list[tuple[str, int]] = []
-        mask = np.uint32(character_mask(word))
-        for length in range(len(word) - max_edits, len(word) + max_edits + 1):
-            bucket = self.by_length.get(length)
-            if bucket is None:
-                continue
-            close = np.flatnonzero(np.bitwise_count(bucket.masks ^ mask) <= 2 * max_edits)
-            candidates = [bucket.terms[index] for index in close]
-            if not candidates:
-                continue
-            matches = process.extract(word, candidates, scorer=OSA.distance, score_cutoff=max_edits, limit=None)
-            found.extend((term, int(distance)) for term, distance, _ in matches if distance > 0)
-        found.sort(key=lambda item: (item[1], -self.frequency[item[0]], item[0]))
+        low, high = self._slice(len(word) - max_edits, len(word) + max_edits)
+        if low >= high:
+            return []
+        mask = np.uint64(character_mask(word))
+        masks = self.masks[low:high]
+        close = np.flatnonzero(
+            (np.bitwise_count(masks & ~mask) <= max_edits) & (np.bitwise_count(mask & ~masks) <= max_edits)
+        )
+        if not len(close):
+            return []
+        candidates = self.terms[low:high][close].tolist()
+        matches = process.extract(word, candidates, scorer=OSA.distance, score_cutoff=max_edits, limit=None)
+        found = [(term, int(distance)) for term, distance, _ in matches if distance > 0]
+        frequency = self.frequency
+        found.sort(key=lambda item: (item[1], -frequency[item[0]], item[0]))
         return found[:max_expansions]
