@@ -35,6 +35,8 @@ from src.indexer.preflight import PreflightTarget, preflight
 from src.indexer.reindex import run_reindex
 from src.indexer.runner import run_stream
 from src.indexer.status import EXIT_CODES, read_status
+from src.observability.logging import configure_logging
+from src.observability.tracing import configure_tracing, flush_tracing
 from src.search.backends.factory import create_backend
 from src.search.errors import SearchUnavailable
 from src.search.schema import SchemaError, load_schema
@@ -224,6 +226,15 @@ def main(argv: list[str] | None = None, *, clock: Callable[[], float] = time.tim
     """Entry point; returns the process exit code. `clock` is the wall clock `status` judges ages by."""
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    configure_logging(settings.log_level, process="indexer")
+    configure_tracing("search-indexer")
+    try:
+        return _run(args, settings, clock)
+    finally:
+        flush_tracing()
+
+
+def _run(args: argparse.Namespace, settings: Settings, clock: Callable[[], float]) -> int:
     jobs: dict[str, Callable[[Settings], Coroutine[None, None, int]]] = {
         "stream": lambda config: run_checked_stream(config, check_first=bool(args.check)),
         "reindex": run_reindex_command,

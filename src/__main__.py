@@ -14,7 +14,8 @@ def main() -> None:
         host=settings.app_host,
         port=settings.app_port,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=False,  # the app writes its own access log (src/observability/middleware.py)
+        log_config=None,  # uvicorn's loggers go through the app's JSON logging
     )
 
 

@@ -17,6 +17,8 @@ from src.api.problems import install_problem_handlers
 from src.api.routes import health, search
 from src.cache.factory import create_cache_aside
 from src.observability.logging import configure_logging
+from src.observability.middleware import ObservabilityMiddleware
+from src.observability.tracing import configure_tracing, flush_tracing
 from src.resilience import CircuitBreaker
 from src.search.backends.factory import create_backend
 from src.search.backends.guarded import GuardedBackend
@@ -62,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(config.log_level)
+        configure_logging(config.log_level, process="api")
         config.check_serving()  # production refuses development secrets before anything opens
         if DEV_CURSOR_SECRET.encode() in config.cursor_keys():
             logger.warning("CURSOR_SECRET is the development default: set a secret shared by all instances")
@@ -88,16 +90,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await services.aside.close()
             await services.backend.close()
+            flush_tracing()
 
+    provider = configure_tracing("search-api")
     app = FastAPI(
         title="Search read API",
         version="0.1.0",
         description="Typo-tolerant search over Elasticsearch or an embedded Tantivy index.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry instrumentation: the server span, outside every middleware (so
+        # around fast hits too), continuing a W3C traceparent. Metrics are Prometheus (ours), logs loguru.
+        telemetry={
+            "tracer_provider": provider,
+            "tracing": provider is not None,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+        },
     )
     app.openapi = make_openapi(app, max_query_chars=config.search_max_query_chars)  # type: ignore[method-assign]
     install_problem_handlers(app)
-    # Added innermost first: limits → HEAD → fast hits → routes.
+    # Added innermost first: observability → limits → HEAD → fast hits → routes.
     app.add_middleware(FastHitMiddleware)
     app.add_middleware(HeadMiddleware)
     app.add_middleware(
@@ -105,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_target_bytes=config.http_max_target_bytes,
         max_header_bytes=config.http_max_header_bytes,
     )
+    app.add_middleware(ObservabilityMiddleware, access_log=config.access_log)
     app.include_router(search.router)
     app.include_router(health.router)
     return app

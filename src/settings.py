@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     app_host: str = "127.0.0.1"
     app_port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = True
+    """One JSON access-log line per request (ACCESS_LOG=false turns it off)."""
 
     # --- loading ----------------------------------------------------------------------------------
     demo_data_path: Path = Path("data/debian-packages.jsonl.gz")

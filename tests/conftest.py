@@ -17,7 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from src.observability.tracing import configure_tracing
 from src.search.backends.base import IndexAction, SearchBackend
 from src.search.backends.elasticsearch import create_elasticsearch_backend
 from src.search.backends.tantivy import TantivyBackend
@@ -69,12 +72,27 @@ def require_elasticsearch() -> None:
     pytest.skip(message)
 
 
+_SERVICE_VARIABLES = (
+    "ELASTICSEARCH_",
+    "TANTIVY_",
+    "INDEX_",
+    "SEARCH_",
+    "CURSOR_",
+    "REDIS_",
+    "CACHE_",
+    "HTTP_",
+    "OTEL_",
+)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests never read the developer's .env or a cached Settings."""
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
     for name in list(os.environ):
-        if name.startswith(("ELASTICSEARCH_", "TANTIVY_", "INDEX_", "SEARCH_", "CURSOR_", "REDIS_", "CACHE_", "HTTP_")):
+        if name.startswith(
+            ("ELASTICSEARCH_", "TANTIVY_", "INDEX_", "SEARCH_", "CURSOR_", "REDIS_", "CACHE_", "HTTP_", "OTEL_")
+        ):
             monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield
@@ -351,3 +369,13 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         yield nodes
     finally:
         nodes.stop_all()
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """Spans of this test process, in memory (the tracer provider is process-wide: installed once, kept for
+    the rest of the session; tests clear the exporter before they look)."""
+    exporter = InMemorySpanExporter()
+    provider = configure_tracing("search-api-tests", processor=SimpleSpanProcessor(exporter))
+    assert provider is not None
+    return exporter

@@ -20,6 +20,7 @@ from src.api.deps import Services
 from src.api.http_cache import render
 from src.cache.keys import GenerationalKey, document_key
 from src.cache.models import Served
+from src.observability.middleware import ROUTE_KEY
 from src.search.documents import id_problem
 from src.search.errors import SearchError
 from src.search.service import SearchRequest, prepare_search, search_cache_key
@@ -79,6 +80,7 @@ class FastHitMiddleware:
                 services = None  # the cache is off: nothing can be a hit, so no key is worth computing
             served = await self._lookup(scope, services) if services is not None else None
             if served is not None and services is not None:
+                scope[ROUTE_KEY] = "/v1/search" if scope["path"] == "/v1/search" else "/v1/documents/{doc_id}"
                 await self._respond(scope, send, served, services)
                 return
         await self.app(scope, receive, send)

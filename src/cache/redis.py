@@ -13,6 +13,7 @@ called a Redis failure, up to a hard limit. A saturated loop therefore never ope
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -33,6 +34,7 @@ from redis.exceptions import (
 
 from src.cache.base import CacheUnavailable
 from src.cache.tokens import lock_token
+from src.observability.metrics import REDIS_DURATION
 from src.resilience import CircuitBreaker
 
 _GET_GENERATIONAL = """
@@ -69,8 +71,11 @@ class RedisCache:
     async def _call[T](self, what: str, action: Callable[[], Awaitable[T]]) -> T:
         if not self._breaker.allow():
             raise CacheUnavailable(f"redis {what}: circuit open")
+        started = time.perf_counter()
+        outcome = "error"
         try:
             result = await self._within_budget(action)
+            outcome = "ok"
         except MaxConnectionsError as err:  # this process's pool is exhausted by its own load: not a Redis failure
             self._breaker.release()
             raise CacheUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
@@ -83,6 +88,8 @@ class RedisCache:
         except (RedisError, OSError, TimeoutError) as err:
             self._breaker.record_failure(f"{type(err).__name__}: {err}")
             raise CacheUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
+        finally:
+            REDIS_DURATION.labels(what, outcome).observe(time.perf_counter() - started)
         self._breaker.record_success()
         return result
 

@@ -26,11 +26,13 @@ from src.indexer.transform import to_index_action
 from src.observability.metrics import (
     INDEXER_BATCH_SECONDS,
     INDEXER_CHECKPOINT_AGE,
+    INDEXER_DEAD_LETTERS,
     INDEXER_EVENTS,
     INDEXER_FAILURES,
     INDEXER_LAG_SECONDS,
     INDEXER_WRITTEN,
 )
+from src.observability.tracing import span, tracer
 from src.search.backends.base import BulkItemResult, IndexAction, SearchBackend
 from src.search.errors import SearchUnavailable
 
@@ -102,6 +104,7 @@ class Sink:
 
     async def _dead_letter(self, action: IndexAction, result: BulkItemResult) -> None:
         INDEXER_FAILURES.labels(self.consumer, "rejected").inc()
+        INDEXER_DEAD_LETTERS.labels(self.consumer).inc()
         logger.warning("document {} refused for good, dead-lettered: {}", action.doc_id, result.error)
         letter: DeadLetter = {
             "consumer": self.consumer,
@@ -132,9 +135,15 @@ async def apply_batch(
     index: str | None = None,
     rejected: set[str] | None = None,
 ) -> Checkpoint:
-    """Write one batch, then save its checkpoint, then invalidate caches; returns the checkpoint."""
-    actions = [to_index_action(event) for event in batch.events]
-    ids = await sink.write(actions, index=index, rejected=rejected) if actions else []
+    """Write one batch, then save its checkpoint, then invalidate caches; returns the checkpoint.
+
+    Traced as children of the current span (the stream's `indexer batch`): transform, bulk (the
+    engine client's own spans below it), checkpoint, invalidate.
+    """
+    with span("indexer transform", events=len(batch.events)):
+        actions = [to_index_action(event) for event in batch.events]
+    with span("indexer bulk", documents=len(actions)):
+        ids = await sink.write(actions, index=index, rejected=rejected) if actions else []
     checkpoint = Checkpoint(
         consumer=sink.consumer,
         resume_token=batch.resume_token,
@@ -144,10 +153,12 @@ async def apply_batch(
         token_at=read_at,
     )
     if index is None:  # a reindex replaying into an unaliased index does not own the checkpoint
-        await retrying(lambda: checkpoints.save(checkpoint), policy=sink.retry, transient=(SourceUnavailable,))
+        with span("indexer checkpoint"):
+            await retrying(lambda: checkpoints.save(checkpoint), policy=sink.retry, transient=(SourceUnavailable,))
     if ids and invalidate is not None:
         try:
-            await invalidate(ids)
+            with span("indexer invalidate", documents=len(ids)):
+                await invalidate(ids)
         except Exception as err:
             INDEXER_FAILURES.labels(sink.consumer, "invalidate").inc()
             logger.warning("cache invalidation failed for {} documents: {}", len(ids), err)
@@ -176,15 +187,18 @@ async def stream_once(
             f"the checkpointed resume token is {time.time() - checkpoint.token_at:.0f} s old, past the "
             f"{options.token_retention_seconds:.0f} s retention of the change stream"
         )
-    queue: asyncio.Queue[tuple[ChangeBatch, float] | None] = asyncio.Queue(maxsize=options.queue_batches)
+    queue: asyncio.Queue[tuple[ChangeBatch, float, int, int] | None] = asyncio.Queue(maxsize=options.queue_batches)
 
     async def read() -> None:
         try:
+            waiting_since = time.time_ns()
             async for batch in source.batches(
                 resume_token=checkpoint.resume_token, cluster_time=checkpoint.cluster_time, seq=checkpoint.seq
             ):
                 INDEXER_EVENTS.labels(options.consumer).inc(len(batch.events))
-                await queue.put((batch, time.time()))
+                received = time.time_ns()
+                await queue.put((batch, received / 1e9, waiting_since, received))
+                waiting_since = time.time_ns()
                 if stop is not None and stop.is_set():
                     break
         finally:
@@ -194,9 +208,14 @@ async def stream_once(
     last = checkpoint
     try:
         while (item := await queue.get()) is not None:
-            batch, read_at = item
+            batch, read_at, read_started, read_ended = item
             started = time.monotonic()
-            last = await apply_batch(batch, sink=sink, checkpoints=checkpoints, invalidate=invalidate, read_at=read_at)
+            with span("indexer batch", consumer=options.consumer, events=len(batch.events)):
+                # The read (waiting on the change stream included) happened before this span began.
+                tracer().start_span("indexer read", start_time=read_started).end(end_time=read_ended)
+                last = await apply_batch(
+                    batch, sink=sink, checkpoints=checkpoints, invalidate=invalidate, read_at=read_at
+                )
             INDEXER_BATCH_SECONDS.labels(options.consumer).observe(time.monotonic() - started)
         await reader  # re-raises what ended the reader (source errors, history lost, collection gone)
     finally:

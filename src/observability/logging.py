@@ -1,19 +1,88 @@
-"""Loguru configured for JSON lines on stderr."""
+"""Loguru configured for one JSON object per line on stderr, in every process (API, indexer, CLI).
+
+Each line: `ts` (UTC, ISO 8601), `level`, `logger`, `message`, `process` (api, indexer, ...), the
+current `trace_id`/`span_id` when a span is active, the record's bound fields, and `exception` (the
+formatted traceback) when there is one. Values are JSON-escaped (orjson), so an untrusted value (a
+document id, a query, a header) can never start a line of its own. The standard library's loggers
+(uvicorn's, the clients') are routed into loguru, so their lines have the same shape.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, TextIO
 
+import orjson
 from loguru import logger
+
+from src.observability.tracing import current_ids
+
+if TYPE_CHECKING:
+    from loguru import Message
 
 _PER_REQUEST_LOGGERS = ("elastic_transport",)
 """Libraries that log every failed request (with a traceback); the breakers log outages once instead."""
 
+_ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "pymongo", "elasticsearch")
+"""Loggers that bring handlers of their own (uvicorn's); theirs are removed so each line is written once."""
 
-def configure_logging(level: str) -> None:
-    """One JSON object per line on stderr, at `level`."""
+
+def json_line(record: Any, process: str) -> bytes:
+    """The JSON line of one loguru record (without the newline)."""
+    line: dict[str, object] = {
+        "ts": record["time"].astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": record["level"].name,
+        "logger": record["extra"].get("logger", record["name"]),
+        "message": record["message"],
+        "process": process,
+    }
+    ids = current_ids()
+    if ids is not None:
+        line["trace_id"], line["span_id"] = ids
+    for key, value in record["extra"].items():
+        if key != "logger":
+            line.setdefault(key, value)
+    exception = record["exception"]
+    if exception is not None and exception.type is not None:
+        line["exception"] = "".join(traceback.format_exception(exception.type, exception.value, exception.traceback))
+    return orjson.dumps(line, default=str)
+
+
+class _JsonSink:
+    def __init__(self, stream: TextIO | None, process: str) -> None:
+        self._stream = stream
+        self._process = process
+
+    def __call__(self, message: Message) -> None:
+        stream = self._stream or sys.stderr  # looked up per line: whatever stderr is now
+        stream.write(json_line(message.record, self._process).decode() + "\n")
+        stream.flush()
+
+
+class InterceptHandler(logging.Handler):
+    """Hands standard-library log records to loguru, keeping their level and logger name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.bind(logger=record.name).opt(exception=record.exc_info, depth=0).log(level, record.getMessage())
+
+
+def configure_logging(level: str, *, process: str = "api", stream: TextIO | None = None) -> None:
+    """One JSON object per line on `stream` (stderr), at `level`, standard logging included."""
     logger.remove()
-    logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
+    logger.add(_JsonSink(stream, process), level=level, backtrace=False, diagnose=False)
+    root = logging.getLogger()
+    root.handlers = [InterceptHandler()]
+    root.setLevel(level)
+    for name in _ROUTED_LOGGERS:
+        routed = logging.getLogger(name)
+        routed.handlers = []
+        routed.propagate = True
     for name in _PER_REQUEST_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -24,11 +24,31 @@ BREAKER_TRANSITIONS = Counter(
     "search_api_breaker_transitions_total", "Circuit breaker state changes (reopenings included).", ["breaker", "state"]
 )
 BREAKER_OPEN = Gauge("search_api_breaker_open", "1 while the breaker is open or half-open.", ["breaker"])
-REQUEST_SECONDS = Histogram(
-    "search_api_request_seconds",
-    "Time to answer, per route and cache result.",
-    ["route", "result"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REQUESTS = Counter(
+    "search_api_requests_total",
+    "HTTP requests answered, per method, route template, status and cache outcome (fast hits included).",
+    ["method", "route", "status", "cache"],
+)
+REQUEST_DURATION = Histogram(
+    "search_api_request_duration_seconds",
+    "Time to answer an HTTP request, per method, route template and cache outcome (trace ids as exemplars).",
+    ["method", "route", "cache"],
+    buckets=_LATENCY_BUCKETS,
+)
+REQUESTS_INFLIGHT = Gauge("search_api_requests_inflight", "HTTP requests being answered now in this process.")
+ENGINE_DURATION = Histogram(
+    "search_api_engine_duration_seconds",
+    "Search engine calls of the read path, per engine, operation and outcome (ok, unavailable, rejected).",
+    ["engine", "operation", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+REDIS_DURATION = Histogram(
+    "search_api_redis_duration_seconds",
+    "Redis calls of the cache, per operation and outcome (ok, error).",
+    ["operation", "outcome"],
+    buckets=_LATENCY_BUCKETS,
 )
 
 INDEXER_EVENTS = Counter("search_indexer_events_read_total", "Change events read from the source.", ["consumer"])
@@ -36,6 +56,9 @@ INDEXER_WRITTEN = Counter(
     "search_indexer_documents_written_total", "Index writes the backend acknowledged.", ["consumer", "op"]
 )
 INDEXER_FAILURES = Counter("search_indexer_failures_total", "Indexer failures by kind.", ["consumer", "kind"])
+INDEXER_DEAD_LETTERS = Counter(
+    "search_indexer_dead_letters_total", "Documents the engine refused for good (dead-lettered).", ["consumer"]
+)
 INDEXER_BATCH_SECONDS = Histogram(
     "search_indexer_batch_seconds",
     "From a batch's first event read to its checkpoint saved.",

@@ -19,7 +19,14 @@ def test_main_when_run_serves_settings_host_and_port(monkeypatch: pytest.MonkeyP
     assert calls == [
         (
             ("src.main:create_app",),
-            {"factory": True, "host": "127.0.0.1", "port": 8123, "log_level": "info", "access_log": False},
+            {
+                "factory": True,
+                "host": "127.0.0.1",
+                "port": 8123,
+                "log_level": "info",
+                "access_log": False,  # the app's own JSON access log instead
+                "log_config": None,  # uvicorn's loggers routed into the app's JSON logging
+            },
         )
     ]
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from src.indexer.errors import CollectionGone, HistoryLost, ReindexFailed
 from src.indexer.models import ChangeBatch, Checkpoint
@@ -350,3 +351,25 @@ async def test_batches_when_events_share_a_cluster_time_versions_still_increase(
     versions = [e.version for b in batches for e in b.events]
     assert versions == sorted(versions)
     assert len(set(versions)) == 5
+
+
+async def test_stream_once_when_traced_spans_each_batch_with_its_steps(span_exporter: InMemorySpanExporter) -> None:
+    h = Harness()
+    h.collection.insert({"_id": "seed"})
+
+    async def seeded() -> bool:
+        return h.backend.current is not None and await _has(h, "seed")
+
+    await h.run_until(seeded)  # the initial copy, then a checkpoint to tail from
+    span_exporter.clear()
+    h.collection.insert({"_id": "traced", "name": "followed"})
+    await h.run_until(lambda: _has(h, "traced"))
+    spans = span_exporter.get_finished_spans()
+    batches = [span for span in spans if span.name == "indexer batch" and (span.attributes or {}).get("events")]
+    assert batches
+    batch = batches[0]
+    children = {span.name for span in spans if span.parent is not None and span.parent.span_id == batch.context.span_id}
+    assert {"indexer read", "indexer transform", "indexer bulk", "indexer checkpoint", "indexer invalidate"} <= children
+    assert batch.parent is None  # each batch is a trace of its own
+    bulk = next(span for span in spans if span.name == "indexer bulk" and span.parent == batch.context)
+    assert (bulk.attributes or {}).get("documents") == 1

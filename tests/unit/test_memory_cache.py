@@ -230,7 +230,8 @@ async def test_memory_cache_acquire_returns_a_token() -> None:
     cache = _cache(FakeClock())
     token = await cache.acquire("lock", 5.0)
     other = await cache.acquire("other-lock", 5.0)
-    assert isinstance(token, str) and isinstance(other, str)
+    assert isinstance(token, str)
+    assert isinstance(other, str)
     assert token != other
 
 

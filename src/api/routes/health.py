@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, Request, Response
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
 
 from src.api.deps import ServicesDep
 from src.api.models import Health, Readiness
@@ -40,6 +41,8 @@ async def readyz(services: ServicesDep) -> Readiness:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
-    """The process's metrics in the Prometheus text format."""
-    return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """The process's metrics in the Prometheus text format, or OpenMetrics (with the trace-id exemplars of
+    the latency histograms) for a scraper that asks for `application/openmetrics-text`."""
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(content=encoder(REGISTRY), media_type=content_type)

@@ -8,9 +8,11 @@ straight through.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from src.observability.metrics import BACKEND_FAILURES, BACKEND_REJECTIONS
+from src.observability.metrics import BACKEND_FAILURES, BACKEND_REJECTIONS, ENGINE_DURATION
+from src.observability.tracing import span
 from src.resilience import CircuitBreaker
 from src.search.backends.base import BackendPage, BulkItemResult, IndexAction, SearchBackend
 from src.search.errors import SearchRejected, SearchUnavailable
@@ -26,29 +28,36 @@ class GuardedBackend:
         self.breaker = breaker
         self.kind = inner.kind
 
-    async def _guard[T](self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _guard[T](self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         if not self.breaker.allow():
             raise SearchUnavailable(f"{self.kind}: circuit open after repeated failures")
+        started = time.perf_counter()
+        outcome = "ok"
         try:
-            result = await call()
+            with span(f"{self.kind} {operation}", **{"db.system.name": self.kind, "db.operation.name": operation}):
+                result = await call()
         except SearchUnavailable as err:
+            outcome = "unavailable"
             self.breaker.record_failure(err.detail)
             BACKEND_FAILURES.labels(self.kind).inc()
             raise
         except SearchRejected:
+            outcome = "rejected"
             self.breaker.release()
             BACKEND_REJECTIONS.labels(self.kind).inc()
             raise
+        finally:
+            ENGINE_DURATION.labels(self.kind, operation, outcome).observe(time.perf_counter() - started)
         self.breaker.record_success()
         return result
 
     async def search(self, query: BackendQuery) -> BackendPage:
         """Guarded search."""
-        return await self._guard(lambda: self.inner.search(query))
+        return await self._guard("search", lambda: self.inner.search(query))
 
     async def get(self, doc_id: str) -> Document | None:
         """Guarded get."""
-        return await self._guard(lambda: self.inner.get(doc_id))
+        return await self._guard("get", lambda: self.inner.get(doc_id))
 
     async def ping(self) -> None:
         """Ping the backend itself, even with the circuit open (readiness must see recovery)."""
