@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import bisect
+import time
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 CACHE_LOOKUPS = Counter(
     "search_api_cache_lookups_total", "Cache-aside outcomes per route (hit, miss, stale).", ["route", "result"]
@@ -26,17 +33,68 @@ BREAKER_TRANSITIONS = Counter(
 BREAKER_OPEN = Gauge("search_api_breaker_open", "1 while the breaker is open or half-open.", ["breaker"])
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-REQUESTS = Counter(
-    "search_api_requests_total",
-    "HTTP requests answered, per method, route template, status and cache outcome (fast hits included).",
-    ["method", "route", "status", "cache"],
-)
-REQUEST_DURATION = Histogram(
-    "search_api_request_duration_seconds",
-    "Time to answer an HTTP request, per method, route template and cache outcome (trace ids as exemplars).",
-    ["method", "route", "cache"],
-    buckets=_LATENCY_BUCKETS,
-)
+
+class RequestMetrics(Collector):
+    """`search_api_requests_total{method,route,status,cache}` and
+    `search_api_request_duration_seconds{method,route,cache}` (the trace id of the latest sampled request
+    in each bucket as its exemplar).
+
+    Recorded on the event-loop thread only, into plain lists, so a request costs a dict lookup, a bisect
+    and two additions, without the lock every prometheus_client child takes; the registry reads them
+    at scrape time (a scrape runs on the same loop, so it never sees a half-made update).
+    """
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self._counts: dict[tuple[str, str, str, str], int] = {}
+        # per (method, route, cache): per-bucket counts (non-cumulative, +Inf last), sum, exemplars
+        self._histograms: dict[tuple[str, str, str], tuple[list[int], list[float], list[Exemplar | None]]] = {}
+
+    def observe(self, method: str, route: str, status: str, cache: str, seconds: float, trace_id: str | None) -> None:
+        """One answered request."""
+        key = (method, route, status, cache)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        histogram = self._histograms.get((method, route, cache))
+        if histogram is None:
+            histogram = self._histograms[(method, route, cache)] = (
+                [0] * (len(self.buckets) + 1),
+                [0.0],
+                [None] * (len(self.buckets) + 1),
+            )
+        position = bisect.bisect_left(self.buckets, seconds)
+        histogram[0][position] += 1
+        histogram[1][0] += seconds
+        if trace_id is not None:
+            histogram[2][position] = Exemplar({"trace_id": trace_id}, seconds, time.time())
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "search_api_requests",
+            "HTTP requests answered, per method, route template, status and cache outcome (fast hits included).",
+            labels=["method", "route", "status", "cache"],
+        )
+        for labels, count in list(self._counts.items()):
+            requests.add_metric(labels, count)
+        yield requests
+        duration = HistogramMetricFamily(
+            "search_api_request_duration_seconds",
+            "Time to answer an HTTP request, per method, route template and cache outcome.",
+            labels=["method", "route", "cache"],
+        )
+        bounds = [*(repr(bound) for bound in self.buckets), "+Inf"]
+        for series, (counts, total, exemplars) in list(self._histograms.items()):
+            cumulative = 0
+            buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+            for bound, count, exemplar in zip(bounds, counts, exemplars, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative) if exemplar is None else (bound, cumulative, exemplar))
+            duration.add_metric(series, buckets, total[0])
+        yield duration
+
+
+REQUEST_METRICS = RequestMetrics(_LATENCY_BUCKETS)
+REGISTRY.register(REQUEST_METRICS)
+
 REQUESTS_INFLIGHT = Gauge("search_api_requests_inflight", "HTTP requests being answered now in this process.")
 ENGINE_DURATION = Histogram(
     "search_api_engine_duration_seconds",
