@@ -21,7 +21,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,8 @@ from fastapi import Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from common import free_port  # noqa: E402
 
 QUERY = "web server"
 FLOOR_KEY = "bench:floor"
@@ -87,12 +88,6 @@ def bench_app() -> Any:
         return await uncached_page(request, q)
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wrk(url: str, seconds: int, connections: int) -> tuple[float, float, float]:

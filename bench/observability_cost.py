@@ -23,39 +23,19 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, wait_ready, wrk
+
 ROOT = Path(__file__).resolve().parent.parent
 QUERY = "web+server"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wrk(url: str, seconds: int, connections: int) -> tuple[float, float, float]:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    command = ["taskset", "-c", "1", *command] if shutil.which("taskset") else command
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    if re.search(r"Non-2xx or 3xx responses: (\d+)", output):
-        raise RuntimeError(f"error responses from {url}\n{output}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-
-    def percentile(label: str) -> float:
-        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    return rps, percentile("50"), percentile("99")
 
 
 def measure(checkout: Path, extra: dict[str, str], args: argparse.Namespace, directory: Path) -> tuple[float, ...]:
@@ -82,16 +62,14 @@ def measure(checkout: Path, extra: dict[str, str], args: argparse.Namespace, dir
         server = subprocess.Popen(command, cwd=checkout, env=env, stderr=log, stdout=log)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+            wait_ready(base)
             url = f"{base}/v1/search?q={QUERY}"
             httpx.get(url, timeout=30).raise_for_status()  # now cached
             wrk(url, 3, args.connections)  # warm-up
-            return wrk(url, args.seconds, args.connections)
+            rps, p50, p99, errors = wrk(url, args.seconds, args.connections)
+            if errors:
+                raise RuntimeError(f"{errors} error responses from {url}")
+            return rps, p50, p99
         finally:
             server.terminate()
             server.wait(timeout=15)

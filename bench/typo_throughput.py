@@ -22,24 +22,19 @@ import os
 import random
 import re
 import shutil
-import socket
 import string
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, wait_ready, wrk
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def typo_queries(data: Path, count: int, seed: int) -> list[str]:
@@ -76,20 +71,6 @@ def lua_script(queries: list[str], directory: Path) -> Path:
     return path
 
 
-def wrk(url: str, seconds: int, connections: int, script: Path | None) -> tuple[float, float, float, int]:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *(["-s", str(script)] if script else [])]
-    command = ["taskset", "-c", "1", *command, url] if shutil.which("taskset") else [*command, url]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-
-    def percentile(label: str) -> float:
-        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return rps, percentile("50"), percentile("99"), int(errors.group(1)) if errors else 0
-
-
 def measure(checkout: Path, args: argparse.Namespace, script: Path, directory: Path) -> dict[str, object]:
     port = free_port()
     alias = f"typos-{uuid.uuid4().hex[:8]}"
@@ -115,14 +96,9 @@ def measure(checkout: Path, args: argparse.Namespace, script: Path, directory: P
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        wrk(base, 3, args.connections, script)  # warm-up
-        typos = wrk(base, args.seconds, args.connections, script)
+        wait_ready(base)
+        wrk(base, 3, args.connections, str(script))  # warm-up
+        typos = wrk(base, args.seconds, args.connections, str(script))
         floor = wrk(f"{base}/healthz", args.seconds, args.connections, None)
     finally:
         server.terminate()
