@@ -145,6 +145,7 @@ def main() -> None:
             "CACHE_HARD_TTL_SECONDS": "1200",
             "LOG_LEVEL": "WARNING",
             "CURSOR_SECRET": "bench",
+            "RATE_LIMIT_ENABLED": "false",  # one load generator is one client: the limits would be measured
         }
         subprocess.run([sys.executable, "-m", "indexer", "load", "--if-empty"], cwd=ROOT, env=env, check=True)
         server_command = [

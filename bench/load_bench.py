@@ -225,6 +225,7 @@ def main() -> None:
             "CACHE_NAMESPACE": f"bench-{int(time.time())}",
             "LOG_LEVEL": "WARNING",
             "CURSOR_SECRET": "bench",
+            "RATE_LIMIT_ENABLED": "false",  # one load generator is one client: the limits would be measured
             "APP_PORT": str(port),
         }
         subprocess.run([sys.executable, "-m", "indexer", "load", "--if-empty"], cwd=ROOT, env=env, check=True)

@@ -118,6 +118,7 @@ async def bench_backend(kind: str, settings: Settings, args: argparse.Namespace)
         "APP_PORT": str(port),
         "LOG_LEVEL": "WARNING",
         "CURSOR_SECRET": "bench",
+        "RATE_LIMIT_ENABLED": "false",  # one load generator is one client: the limits would be measured
         # Uncached: every entry is over the size limit, so each request is a real miss (key, lookup,
         # backend, encoding) as in production, without ever being served from the cache.
         "CACHE_MAX_ENTRY_BYTES": "1",

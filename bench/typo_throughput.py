@@ -82,6 +82,7 @@ def measure(checkout: Path, args: argparse.Namespace, script: Path, directory: P
         "CACHE_HARD_TTL_SECONDS": "1",
         "LOG_LEVEL": "WARNING",
         "CURSOR_SECRET": "bench",
+        "RATE_LIMIT_ENABLED": "false",  # one load generator is one client: the limits would be measured
         "APP_PORT": str(port),
         "SEARCH_MAX_INFLIGHT": "1000",
         "REDIS_URL": "",

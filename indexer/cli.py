@@ -29,12 +29,12 @@ from prometheus_client import start_http_server
 from tqdm import tqdm
 
 from src.indexer.errors import CollectionGone, ReindexFailed, SourceUnavailable
-from src.indexer.factory import build_indexer
+from src.indexer.factory import build_indexer, read_indexer_status
 from src.indexer.load import LoadSummary, load_file
 from src.indexer.preflight import PreflightTarget, preflight
 from src.indexer.reindex import run_reindex
 from src.indexer.runner import run_stream
-from src.indexer.status import EXIT_CODES, read_status
+from src.indexer.status import EXIT_CODES
 from src.observability.logging import configure_logging
 from src.observability.tracing import configure_tracing, flush_tracing
 from src.search.backends.factory import create_backend
@@ -138,20 +138,7 @@ async def run_reindex_command(settings: Settings) -> int:
 
 async def run_status_command(settings: Settings, *, clock: Callable[[], float] = time.time) -> int:
     """Print the status as JSON and return its exit code."""
-    indexer = build_indexer(settings)
-    try:
-        status = await read_status(
-            settings.indexer_consumer,
-            source=indexer.source,
-            checkpoints=indexer.checkpoints,
-            now=clock(),
-            max_lag_seconds=settings.indexer_status_max_lag_seconds,
-            stall_seconds=settings.indexer_status_stall_seconds,
-            backend=indexer.backend,
-            timeout_seconds=settings.mongodb_timeout_seconds + 1,
-        )
-    finally:
-        await indexer.close()
+    status = await read_indexer_status(settings, now=clock())
     print(json.dumps(status))
     return EXIT_CODES[status["state"]]
 

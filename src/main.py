@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from loguru import logger
 
+from src.api.auth import JwksCache, TokenVerifier
 from src.api.deps import Services
 from src.api.edge import HeadMiddleware, RequestLimitsMiddleware
 from src.api.fast_hits import FastHitMiddleware
 from src.api.http_cache import HttpCachePolicy
 from src.api.openapi import make_openapi
 from src.api.problems import install_problem_handlers
-from src.api.routes import health, search
+from src.api.ratelimit import EngineBudget, RateLimitMiddleware, parse_networks
+from src.api.routes import admin, health, search
+from src.api.security import SecurityHeadersMiddleware
 from src.cache.factory import create_cache_aside
 from src.observability.logging import configure_logging
 from src.observability.middleware import ObservabilityMiddleware
@@ -80,7 +89,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             options=search_options(config),
             aside=create_cache_aside(config),
             http_cache_policy=http_cache_policy(config),
+            verifier=token_verifier(config),
+            metrics_scope=config.metrics_scope,
+            indexer_status=indexer_status_reader(config),
         )
+        if config.rate_limit_enabled:
+            services.aside.admit = EngineBudget(
+                config.rate_limit_engine,
+                redis_url=config.redis_url,
+                cluster=config.redis_cluster,
+                timeout_seconds=config.redis_timeout_seconds,
+                key_prefix=f"{services.aside.policy.namespace}:limits",
+            ).charge
         app.state.services = services
         logger.info(
             "serving {} on {} with a {} cache", schema.fingerprint, services.backend.kind, services.aside.cache.kind
@@ -98,13 +118,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Typo-tolerant search over Elasticsearch or an embedded Tantivy index.",
         lifespan=lifespan,
+        docs_url=None,  # our own page (self-hosted assets, strict CSP) below, when docs are on
+        redoc_url=None,
+        openapi_url="/openapi.json" if config.docs_on else None,
         # The server span, metrics and access log come from ObservabilityMiddleware (FastAPI's built-in
         # instrumentation costs three cache hits per request: see src/observability/middleware.py).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.openapi = make_openapi(app, max_query_chars=config.search_max_query_chars)  # type: ignore[method-assign]
     install_problem_handlers(app)
-    # Added innermost first: observability → limits → HEAD → fast hits → routes.
+    # Added innermost first: observability → security headers → CORS → rate limit → size limits → HEAD
+    # → fast hits → routes.
     app.add_middleware(FastHitMiddleware)
     app.add_middleware(HeadMiddleware)
     app.add_middleware(
@@ -113,10 +137,90 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_header_bytes=config.http_max_header_bytes,
     )
     app.add_middleware(
+        RateLimitMiddleware,
+        limit=config.rate_limit if config.rate_limit_enabled else None,
+        trusted_proxies=parse_networks(config.trusted_proxies),
+    )
+    origins = [origin.strip() for origin in config.cors_allow_origins.split(",") if origin.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=False,
+            allow_methods=["GET", "HEAD", "OPTIONS"],
+            allow_headers=["Accept", "If-None-Match", "X-Request-Id", "traceparent", "tracestate"],
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age_seconds=config.hsts_max_age_seconds)
+    app.add_middleware(
         ObservabilityMiddleware,
         access_log=config.access_log,
         tracer=provider.get_tracer("search-read-api") if provider is not None else None,
     )
     app.include_router(search.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
+    if config.docs_on:
+        install_docs(app)
     return app
+
+
+CORS_EXPOSED_HEADERS = [
+    "ETag",
+    "X-Cache",
+    "X-Request-Id",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Surrogate-Key",
+]
+
+
+def install_docs(app: FastAPI) -> None:
+    """The OpenAPI page at /docs: Swagger UI from the swagger-ui-bundle package (no CDN), started by
+    a script file of ours (the page's CSP allows no inline script)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    static = Path(__file__).resolve().parent / "api" / "static"
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> FileResponse:
+        return FileResponse(static / "docs.html", media_type="text/html")
+
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    app.mount("/docs/static", StaticFiles(directory=str(static)), name="docs-static")
+
+
+def token_verifier(settings: Settings) -> TokenVerifier:
+    """The admin API's token checks, from settings."""
+    algorithms = tuple(part.strip() for part in settings.auth_algorithms.split(",") if part.strip())
+    jwks = (
+        JwksCache(
+            settings.auth_jwks_url,
+            ttl_seconds=settings.auth_jwks_cache_seconds,
+            min_refresh_seconds=settings.auth_jwks_min_refresh_seconds,
+        )
+        if settings.auth_jwks_url
+        else None
+    )
+    static = settings.auth_static_key.get_secret_value() if settings.auth_static_key else None
+    return TokenVerifier(
+        algorithms=algorithms,
+        jwks=jwks,
+        static_key=static or None,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        leeway_seconds=settings.auth_leeway_seconds,
+    )
+
+
+def indexer_status_reader(settings: Settings) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """`python -m indexer status` as a call (the admin API's status route); opens and closes its clients."""
+
+    async def read() -> dict[str, Any]:
+        from src.indexer.factory import read_indexer_status  # the indexer's code loads on first use only
+
+        return dict(await read_indexer_status(settings, now=time.time()))
+
+    return read

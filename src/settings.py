@@ -135,6 +135,32 @@ class Settings(BaseSettings):
     access_log: bool = True
     """One JSON access-log line per request (ACCESS_LOG=false turns it off)."""
 
+    # --- edge security ----------------------------------------------------------------------------
+    trusted_proxies: str = "127.0.0.1/32,::1/128"
+    """Comma-separated CIDRs of the proxies whose X-Forwarded-For is believed (the gateway)."""
+    rate_limit_enabled: bool = True
+    rate_limit: str = "100/second"
+    """Per client, every request but the probes and /metrics, in this process's memory (`limits` notation)."""
+    rate_limit_engine: str = "20/second"
+    """Per client, requests that reach the engine (cache misses), in Redis when REDIS_URL is set."""
+    cors_allow_origins: str = ""
+    """Comma-separated origins allowed to call the API from a browser (`*` for any); empty: none."""
+    hsts_max_age_seconds: int = Field(default=0, ge=0)
+    """Strict-Transport-Security max-age; 0 sends no header (set it when TLS ends in front of the API)."""
+    docs_enabled: bool | None = None
+    """The OpenAPI page and /openapi.json; unset: on, except with APP_ENV=production."""
+    metrics_scope: str = ""
+    """When set, GET /metrics needs a bearer token granting this scope."""
+    auth_jwks_url: str = ""
+    auth_static_key: SecretStr | None = None
+    """A PEM public key (or an HMAC secret for HS* algorithms) for development; refused in production."""
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    auth_algorithms: str = "RS256,ES256"
+    auth_leeway_seconds: float = Field(default=30.0, ge=0)
+    auth_jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    auth_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+
     # --- loading ----------------------------------------------------------------------------------
     demo_data_path: Path = Path("data/debian-packages.jsonl.gz")
     load_batch_size: int = Field(default=500, ge=1, le=10_000)
@@ -161,10 +187,17 @@ class Settings(BaseSettings):
         listed = [part.strip() for part in self.cursor_secrets.get_secret_value().split(",") if part.strip()]
         return tuple(key.encode() for key in (listed or [self.cursor_secret.get_secret_value()]))
 
+    @property
+    def docs_on(self) -> bool:
+        """Whether /docs and /openapi.json are served."""
+        return self.docs_enabled if self.docs_enabled is not None else self.app_env != "production"
+
     def check_serving(self) -> None:
         """Refuse, in production, what is only safe in development (UnsafeSettings names the setting)."""
         if self.app_env != "production":
             return
+        if self.auth_static_key is not None and self.auth_static_key.get_secret_value():
+            raise UnsafeSettings("AUTH_STATIC_KEY is for development; use AUTH_JWKS_URL in production")
         name = "CURSOR_SECRETS" if self.cursor_secrets.get_secret_value().strip() else "CURSOR_SECRET"
         for key in self.cursor_keys():
             if key == DEV_CURSOR_SECRET.encode():

@@ -82,6 +82,12 @@ _SERVICE_VARIABLES = (
     "CACHE_",
     "HTTP_",
     "OTEL_",
+    "RATE_LIMIT",
+    "AUTH_",
+    "CORS_",
+    "DOCS_",
+    "METRICS_",
+    "TRUSTED_",
 )
 
 
@@ -94,6 +100,9 @@ def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             ("ELASTICSEARCH_", "TANTIVY_", "INDEX_", "SEARCH_", "CURSOR_", "REDIS_", "CACHE_", "HTTP_", "OTEL_")
         ):
             monkeypatch.delenv(name, raising=False)
+    # Tests send hundreds of requests a second from one client: the rate limits are off unless a test
+    # (tests/api/test_security.py) sets its own; servers started by tests inherit this.
+    monkeypatch.setenv("RATE_LIMIT_ENABLED", "false")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

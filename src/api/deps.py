@@ -7,11 +7,13 @@ would even cost a thread-pool hop each).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, cast
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 
+from src.api.auth import TokenVerifier
 from src.api.http_cache import HttpCachePolicy
 from src.cache.aside import CacheAside
 from src.search.backends.base import SearchBackend
@@ -28,6 +30,11 @@ class Services:
     options: SearchOptions
     aside: CacheAside
     http_cache_policy: HttpCachePolicy
+    verifier: TokenVerifier = field(default_factory=lambda: TokenVerifier(algorithms=("RS256", "ES256")))
+    """Bearer tokens of the admin API (and of /metrics when `metrics_scope` is set)."""
+    metrics_scope: str = ""
+    indexer_status: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    """Reads the indexer's status (None when no MongoDB source is configured)."""
 
 
 async def get_services(request: Request) -> Services:

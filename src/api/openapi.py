@@ -19,7 +19,11 @@ _EDGE_ERRORS = {
     "414": "The request target (path and query) is too long.",
     "431": "The request headers are too large.",
 }
+_RATE_LIMITED = "Over a per-client rate limit (`Retry-After`, `RateLimit-Policy` and `RateLimit` say when to retry)."
+_NOT_LIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
 _UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError")
+BEARER_SCHEME = "bearer"
+"""The admin API's security scheme: a bearer JWT whose `scope` claim grants the operation's scope."""
 
 
 def problem_content() -> dict[str, Any]:
@@ -39,6 +43,8 @@ def make_openapi(app: FastAPI, *, max_query_chars: int) -> Callable[[], dict[str
                 responses: dict[str, Any] = operation.setdefault("responses", {})
                 for code, text in _EDGE_ERRORS.items():
                     responses.setdefault(code, {"description": text})
+                if path not in _NOT_LIMITED:
+                    responses.setdefault("429", {"description": _RATE_LIMITED})
                 for code, response in responses.items():
                     if code[0] in "45":
                         response["content"] = problem_content()
@@ -46,6 +52,12 @@ def make_openapi(app: FastAPI, *, max_query_chars: int) -> Callable[[], dict[str
                             response["description"] = "A parameter is invalid; `errors` names it."
                 if path == "/v1/search":
                     _limit_q(operation, max_query_chars)
+        document.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A JWT from the configured issuer; each admin operation names the scope it needs.",
+        }
         schemas = document.get("components", {}).get("schemas", {})
         for name in _UNUSED_SCHEMAS:
             schemas.pop(name, None)

@@ -5,6 +5,7 @@ Every error leaves the service as `application/problem+json`; nothing ever shows
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 
 import orjson
@@ -13,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from src.api.auth import AuthError
+from src.api.ratelimit import RateLimited
 from src.observability.metrics import UNAVAILABLE_RESPONSES
 from src.search.errors import InvalidParameter, Overloaded, SearchRejected, SearchUnavailable
 from src.search.models import Problem, ProblemError
@@ -49,11 +52,20 @@ async def _invalid_parameter(request: Request, exc: Exception) -> Response:
     return ProblemResponse(body)
 
 
+def _parameter(location: Sequence[object]) -> str:
+    """A query parameter's name, or `body` and the path to the field inside it (`body.ids`)."""
+    if not location:
+        return "request"
+    if location[0] == "body":
+        inside = [str(part) for part in location[1:] if isinstance(part, str)]
+        return ".".join(["body", *inside])
+    return str(location[-1])
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors: list[ProblemError] = [
-        {"parameter": str(error["loc"][-1]) if error.get("loc") else "request", "detail": str(error["msg"])}
-        for error in exc.errors()
+        {"parameter": _parameter(error.get("loc", ())), "detail": str(error["msg"])} for error in exc.errors()
     ]
     names = ", ".join(sorted({error["parameter"] for error in errors}))
     body = problem(422, f"invalid parameter(s): {names}", request, type_="/problems/invalid-parameter")
@@ -82,9 +94,26 @@ async def _search_rejected(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's, for non-UTF-8
+        body = problem(422, "invalid parameter(s): body", request, type_="/problems/invalid-parameter")
+        body["errors"] = [{"parameter": "body", "detail": "the body is not JSON in UTF-8"}]
+        return ProblemResponse(body)
     return ProblemResponse(
         problem(exc.status_code, str(exc.detail), request), headers=dict(exc.headers) if exc.headers else None
     )
+
+
+async def _auth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthError)
+    type_ = "/problems/unauthorized" if exc.status == 401 else "/problems/forbidden"
+    return ProblemResponse(
+        problem(exc.status, exc.detail, request, type_=type_), headers={"WWW-Authenticate": exc.www_authenticate()}
+    )
+
+
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    return ProblemResponse(problem(429, exc.detail(), request, type_="/problems/rate-limited"), headers=exc.headers())
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -98,5 +127,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(SearchUnavailable, _search_unavailable)
     app.add_exception_handler(SearchRejected, _search_rejected)
+    app.add_exception_handler(AuthError, _auth_error)
+    app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

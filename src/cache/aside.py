@@ -96,6 +96,9 @@ class CacheAside:
         self._tasks: set[asyncio.Task[None]] = set()
         self.engine_inflight = 0
         """Engine computations running now (admission control's count)."""
+        self.admit: Callable[[], Awaitable[None]] | None = None
+        """Called once per request that will reach the engine (a miss), before it joins a single flight:
+        the per-client engine budget (its RateLimited refuses this request only)."""
 
     async def fetch_generational(self, key: GenerationalKey, compute: Compute, *, route: str) -> Served:
         """Serve the entry under `key` at the current generation (one cache round trip)."""
@@ -144,6 +147,8 @@ class CacheAside:
         async def run() -> Served:
             return Served(self._entry(await self._admitted(compute, None)), "MISS")
 
+        if self.admit is not None:
+            await self.admit()
         served = await self._coalesced(key, run)
         CACHE_LOOKUPS.labels(route, "miss").inc()
         return served
@@ -174,6 +179,8 @@ class CacheAside:
                 self._refresh_in_background(key, generation, compute)
                 CACHE_LOOKUPS.labels(route, "stale").inc()
                 return Served(entry, "STALE")
+        if self.admit is not None:
+            await self.admit()
         served = await self._single_flight(key, generation, compute, entry)
         CACHE_LOOKUPS.labels(route, served.x_cache.lower()).inc()
         return served

@@ -49,6 +49,10 @@ class Cache(Protocol):
         """Atomically increment the counter under `key`; returns the new value."""
         ...
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every value whose key starts with `prefix` (an operator's purge); returns how many."""
+        ...
+
     async def acquire(self, key: str, lease_seconds: float) -> str | None:
         """Take the lock `key` for `lease_seconds`; a token on success, None when held."""
         ...

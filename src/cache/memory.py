@@ -88,6 +88,13 @@ class MemoryCache:
             self._drop(key)
             self._counters.pop(key, None)
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every value under a key starting with `prefix`."""
+        doomed = [key for key in self._items if key.startswith(prefix)]
+        for key in doomed:
+            self._drop(key)
+        return len(doomed)
+
     async def incr(self, key: str) -> int:
         """Add one to a counter."""
         self._counters[key] = self._counters.get(key, 0) + 1

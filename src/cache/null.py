@@ -29,6 +29,10 @@ class NullCache:
     async def delete(self, *keys: str) -> None:
         """Nothing to delete."""
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """Nothing to delete."""
+        return 0
+
     async def incr(self, key: str) -> int:
         """Always 0: nothing is ever retired because nothing is kept."""
         return 0

@@ -147,6 +147,30 @@ class RedisCache:
         if keys:
             await self._call("delete", lambda: self._client.delete(*keys))
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """SCAN the keys under `prefix` (every primary of a cluster) and UNLINK them in batches.
+
+        Not atomic: values written while it runs may survive. Glob characters in `prefix` are escaped.
+        """
+        pattern = "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in prefix) + "*"
+
+        async def purge() -> int:
+            removed = 0
+            batch: list[bytes | str] = []
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    removed += int(await self._client.unlink(*batch))
+                    batch.clear()
+            if batch:
+                removed += int(await self._client.unlink(*batch))
+            return removed
+
+        try:
+            return await asyncio.wait_for(purge(), timeout=max(30.0, self._timeout))
+        except (RedisError, OSError, TimeoutError) as err:
+            raise CacheUnavailable(f"redis delete_prefix: {type(err).__name__}: {err}") from err
+
     async def incr(self, key: str) -> int:
         """INCR."""
         return int(await self._call("incr", lambda: self._client.incr(key)))

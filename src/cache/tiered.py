@@ -113,6 +113,11 @@ class TieredCache:
             self._generations.pop(key, None)
         await self.far.delete(*keys)
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """Both tiers; the count is the far tier's (the near one holds copies)."""
+        await self.near.delete_prefix(prefix)
+        return await self.far.delete_prefix(prefix)
+
     async def incr(self, key: str) -> int:
         """The far tier's counter; this process knows the new value at once."""
         value = await self.far.incr(key)

@@ -9,10 +9,12 @@ from loguru import logger
 from src.cache.factory import cache_policy, create_shared_cache
 from src.cache.invalidation import make_invalidator
 from src.indexer.checkpoint import MongoCheckpointStore, MongoDeadLetterStore
+from src.indexer.models import IndexerStatus
 from src.indexer.pipeline import Invalidate, Sink, StreamOptions
 from src.indexer.reindex import ReindexOptions
 from src.indexer.retry import RetryPolicy
 from src.indexer.source import BatchLimits, MongoChangeSource, SourceConnection, create_mongo_source
+from src.indexer.status import read_status
 from src.search.backends.base import SearchBackend
 from src.search.backends.factory import create_backend
 from src.search.schema import load_schema
@@ -54,8 +56,9 @@ def source_connection(settings: Settings) -> SourceConnection:
     )
 
 
-def build_indexer(settings: Settings, *, save_checkpoint: bool = True) -> Indexer:
-    """Source, stores, sink and cache invalidation as configured."""
+def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidation: bool = True) -> Indexer:
+    """Source, stores, sink and cache invalidation as configured (`invalidation=False`: a reader of the
+    status only, which invalidates nothing)."""
     schema = load_schema(settings.index_schema_path)
     limits = BatchLimits(
         max_events=settings.indexer_batch_max_events,
@@ -84,7 +87,9 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True) -> Indexe
         retry=retry,
     )
     invalidate = None
-    if settings.redis_url:
+    if not invalidation:
+        pass
+    elif settings.redis_url:
         invalidate = make_invalidator(
             create_shared_cache(settings),
             namespace=cache_policy(settings).namespace,
@@ -109,3 +114,21 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True) -> Indexe
             save_checkpoint=save_checkpoint,
         ),
     )
+
+
+async def read_indexer_status(settings: Settings, *, now: float) -> IndexerStatus:
+    """The stream's status as `python -m indexer status` reports it, from fresh clients it closes."""
+    indexer = build_indexer(settings, invalidation=False)
+    try:
+        return await read_status(
+            settings.indexer_consumer,
+            source=indexer.source,
+            checkpoints=indexer.checkpoints,
+            now=now,
+            max_lag_seconds=settings.indexer_status_max_lag_seconds,
+            stall_seconds=settings.indexer_status_stall_seconds,
+            backend=indexer.backend,
+            timeout_seconds=settings.mongodb_timeout_seconds + 1,
+        )
+    finally:
+        await indexer.close()

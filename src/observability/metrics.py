@@ -95,6 +95,10 @@ class RequestMetrics(Collector):
 REQUEST_METRICS = RequestMetrics(_LATENCY_BUCKETS)
 REGISTRY.register(REQUEST_METRICS)
 
+RATE_LIMITED = Counter("search_api_rate_limited_total", "Requests refused (429), by limit: all, engine.", ["limit"])
+RATE_LIMITER_ERRORS = Counter(
+    "search_api_rate_limiter_errors_total", "Engine-budget checks that failed (the request was let through)."
+)
 REQUESTS_INFLIGHT = Gauge("search_api_requests_inflight", "HTTP requests being answered now in this process.")
 ENGINE_DURATION = Histogram(
     "search_api_engine_duration_seconds",

@@ -41,6 +41,8 @@ _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _TRACEPARENT = re.compile(rb"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CLIENT_KEY = "search_api.client"
+"""Scope key of the client address the rate limiter believes (see src/api/ratelimit.py)."""
 ROUTE_KEY = "search_api.route"
 """Scope key a middleware that answers by itself (the fast-hit path) sets to the route template it served."""
 
@@ -172,7 +174,9 @@ class ObservabilityMiddleware:
         sampled = context is not None and context.is_valid and context.trace_flags.sampled
         REQUEST_METRICS.observe(method, route, str(status), cache_label, elapsed, trace_id if sampled else None)
         if self.access_log:
-            client = scope.get("client")
+            believed = scope.get(CLIENT_KEY)  # set by the rate limiter: X-Forwarded-For from trusted proxies
+            peer = scope.get("client")
+            client = believed if isinstance(believed, str) else (peer[0] if peer else None)
             fields: dict[str, object] = {
                 "method": scope["method"],
                 "route": route,
@@ -182,7 +186,7 @@ class ObservabilityMiddleware:
                 "cache": cache,
                 "bytes": size,
                 "request_id": request_id,
-                "client": client[0] if client else None,
+                "client": client,
             }
             if trace_id is not None:
                 fields["trace_id"] = trace_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -60,6 +61,19 @@ async def install_fake_backend(app: FastAPI) -> FakeSearchBackend:
     await services.backend.close()
     app.state.services = dataclasses.replace(services, backend=fake)
     return fake
+
+
+@asynccontextmanager
+async def started_client(
+    settings: Settings, client: tuple[str, int] = ("203.0.113.7", 5000)
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An app started through its lifespan with the fake backend, and a client calling it from `client`."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        await install_fake_backend(application)
+        transport = httpx.ASGITransport(app=application, client=client)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield application, http
 
 
 @pytest.fixture

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import jwt
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from pydantic import SecretStr
+from requests.structures import CaseInsensitiveDict
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.errors import FailureGroup
@@ -33,6 +37,11 @@ from src.main import create_app
 from src.search.backends.tantivy import TantivyBackend
 from src.search.schema import load_schema
 from src.settings import Settings
+
+ADMIN_SECRET = "fuzz-only-hmac-secret-of-32-bytes!!"
+ADMIN_TOKEN = jwt.encode(
+    {"exp": int(time.time()) + 3600, "scope": "search:cache:purge search:read-status"}, ADMIN_SECRET, algorithm="HS256"
+)
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +79,7 @@ class Stats:
 
 
 @pytest.fixture(scope="module")
-def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def demo_settings(tmp_path_factory: pytest.TempPathFactory, secantus_url: str) -> Settings:
     """The demo data in a Tantivy index of its own."""
     directory = tmp_path_factory.mktemp("fuzz")
     config = Settings(
@@ -79,6 +88,10 @@ def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         cursor_secret="fuzz-secret",
         elasticsearch_url="",  # the embedded engine, whatever the environment says
         redis_url="",
+        rate_limit_enabled=False,  # hundreds of requests a second from one client: the limits would answer
+        auth_static_key=SecretStr(ADMIN_SECRET),  # the admin operations are fuzzed with a token granting them
+        auth_algorithms="HS256",
+        mongodb_url=secantus_url,  # the indexer status reads a real (never streamed) source
     )
 
     async def load_demo() -> None:
@@ -135,6 +148,18 @@ def test_openapi_when_fuzzed_has_no_server_error_and_no_schema_violation(demo_se
         # Schemathesis 4.32 reports negative_data_rejection for a repeatable query parameter mutated to a
         # scalar (`?filter=true` is a valid one-item list on the wire): such cases test nothing.
         return isinstance((case.query or {}).get("filter", []), list)
+
+    @schema.auth().apply_to(path_regex="^/v1/admin/")
+    class AdminToken:
+        """A token granting the admin operations (the ignored_auth check also sends them without it)."""
+
+        def get(self, case: schemathesis.Case[Any], context: object) -> str:
+            return ADMIN_TOKEN
+
+        def set(self, case: schemathesis.Case[Any], data: str, context: object) -> None:
+            headers = case.headers if case.headers is not None else CaseInsensitiveDict()
+            headers["Authorization"] = f"Bearer {data}"
+            case.headers = headers
 
     stats = Stats()
     for result in schema.get_all_operations():

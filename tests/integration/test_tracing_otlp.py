@@ -82,7 +82,7 @@ def _receiver(received: Received) -> type[http.server.BaseHTTPRequestHandler]:
 def otlp_receiver() -> Iterator[tuple[str, Received]]:
     received = Received()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _receiver(received))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", received

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
+from src.api.auth import authorize
 from src.api.deps import ServicesDep
 from src.api.models import Health, Readiness
 from src.cache.base import CacheUnavailable
@@ -44,5 +45,8 @@ async def readyz(services: ServicesDep) -> Readiness:
 async def metrics(request: Request) -> Response:
     """The process's metrics in the Prometheus text format, or OpenMetrics (with the trace-id exemplars of
     the latency histograms) for a scraper that asks for `application/openmetrics-text`."""
+    services = getattr(request.app.state, "services", None)
+    if services is not None and services.metrics_scope:
+        await authorize(request, services.verifier, services.metrics_scope)
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
     return Response(content=encoder(REGISTRY), media_type=content_type)

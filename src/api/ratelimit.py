@@ -1,0 +1,215 @@
+"""Rate limits per client, with the `limits` library.
+
+- **Who is the client**: the peer address, or, when the peer is one of `TRUSTED_PROXIES` (CIDRs), the
+  right-most address of `X-Forwarded-For` that is not itself a trusted proxy (the left part of the
+  header is whatever the client wrote and is never believed).
+- **Overall limit** (`RATE_LIMIT`, e.g. `100/second`): every request but the probes and `/metrics`,
+  fast cache hits included, counted in this process's memory (a sliding-window counter: no network
+  trip, approximate across processes; the gateway's `limit_req` is the exact first line). Checked by
+  `RateLimitMiddleware`, outside everything but the observability layer.
+- **Engine budget** (`RATE_LIMIT_ENGINE`, lower): requests that reach the engine, checked where a
+  cache miss is known (before the single flight, so another client's request never pays for this
+  one), in Redis when `REDIS_URL` is set (a moving window: exact across processes), else in memory. A
+  Redis that fails or is slow lets the request through (the cache's own breaker and budget decide
+  about Redis; a limiter outage must not become an API outage) and is counted.
+
+Over a limit: a 429 problem (`/problems/rate-limited`) with `Retry-After` (seconds, rounded up),
+`RateLimit-Policy` and `RateLimit` (the IETF httpapi draft: `"<name>";q=<limit>;w=<window>` and
+`"<name>";r=<remaining>;t=<reset seconds>`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+import time
+from collections.abc import Iterable
+from contextvars import ContextVar
+
+import limits
+import limits.aio.storage
+import limits.aio.strategies
+import limits.storage
+import limits.strategies
+import orjson
+from loguru import logger
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from src.observability.metrics import RATE_LIMITED, RATE_LIMITER_ERRORS
+from src.observability.middleware import CLIENT_KEY
+
+type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+CLIENT: ContextVar[str | None] = ContextVar("search_api_client", default=None)
+"""The client of the request being served (set by RateLimitMiddleware)."""
+
+_EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def parse_networks(listed: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs (or single addresses); ValueError names a bad one."""
+    networks: list[Network] = []
+    for part in (item.strip() for item in listed.split(",")):
+        if part:
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError as err:
+                raise ValueError(f"not an address or CIDR: {part!r}") from err
+    return tuple(networks)
+
+
+def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
+
+
+def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str:
+    """The client's address as this service believes it (see the module docstring)."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else "unknown"
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    forwarded: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded.extend(part.strip() for part in value.decode("latin-1").split(","))
+    for hop in reversed([part for part in forwarded if part]):
+        if not _trusted(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage where an address should be: the proxy's word is all we have
+    return peer
+
+
+class RateLimited(Exception):
+    """A client is over one of its limits (`name`: all or engine)."""
+
+    def __init__(self, name: str, limit: int, window_seconds: int, reset_in: float) -> None:
+        super().__init__(name)
+        self.name = name
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.reset_in = reset_in
+
+    def headers(self) -> dict[str, str]:
+        """Retry-After and the RateLimit draft headers."""
+        reset = max(1, math.ceil(self.reset_in))
+        return {
+            "retry-after": str(reset),
+            "ratelimit-policy": f'"{self.name}";q={self.limit};w={self.window_seconds}',
+            "ratelimit": f'"{self.name}";r=0;t={reset}',
+        }
+
+    def detail(self) -> str:
+        return f"over the {self.name} limit of {self.limit} requests per {self.window_seconds} s; retry later"
+
+
+def problem_body(limited: RateLimited, instance: str) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "/problems/rate-limited",
+            "title": "Too Many Requests",
+            "status": 429,
+            "detail": limited.detail(),
+            "instance": instance,
+        }
+    )
+
+
+class RateLimitMiddleware:
+    """The overall per-client limit, in memory; sets `CLIENT` for the engine budget further in."""
+
+    def __init__(self, app: ASGIApp, *, limit: str | None, trusted_proxies: tuple[Network, ...]) -> None:
+        self.app = app
+        self.trusted = trusted_proxies
+        self.item = limits.parse(limit) if limit else None
+        self.limiter = limits.strategies.SlidingWindowCounterRateLimiter(limits.storage.MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = client_address(scope, self.trusted)
+        scope[CLIENT_KEY] = client  # the access log's client
+        token = CLIENT.set(client)
+        try:
+            item = self.item
+            if item is not None and scope["path"] not in _EXEMPT and not self.limiter.hit(item, "all", client):
+                stats = self.limiter.get_window_stats(item, "all", client)
+                limited = RateLimited("all", item.amount, item.get_expiry(), stats.reset_time - time.time())
+                RATE_LIMITED.labels("all").inc()
+                body = problem_body(limited, scope["path"][:256])
+                headers = [(name.encode(), value.encode()) for name, value in limited.headers().items()]
+                headers.append((b"content-type", b"application/problem+json"))
+                headers.append((b"content-length", str(len(body)).encode()))
+                await send({"type": "http.response.start", "status": 429, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await self.app(scope, receive, send)
+        finally:
+            CLIENT.reset(token)
+
+
+class EngineBudget:
+    """The per-client budget of requests that reach the engine (exact in Redis, else per process)."""
+
+    def __init__(
+        self,
+        limit: str,
+        *,
+        redis_url: str = "",
+        cluster: bool = False,
+        timeout_seconds: float = 0.05,
+        key_prefix: str = "search-api-limits",
+    ) -> None:
+        self.item = limits.parse(limit)
+        self.timeout = timeout_seconds
+        if redis_url:
+            scheme, rest = redis_url.split("://", 1)
+            if cluster:
+                self.storage: limits.aio.storage.Storage = limits.aio.storage.RedisClusterStorage(
+                    f"async+redis+cluster://{rest}",
+                    implementation="redispy",
+                    key_prefix=key_prefix,
+                    socket_timeout=timeout_seconds,
+                )
+            else:
+                self.storage = limits.aio.storage.RedisStorage(
+                    f"async+{scheme}://{rest}",
+                    implementation="redispy",
+                    key_prefix=key_prefix,
+                    socket_timeout=timeout_seconds,
+                )
+            self.kind = "redis"
+        else:
+            self.storage = limits.aio.storage.MemoryStorage()
+            self.kind = "memory"
+        self.limiter = limits.aio.strategies.MovingWindowRateLimiter(self.storage)
+
+    async def charge(self) -> None:
+        """Count one engine request for the current client; RateLimited when over the budget."""
+        client = CLIENT.get()
+        if client is None:
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                allowed = await self.limiter.hit(self.item, "engine", client)
+                if allowed:
+                    return
+                stats = await self.limiter.get_window_stats(self.item, "engine", client)
+        except Exception as err:  # the limiter's store failed: let the request through, and say so
+            RATE_LIMITER_ERRORS.inc()
+            logger.debug("engine budget unavailable ({}): request allowed", type(err).__name__)
+            return
+        RATE_LIMITED.labels("engine").inc()
+        raise RateLimited("engine", self.item.amount, self.item.get_expiry(), stats.reset_time - time.time())
+
+
+def exempt_paths() -> Iterable[str]:
+    """Paths the overall limit never counts (probes and scrapes come from the infrastructure)."""
+    return sorted(_EXEMPT)
