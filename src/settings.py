@@ -161,6 +161,20 @@ class Settings(BaseSettings):
     auth_jwks_cache_seconds: float = Field(default=300.0, gt=0)
     auth_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
 
+    # --- CDN purge --------------------------------------------------------------------------------
+    cdn_purger: Literal["none", "xkey", "fastly", "cloudfront"] = "none"
+    cdn_purge_url: str = ""
+    """xkey: where PURGE requests go (the Varnish in front of the API)."""
+    fastly_service_id: str = ""
+    fastly_api_token: SecretStr | None = None
+    fastly_api_url: str = "https://api.fastly.com"
+    fastly_soft_purge: bool = False
+    cloudfront_distribution_id: str = ""
+    cdn_purge_max_pending: int = Field(default=100_000, ge=1)
+    cdn_purge_repeat_seconds: float = Field(default=3.0, ge=0)
+    """Each key is purged again this much later (after the API's in-process tier and index reload caught
+    up: a CDN refetching in between cached the old value again); 0: once only."""
+
     # --- loading ----------------------------------------------------------------------------------
     demo_data_path: Path = Path("data/debian-packages.jsonl.gz")
     load_batch_size: int = Field(default=500, ge=1, le=10_000)
@@ -174,6 +188,18 @@ class Settings(BaseSettings):
     def _check_fuzzy_thresholds(self) -> Settings:
         if self.fuzzy_two_edits_min_chars < self.fuzzy_one_edit_min_chars:
             raise ValueError("fuzzy_two_edits_min_chars must be >= fuzzy_one_edit_min_chars")
+        return self
+
+    @model_validator(mode="after")
+    def _check_cdn_purger(self) -> Settings:
+        needed = {
+            "xkey": ("cdn_purge_url",),
+            "fastly": ("fastly_service_id", "fastly_api_token"),
+            "cloudfront": ("cloudfront_distribution_id",),
+        }.get(self.cdn_purger, ())
+        missing = [name.upper() for name in needed if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"CDN_PURGER={self.cdn_purger} needs {' and '.join(missing)}")
         return self
 
     @model_validator(mode="after")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from src.cache.base import Cache
-from src.cache.keys import document_key, generation_key
+from src.cache.keys import document_key, generation_key, surrogate_keys
+from src.cache.purge import PurgeQueue
 
 
 async def invalidate_documents(
@@ -28,12 +29,20 @@ async def bump_search_generation(*, cache: Cache, namespace: str, schema_fingerp
 
 
 def make_invalidator(
-    cache: Cache, *, namespace: str, schema_fingerprint: str
+    cache: Cache | None, *, namespace: str, schema_fingerprint: str, purges: PurgeQueue | None = None
 ) -> Callable[[Sequence[str]], Awaitable[None]]:
-    """What the indexer calls after each acknowledged batch: drop the documents' keys, bump the generation."""
+    """What the indexer calls after each acknowledged batch: drop the documents' keys, bump the generation
+    (in the shared cache, when there is one), then hand the CDN purge their surrogate keys and the key of
+    the generation the bump retired (in the background: the purge never blocks the stream)."""
 
     async def invalidate(doc_ids: Sequence[str]) -> None:
-        await invalidate_documents(doc_ids, cache=cache, namespace=namespace, schema_fingerprint=schema_fingerprint)
-        await bump_search_generation(cache=cache, namespace=namespace, schema_fingerprint=schema_fingerprint)
+        generation = None
+        if cache is not None:
+            await invalidate_documents(doc_ids, cache=cache, namespace=namespace, schema_fingerprint=schema_fingerprint)
+            generation = await bump_search_generation(
+                cache=cache, namespace=namespace, schema_fingerprint=schema_fingerprint
+            )
+        if purges is not None:
+            purges.submit(surrogate_keys(list(doc_ids), generation - 1 if generation else None))
 
     return invalidate

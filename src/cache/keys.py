@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from urllib.parse import quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +58,11 @@ def document_key(namespace: str, schema_fingerprint: str, doc_id: str) -> str:
 def lock_key(key: str) -> str:
     """The single-flight lock guarding the computation of `key`."""
     return f"{key}:lock"
+
+
+def surrogate_keys(doc_ids: list[str], generation: int | None) -> tuple[str, ...]:
+    """CDN purge keys: one per document id (percent-encoded) and one for the search generation."""
+    keys = [f"doc-{quote(doc_id, safe='')}" for doc_id in doc_ids]
+    if generation is not None:
+        keys.append(f"gen-{generation}")
+    return tuple(keys)

@@ -8,6 +8,7 @@ from loguru import logger
 
 from src.cache.factory import cache_policy, create_shared_cache
 from src.cache.invalidation import make_invalidator
+from src.cache.purge import PurgeQueue, Purger, create_purger
 from src.indexer.checkpoint import MongoCheckpointStore, MongoDeadLetterStore
 from src.indexer.models import IndexerStatus
 from src.indexer.pipeline import Invalidate, Sink, StreamOptions
@@ -31,6 +32,8 @@ class Indexer:
     invalidate: Invalidate | None
     stream_options: StreamOptions
     reindex_options: ReindexOptions
+    purges: PurgeQueue | None = None
+    """CDN purges in the background (CDN_PURGER), fed by `invalidate`."""
 
     @property
     def backend(self) -> SearchBackend:
@@ -38,7 +41,9 @@ class Indexer:
         return self.sink.backend
 
     async def close(self) -> None:
-        """Close the source and the backend."""
+        """Send the pending CDN purges (a few seconds at most), then close the source and the backend."""
+        if self.purges is not None:
+            await self.purges.close()
         await self.source.close()
         await self.sink.backend.close()
 
@@ -87,16 +92,24 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
         retry=retry,
     )
     invalidate = None
-    if not invalidation:
-        pass
-    elif settings.redis_url:
-        invalidate = make_invalidator(
-            create_shared_cache(settings),
-            namespace=cache_policy(settings).namespace,
-            schema_fingerprint=schema.fingerprint,
-        )
-    else:
-        logger.warning("REDIS_URL is empty: the API's in-process caches are not reachable and expire by TTL only")
+    purges = None
+    if invalidation:
+        if not settings.redis_url:
+            logger.warning("REDIS_URL is empty: the API's in-process caches are not reachable and expire by TTL only")
+        if settings.cdn_purger != "none":
+            purges = PurgeQueue(
+                create_purger_from(settings),
+                max_pending=settings.cdn_purge_max_pending,
+                repeat_seconds=settings.cdn_purge_repeat_seconds,
+            )
+            logger.info("CDN purges by surrogate key through {}", settings.cdn_purger)
+        if settings.redis_url or purges is not None:
+            invalidate = make_invalidator(
+                create_shared_cache(settings) if settings.redis_url else None,
+                namespace=cache_policy(settings).namespace,
+                schema_fingerprint=schema.fingerprint,
+                purges=purges,
+            )
     return Indexer(
         source=source,
         sink=sink,
@@ -113,6 +126,20 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
             keep_previous=settings.indexer_reindex_keep_previous,
             save_checkpoint=save_checkpoint,
         ),
+        purges=purges,
+    )
+
+
+def create_purger_from(settings: Settings) -> Purger:
+    """The CDN purger of CDN_PURGER, from settings."""
+    return create_purger(
+        settings.cdn_purger,
+        url=settings.cdn_purge_url,
+        fastly_service_id=settings.fastly_service_id,
+        fastly_api_token=settings.fastly_api_token.get_secret_value() if settings.fastly_api_token else "",
+        fastly_api_url=settings.fastly_api_url,
+        fastly_soft=settings.fastly_soft_purge,
+        cloudfront_distribution_id=settings.cloudfront_distribution_id,
     )
 
 

@@ -118,6 +118,12 @@ INDEXER_WRITTEN = Counter(
     "search_indexer_documents_written_total", "Index writes the backend acknowledged.", ["consumer", "op"]
 )
 INDEXER_FAILURES = Counter("search_indexer_failures_total", "Indexer failures by kind.", ["consumer", "kind"])
+CDN_PURGES = Counter(
+    "search_indexer_cdn_purge_keys_total",
+    "Surrogate keys purged at the CDN: sent, failed, dropped.",
+    ["purger", "outcome"],
+)
+CDN_PURGE_PENDING = Gauge("search_indexer_cdn_purge_pending", "Surrogate keys waiting to be purged.")
 INDEXER_DEAD_LETTERS = Counter(
     "search_indexer_dead_letters_total", "Documents the engine refused for good (dead-lettered).", ["consumer"]
 )

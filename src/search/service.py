@@ -16,7 +16,7 @@ from urllib.parse import quote
 import orjson
 
 from src.cache.aside import CacheAside, Computed
-from src.cache.keys import GenerationalKey, document_key, search_key
+from src.cache.keys import GenerationalKey, document_key, search_key, surrogate_keys
 from src.cache.models import Served
 from src.search.backends.base import BackendHit, BackendPage, SearchBackend
 from src.search.cursor import CursorState, decode_cursor, encode_cursor
@@ -249,14 +249,6 @@ def search_cache_key(
 ) -> GenerationalKey:
     """The cache key of a validated search request (the fast hit path computes the very same)."""
     return search_key(namespace, schema.fingerprint, canonical_request(prepared, cursor))
-
-
-def surrogate_keys(doc_ids: list[str], generation: int | None) -> tuple[str, ...]:
-    """CDN purge keys: one per document id (percent-encoded) and one for the search generation."""
-    keys = [f"doc-{quote(doc_id, safe='')}" for doc_id in doc_ids]
-    if generation is not None:
-        keys.append(f"gen-{generation}")
-    return tuple(keys)
 
 
 async def search_cached(
