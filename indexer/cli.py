@@ -25,17 +25,21 @@ import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
+from loguru import logger
 from prometheus_client import start_http_server
 from tqdm import tqdm
 
+from src.events import REINDEX_QUEUE, ReindexRequest
 from src.indexer.errors import CollectionGone, ReindexFailed, SourceUnavailable
-from src.indexer.factory import build_indexer, read_indexer_status
+from src.indexer.factory import Indexer, build_indexer, read_indexer_status
 from src.indexer.load import LoadSummary, load_file
 from src.indexer.preflight import PreflightTarget, preflight
-from src.indexer.reindex import run_reindex
+from src.indexer.reindex import ReindexResult, run_reindex
+from src.indexer.requests import ReindexRequests
 from src.indexer.runner import run_stream
 from src.indexer.status import EXIT_CODES
 from src.observability.logging import configure_logging
+from src.observability.metrics import BROKER_EVENTS
 from src.observability.tracing import configure_tracing, flush_tracing
 from src.search.backends.factory import create_backend
 from src.search.errors import SearchUnavailable
@@ -78,6 +82,7 @@ async def run_stream_command(settings: Settings, *, stop: asyncio.Event | None =
             loop.add_signal_handler(signum, stop.set)
     if settings.indexer_metrics_port:
         start_http_server(settings.indexer_metrics_port, addr=settings.indexer_metrics_host)
+    requests = await start_reindex_requests(indexer)
     try:
         await run_stream(
             source=indexer.source,
@@ -92,8 +97,45 @@ async def run_stream_command(settings: Settings, *, stop: asyncio.Event | None =
         print(f"error: the stream stopped: {err}", file=sys.stderr)
         return 3
     finally:
+        if requests is not None:
+            await requests.close()
         await indexer.close()
     return 0
+
+
+async def start_reindex_requests(indexer: Indexer) -> ReindexRequests | None:
+    """With a broker: consume reindex requests (run beside the stream, one at a time), and start the broker
+    the invalidation events go out through. Without one, say what is missing."""
+    broker = indexer.broker
+    if broker is None or indexer.reindex_log is None:
+        logger.info("no BROKER_URL: reindexes run on the schedule only, API processes poll for invalidations")
+        return None
+
+    async def run() -> ReindexResult:
+        return await run_reindex(
+            source=indexer.source,
+            sink=indexer.sink,
+            checkpoints=indexer.checkpoints,
+            invalidate=indexer.invalidate,
+            options=indexer.reindex_options,
+        )
+
+    requests = ReindexRequests(run, indexer.reindex_log)
+
+    @broker.subscriber(REINDEX_QUEUE)
+    async def on_reindex_request(request: ReindexRequest) -> None:
+        BROKER_EVENTS.labels("reindex", "consumed").inc()
+        await requests.handle(request)
+
+    try:
+        await broker.start()
+    except Exception as err:  # a broker that is down must not stop the stream: events are optional
+        logger.warning(
+            "broker unreachable ({}: {}): no reindex requests, no invalidation events", type(err).__name__, err
+        )
+        return None
+    logger.info("broker connected: reindex requests consumed from {}, invalidations published", REINDEX_QUEUE.name)
+    return requests
 
 
 async def run_checked_stream(settings: Settings, *, check_first: bool) -> int:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import functools
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from faststream.rabbit import RabbitBroker, RabbitQueue
 from loguru import logger
 
 from src.api.auth import JwksCache, TokenVerifier
@@ -25,6 +31,15 @@ from src.api.ratelimit import EngineBudget, RateLimitMiddleware, parse_networks
 from src.api.routes import admin, health, search
 from src.api.security import SecurityHeadersMiddleware
 from src.cache.factory import create_cache_aside
+from src.events import (
+    INVALIDATIONS,
+    REINDEX_QUEUE,
+    Invalidation,
+    ReindexRequest,
+    apply_invalidation,
+    create_broker,
+    publish,
+)
 from src.observability.logging import configure_logging
 from src.observability.middleware import ObservabilityMiddleware
 from src.observability.tracing import configure_tracing, flush_tracing
@@ -101,6 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 timeout_seconds=config.redis_timeout_seconds,
                 key_prefix=f"{services.aside.policy.namespace}:limits",
             ).charge
+        broker = await start_events(config, services) if config.broker_url else None
+        if broker is not None:
+            services = dataclasses.replace(services, request_reindex=functools.partial(_publish_reindex, broker))
+        elif not config.broker_url:
+            logger.info("no BROKER_URL: the in-process cache polls for invalidations; reindexes run on the schedule")
         app.state.services = services
         logger.info(
             "serving {} on {} with a {} cache", schema.fingerprint, services.backend.kind, services.aside.cache.kind
@@ -108,6 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if broker is not None:
+                await broker.stop()
             await services.aside.close()
             await services.backend.close()
             flush_tracing()
@@ -190,6 +212,33 @@ def install_docs(app: FastAPI) -> None:
 
     app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
     app.mount("/docs/static", StaticFiles(directory=str(static)), name="docs-static")
+
+
+async def start_events(settings: Settings, services: Services) -> RabbitBroker | None:
+    """Subscribe this process to the invalidation fan-out (an exclusive queue of its own) and connect the
+    broker reindex requests are published through; None (logged) when the broker cannot be reached."""
+    broker = create_broker(settings.broker_url)
+    namespace, fingerprint = services.aside.policy.namespace, services.schema.fingerprint
+    mine = RabbitQueue(f"search.invalidations.{uuid.uuid4().hex[:12]}", exclusive=True, auto_delete=True)
+
+    @broker.subscriber(mine, INVALIDATIONS)
+    async def on_invalidation(event: Invalidation) -> None:
+        await apply_invalidation(services.aside.cache, event, namespace=namespace, schema_fingerprint=fingerprint)
+
+    try:
+        async with asyncio.timeout(10):
+            await broker.start()
+    except Exception as err:  # events are optional: the service runs on polling without them
+        logger.warning("broker unreachable ({!r}): polling for invalidations, no reindex requests", err)
+        with contextlib.suppress(Exception):
+            await broker.stop()
+        return None
+    logger.info("broker connected: invalidation events applied at once, reindex requests accepted")
+    return broker
+
+
+async def _publish_reindex(broker: RabbitBroker, request: ReindexRequest) -> bool:
+    return await publish(broker, request, queue=REINDEX_QUEUE)
 
 
 def token_verifier(settings: Settings) -> TokenVerifier:

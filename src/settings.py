@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     auth_jwks_cache_seconds: float = Field(default=300.0, gt=0)
     auth_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
 
+    # --- events -----------------------------------------------------------------------------------
+    broker_url: str = ""
+    """RabbitMQ (amqp://...) for reindex requests and invalidation events; empty: polling and the schedule."""
+
     # --- CDN purge --------------------------------------------------------------------------------
     cdn_purger: Literal["none", "xkey", "fastly", "cloudfront"] = "none"
     cdn_purge_url: str = ""

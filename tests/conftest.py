@@ -61,15 +61,23 @@ def elasticsearch_reachable() -> bool:
         return False
 
 
+def require_server(what: str, reachable: Callable[[], bool], message: str) -> None:
+    """Skip (outside CI) or fail (in CI) when the server `what` is not reachable."""
+    needs_server(what)
+    if reachable():
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true requires {what}: {message}")
+    pytest.skip(message)
+
+
 def require_elasticsearch() -> None:
     """Skip (outside CI) or fail (in CI) when no Elasticsearch server is reachable."""
-    needs_server("Elasticsearch")
-    if elasticsearch_reachable():
-        return
-    message = f"no Elasticsearch at {ES_URL} (start one with scripts/elasticsearch.sh start)"
-    if IN_CI:
-        pytest.fail(f"CI=true requires Elasticsearch: {message}")
-    pytest.skip(message)
+    require_server(
+        "Elasticsearch",
+        elasticsearch_reachable,
+        f"no Elasticsearch at {ES_URL} (start one: scripts/elasticsearch.sh start)",
+    )
 
 
 _SERVICE_VARIABLES = (
@@ -88,6 +96,8 @@ _SERVICE_VARIABLES = (
     "DOCS_",
     "METRICS_",
     "TRUSTED_",
+    "BROKER_",
+    "CDN_",
 )
 
 
@@ -121,15 +131,34 @@ def redis_reachable() -> bool:
         client.close()
 
 
+BROKER_URL = os.environ.get("BROKER_URL", "")
+
+
+def broker_reachable() -> bool:
+    """A RabbitMQ listens at BROKER_URL (a TCP connect: the AMQP handshake is the tests' business)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not BROKER_URL:
+        return False
+    parts = urlsplit(BROKER_URL)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_broker() -> None:
+    """Skip (outside CI) or fail (in CI) when no RabbitMQ is reachable at BROKER_URL."""
+    require_server(
+        "RabbitMQ", broker_reachable, f"no RabbitMQ at BROKER_URL={BROKER_URL!r} (start one: scripts/rabbitmq.sh start)"
+    )
+
+
 def require_redis() -> None:
     """Skip (outside CI) or fail (in CI) when no Redis server is reachable."""
-    needs_server("Redis")
-    if redis_reachable():
-        return
-    message = f"no Redis at {REDIS_URL} (start one: redis-server --port 6379 --save '')"
-    if IN_CI:
-        pytest.fail(f"CI=true requires Redis: {message}")
-    pytest.skip(message)
+    require_server("Redis", redis_reachable, f"no Redis at {REDIS_URL} (start one: redis-server --port 6379 --save '')")
 
 
 async def make_backend(kind: str, schema: IndexSchema, tmp_path: Path) -> SearchBackend:

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from src.api.auth import TokenVerifier
 from src.api.http_cache import HttpCachePolicy
 from src.cache.aside import CacheAside
+from src.events import ReindexRequest
 from src.search.backends.base import SearchBackend
 from src.search.schema import IndexSchema
 from src.search.service import SearchOptions
@@ -35,6 +36,8 @@ class Services:
     metrics_scope: str = ""
     indexer_status: Callable[[], Awaitable[dict[str, Any]]] | None = None
     """Reads the indexer's status (None when no MongoDB source is configured)."""
+    request_reindex: Callable[[ReindexRequest], Awaitable[bool]] | None = None
+    """Publishes a reindex request to the broker (None without BROKER_URL); False when it was not taken."""
 
 
 async def get_services(request: Request) -> Services:

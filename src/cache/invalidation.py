@@ -29,7 +29,12 @@ async def bump_search_generation(*, cache: Cache, namespace: str, schema_fingerp
 
 
 def make_invalidator(
-    cache: Cache | None, *, namespace: str, schema_fingerprint: str, purges: PurgeQueue | None = None
+    cache: Cache | None,
+    *,
+    namespace: str,
+    schema_fingerprint: str,
+    purges: PurgeQueue | None = None,
+    announce: Callable[[Sequence[str], int | None], Awaitable[None]] | None = None,
 ) -> Callable[[Sequence[str]], Awaitable[None]]:
     """What the indexer calls after each acknowledged batch: drop the documents' keys, bump the generation
     (in the shared cache, when there is one), then hand the CDN purge their surrogate keys and the key of
@@ -42,6 +47,8 @@ def make_invalidator(
             generation = await bump_search_generation(
                 cache=cache, namespace=namespace, schema_fingerprint=schema_fingerprint
             )
+        if announce is not None:  # every API process drops them from its in-process tier at once
+            await announce(doc_ids, generation)
         if purges is not None:
             purges.submit(surrogate_keys(list(doc_ids), generation - 1 if generation else None))
 

@@ -101,6 +101,12 @@ class TieredCache:
         self._generations[generation_key] = _Generation(value, self._clock())
         return value
 
+    def learn_generation(self, generation_key: str, value: int) -> None:
+        """A generation announced by an event (never stepping back): no poll needed to see it."""
+        known = self._generations.get(generation_key)
+        if known is None or value > known.value:
+            self._generations[generation_key] = _Generation(value, self._clock())
+
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
         """Both tiers (near first: it answers even when far fails)."""
         await self.near.set(key, value, ttl_seconds)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from faststream.rabbit import RabbitBroker
 from loguru import logger
 
 from src.cache.factory import cache_policy, create_shared_cache
 from src.cache.invalidation import make_invalidator
 from src.cache.purge import PurgeQueue, Purger, create_purger
+from src.events import INVALIDATIONS, create_broker, invalidation_event, publish
 from src.indexer.checkpoint import MongoCheckpointStore, MongoDeadLetterStore
 from src.indexer.models import IndexerStatus
 from src.indexer.pipeline import Invalidate, Sink, StreamOptions
 from src.indexer.reindex import ReindexOptions
+from src.indexer.requests import MongoReindexLog
 from src.indexer.retry import RetryPolicy
 from src.indexer.source import BatchLimits, MongoChangeSource, SourceConnection, create_mongo_source
 from src.indexer.status import read_status
@@ -34,6 +38,9 @@ class Indexer:
     reindex_options: ReindexOptions
     purges: PurgeQueue | None = None
     """CDN purges in the background (CDN_PURGER), fed by `invalidate`."""
+    broker: RabbitBroker | None = None
+    """BROKER_URL's broker (started by the stream job): invalidation events out, reindex requests in."""
+    reindex_log: MongoReindexLog | None = None
 
     @property
     def backend(self) -> SearchBackend:
@@ -44,6 +51,8 @@ class Indexer:
         """Send the pending CDN purges (a few seconds at most), then close the source and the backend."""
         if self.purges is not None:
             await self.purges.close()
+        if self.broker is not None:
+            await self.broker.stop()
         await self.source.close()
         await self.sink.backend.close()
 
@@ -93,6 +102,7 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
     )
     invalidate = None
     purges = None
+    broker = create_broker(settings.broker_url) if settings.broker_url and invalidation else None
     if invalidation:
         if not settings.redis_url:
             logger.warning("REDIS_URL is empty: the API's in-process caches are not reachable and expire by TTL only")
@@ -103,12 +113,14 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
                 repeat_seconds=settings.cdn_purge_repeat_seconds,
             )
             logger.info("CDN purges by surrogate key through {}", settings.cdn_purger)
-        if settings.redis_url or purges is not None:
+        if settings.redis_url or purges is not None or broker is not None:
+            namespace = cache_policy(settings).namespace
             invalidate = make_invalidator(
                 create_shared_cache(settings) if settings.redis_url else None,
-                namespace=cache_policy(settings).namespace,
+                namespace=namespace,
                 schema_fingerprint=schema.fingerprint,
                 purges=purges,
+                announce=_announcer(broker, namespace, schema.fingerprint) if broker is not None else None,
             )
     return Indexer(
         source=source,
@@ -127,7 +139,21 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
             save_checkpoint=save_checkpoint,
         ),
         purges=purges,
+        broker=broker,
+        reindex_log=MongoReindexLog(database, settings.indexer_checkpoint_collection, settings.indexer_consumer),
     )
+
+
+def _announcer(
+    broker: RabbitBroker, namespace: str, fingerprint: str
+) -> Callable[[Sequence[str], int | None], Awaitable[None]]:
+    """Publishes one batch's invalidation to every API process (fan-out), never raising."""
+
+    async def announce(ids: Sequence[str], generation: int | None) -> None:
+        event = invalidation_event(ids, generation, namespace=namespace, fingerprint=fingerprint)
+        await publish(broker, event, exchange=INVALIDATIONS)
+
+    return announce
 
 
 def create_purger_from(settings: Settings) -> Purger:
@@ -147,7 +173,7 @@ async def read_indexer_status(settings: Settings, *, now: float) -> IndexerStatu
     """The stream's status as `python -m indexer status` reports it, from fresh clients it closes."""
     indexer = build_indexer(settings, invalidation=False)
     try:
-        return await read_status(
+        status = await read_status(
             settings.indexer_consumer,
             source=indexer.source,
             checkpoints=indexer.checkpoints,
@@ -157,5 +183,10 @@ async def read_indexer_status(settings: Settings, *, now: float) -> IndexerStatu
             backend=indexer.backend,
             timeout_seconds=settings.mongodb_timeout_seconds + 1,
         )
+        if status["state"] != "source-unreachable" and indexer.reindex_log is not None:
+            latest = await indexer.reindex_log.latest()
+            if latest is not None:
+                status["reindex"] = latest
+        return status
     finally:
         await indexer.close()

@@ -118,6 +118,9 @@ INDEXER_WRITTEN = Counter(
     "search_indexer_documents_written_total", "Index writes the backend acknowledged.", ["consumer", "op"]
 )
 INDEXER_FAILURES = Counter("search_indexer_failures_total", "Indexer failures by kind.", ["consumer", "kind"])
+BROKER_EVENTS = Counter(
+    "search_broker_events_total", "Broker events: published, publish_failed, applied, consumed.", ["event", "outcome"]
+)
 CDN_PURGES = Counter(
     "search_indexer_cdn_purge_keys_total",
     "Surrogate keys purged at the CDN: sent, failed, dropped.",

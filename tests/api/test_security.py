@@ -480,3 +480,35 @@ async def test_metrics_when_a_scope_is_required_needs_a_token_granting_it(settin
         scraped = await client.get("/metrics", headers={"authorization": f"Bearer {minted}"})
         assert scraped.status_code == 200
         assert "search_api_requests_total" in scraped.text
+
+
+async def test_request_reindex_when_authorized_publishes_a_request_and_answers_202(
+    secured: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    import dataclasses
+
+    from src.events import ReindexRequest
+
+    app, client = secured
+    published: list[ReindexRequest] = []
+
+    async def publish(request: ReindexRequest) -> bool:
+        published.append(request)
+        return True
+
+    without = await client.post(
+        "/v1/admin/reindex", headers={"authorization": f"Bearer {token(scope='search:reindex')}"}
+    )
+    assert without.status_code == 503  # no broker configured
+    app.state.services = dataclasses.replace(app.state.services, request_reindex=publish)
+    accepted = await client.post(
+        "/v1/admin/reindex", headers={"authorization": f"Bearer {token(scope='search:reindex')}"}
+    )
+    assert accepted.status_code == 202
+    assert accepted.json() == {"request_id": published[0].request_id, "state": "queued"}
+    assert published[0].requested_by == "operator-1"
+    refused = await client.post(
+        "/v1/admin/reindex", headers={"authorization": f"Bearer {token(scope='search:cache:purge')}"}
+    )
+    assert refused.status_code == 403
+    assert 'scope="search:reindex"' in refused.headers["www-authenticate"]

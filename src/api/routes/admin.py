@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal, Self, TypedDict
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -12,15 +13,18 @@ from src.api.auth import require_scope
 from src.api.deps import ServicesDep
 from src.cache.base import CacheUnavailable
 from src.cache.invalidation import bump_search_generation, invalidate_documents
+from src.events import ReindexRequest
 from src.search.models import Problem
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 PURGE_SCOPE = "search:cache:purge"
 STATUS_SCOPE = "search:read-status"
+REINDEX_SCOPE = "search:reindex"
 
 PurgeClaims = Annotated[dict[str, Any], Depends(require_scope(PURGE_SCOPE))]
 StatusClaims = Annotated[dict[str, Any], Depends(require_scope(STATUS_SCOPE))]
+ReindexClaims = Annotated[dict[str, Any], Depends(require_scope(REINDEX_SCOPE))]
 
 _REFUSED: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No token, or one that does not verify (`WWW-Authenticate` says why)."},
@@ -92,6 +96,8 @@ class IndexerStatusBody(TypedDict, total=False):
     lag_seconds: float | None
     last_cluster_time: int | None
     error: str
+    reindex: dict[str, Any]
+    """The latest reindex requested through the broker: request_id, state, times, the index it produced."""
 
 
 @router.get(
@@ -108,3 +114,29 @@ async def indexer_status(services: ServicesDep, claims: StatusClaims) -> Indexer
     if services.indexer_status is None:
         raise HTTPException(503, "no indexer source is configured (MONGODB_URL)")
     return await services.indexer_status()  # type: ignore[return-value]
+
+
+class ReindexAccepted(TypedDict):
+    request_id: str
+    state: Literal["queued"]
+
+
+@router.post(
+    "/reindex",
+    status_code=202,
+    summary="Request a full reindex",
+    description=f"Needs a bearer token with the `{REINDEX_SCOPE}` scope. Publishes a request the indexer "
+    "stream runs (one at a time; a request made while one runs is coalesced into the next); "
+    "`GET /v1/admin/indexer/status` shows its state under `reindex`.",
+    responses={**_REFUSED, 503: {"model": Problem, "description": "No broker (BROKER_URL), or it is unreachable."}},
+    openapi_extra={"security": [{"bearer": [REINDEX_SCOPE]}]},
+)
+async def request_reindex(services: ServicesDep, claims: ReindexClaims) -> ReindexAccepted:
+    """Publish a reindex request."""
+    if services.request_reindex is None:
+        raise HTTPException(503, "no broker is configured (BROKER_URL): reindexes run on the schedule")
+    request = ReindexRequest(request_id=uuid.uuid4().hex, requested_by=str(claims.get("sub") or "") or None)
+    if not await services.request_reindex(request):
+        raise HTTPException(503, "the broker did not take the request; retry shortly")
+    logger.bind(subject=claims.get("sub"), request_id=request.request_id).info("reindex requested")
+    return {"request_id": request.request_id, "state": "queued"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from src.search.models import Document, JSONValue
 
@@ -95,3 +95,6 @@ class IndexerStatus(TypedDict):
     """Seconds part of the checkpoint's cluster time."""
     error: NotRequired[str]
     """What failed, when a dependency was unreachable."""
+    reindex: NotRequired[dict[str, Any]]
+    """The latest reindex requested through the broker: request_id, state (queued, coalesced, running,
+    done, failed), times, the index it produced."""
