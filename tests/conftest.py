@@ -106,9 +106,7 @@ def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests never read the developer's .env or a cached Settings."""
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
     for name in list(os.environ):
-        if name.startswith(
-            ("ELASTICSEARCH_", "TANTIVY_", "INDEX_", "SEARCH_", "CURSOR_", "REDIS_", "CACHE_", "HTTP_", "OTEL_")
-        ):
+        if name.startswith(_SERVICE_VARIABLES):
             monkeypatch.delenv(name, raising=False)
     # Tests send hundreds of requests a second from one client: the rate limits are off unless a test
     # (tests/api/test_security.py) sets its own; servers started by tests inherit this.

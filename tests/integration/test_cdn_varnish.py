@@ -1,5 +1,6 @@
 """End to end through a real Varnish (Debian's varnish + varnish-modules' xkey, the shipped VCL) in front of
-the real API process, with the indexer stream tailing a real SecantusDB and purging by surrogate key.
+the real API process, with the indexer stream tailing a real SecantusDB, invalidating Redis and the API's
+in-process tier (events on the real RabbitMQ) and purging by surrogate key.
 
 A GET through Varnish is cached; a document update in the collection is purged by key; the next GET
 through Varnish shows the new value within the indexer's batch time (plus the API's index reload).
@@ -23,7 +24,7 @@ import orjson
 import pytest
 from pymongo import MongoClient
 
-from tests.conftest import IN_CI, REDIS_URL, require_redis, stop_process
+from tests.conftest import BROKER_URL, IN_CI, REDIS_URL, require_broker, require_redis, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +64,7 @@ def _wait(condition: object, seconds: float, what: str) -> None:
 def stack(tmp_path: Path, secantus_url: str) -> Iterator[dict[str, object]]:
     """Collection → indexer stream → Tantivy + Redis → API → Varnish, every process ours to stop."""
     require_redis()
+    require_broker()  # the invalidation events reach the API's in-process tier at once
     varnishd = _varnishd()
     api_port, varnish_port = _free_port(), _free_port()
     database = f"cdn_{uuid.uuid4().hex[:8]}"
@@ -88,6 +90,7 @@ def stack(tmp_path: Path, secantus_url: str) -> Iterator[dict[str, object]]:
         "INDEXER_BATCH_MAX_SECONDS": "0.05",
         "CACHE_NEAR_TTL_SECONDS": "0.5",  # how long an API process may serve a deleted entry from memory
         "CDN_PURGE_REPEAT_SECONDS": "1",  # the second purge, after the API's tier and index caught up
+        "BROKER_URL": BROKER_URL,
         "CDN_PURGER": "xkey",
         "CDN_PURGE_URL": f"http://127.0.0.1:{varnish_port}/",
         "LOG_LEVEL": "DEBUG",

@@ -38,6 +38,12 @@ from src.search.backends.tantivy import TantivyBackend
 from src.search.schema import load_schema
 from src.settings import Settings
 
+NOT_FUZZED = {
+    # No parameters and no body to generate; it publishes to the broker (a 503 without one, by design) and
+    # fuzzing it would fill the shared reindex queue. Its token checks and both outcomes are tested in
+    # tests/api/test_security.py, the real request in tests/integration/test_events_rabbitmq.py.
+    "POST /v1/admin/reindex",
+}
 ADMIN_SECRET = "fuzz-only-hmac-secret-of-32-bytes!!"
 ADMIN_TOKEN = jwt.encode(
     {"exp": int(time.time()) + 3600, "scope": "search:cache:purge search:read-status"}, ADMIN_SECRET, algorithm="HS256"
@@ -164,6 +170,8 @@ def test_openapi_when_fuzzed_has_no_server_error_and_no_schema_violation(demo_se
     stats = Stats()
     for result in schema.get_all_operations():
         operation = cast(Any, result).ok()  # raises if the document has an operation it cannot read
+        if str(operation.label) in NOT_FUZZED:
+            continue
         has_parameters = any(True for _ in operation.iter_parameters())
         modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if has_parameters else (GenerationMode.POSITIVE,)
         for mode in modes:

@@ -249,3 +249,14 @@ def test_create_purger_when_settings_are_missing_names_them() -> None:
         create_purger("cloudfront")
     with pytest.raises(ValueError, match="unknown"):
         create_purger("akamai")
+
+
+async def test_make_invalidator_when_announcing_publishes_the_batch_without_a_shared_cache() -> None:
+    announced: list[tuple[list[str], int | None]] = []
+
+    async def announce(ids: Sequence[str], generation: int | None) -> None:
+        announced.append((list(ids), generation))
+
+    invalidate = make_invalidator(None, namespace="ns", schema_fingerprint="fp", announce=announce)
+    await invalidate(["a", "b"])
+    assert announced == [(["a", "b"], None)]  # no Redis: no generation to announce, the ids still go out
