@@ -24,7 +24,6 @@ import asyncio
 import ipaddress
 import math
 import time
-from collections.abc import Iterable
 from contextvars import ContextVar
 
 import limits
@@ -209,7 +208,3 @@ class EngineBudget:
         RATE_LIMITED.labels("engine").inc()
         raise RateLimited("engine", self.item.amount, self.item.get_expiry(), stats.reset_time - time.time())
 
-
-def exempt_paths() -> Iterable[str]:
-    """Paths the overall limit never counts (probes and scrapes come from the infrastructure)."""
-    return sorted(_EXEMPT)
