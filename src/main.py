@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import importlib.resources
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -200,10 +201,10 @@ CORS_EXPOSED_HEADERS = [
 
 
 def install_docs(app: FastAPI) -> None:
-    """The OpenAPI page at /docs: Swagger UI from the swagger-ui-bundle package (no CDN), started by
-    a script file of ours (the page's CSP allows no inline script)."""
-    from swagger_ui_bundle import swagger_ui_path
-
+    """The OpenAPI page at /docs: Swagger UI 5 from the fastapi-offline package's static files (no CDN;
+    Swagger UI 4 cannot read OpenAPI 3.1), started by a script file of ours (the page's CSP allows no
+    inline script)."""
+    swagger_ui_path = importlib.resources.files("fastapi_offline") / "static"
     static = Path(__file__).resolve().parent / "api" / "static"
 
     @app.get("/docs", include_in_schema=False)

@@ -415,3 +415,19 @@ def span_exporter() -> InMemorySpanExporter:
     provider = configure_tracing("search-api-tests", processor=SimpleSpanProcessor(exporter))
     assert provider is not None
     return exporter
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
+    """Poll `base`/readyz until the API process we started answers 200 (fail when it exits or times out)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, "the API exited"
+        assert time.monotonic() < deadline, f"the API did not get ready within {seconds:.0f} s"
+        time.sleep(0.1)

@@ -24,7 +24,7 @@ import orjson
 import pytest
 from pymongo import MongoClient
 
-from tests.conftest import BROKER_URL, IN_CI, REDIS_URL, require_broker, require_redis, stop_process
+from tests.conftest import BROKER_URL, REDIS_URL, require_broker, require_redis, require_server, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +39,9 @@ def _free_port() -> int:
 
 def _varnishd() -> str:
     binary = shutil.which("varnishd") or ("/usr/sbin/varnishd" if Path("/usr/sbin/varnishd").exists() else None)
-    if binary is None:
-        message = "varnishd not installed (apt-get install varnish varnish-modules)"
-        if IN_CI:
-            pytest.fail(f"CI=true requires Varnish: {message}")
-        pytest.skip(message)
+    message = "varnishd not installed (apt-get install varnish varnish-modules)"
+    require_server("Varnish", lambda: binary is not None, message)
+    assert binary is not None
     return binary
 
 

@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.conftest import REDIS_URL, require_redis, stop_process
+from tests.conftest import REDIS_URL, require_redis, stop_process, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -144,16 +144,7 @@ def test_api_when_exporting_over_otlp_sends_a_miss_with_its_child_spans(
     server = subprocess.Popen([sys.executable, "-m", "src"], cwd=ROOT, env=env, stderr=log)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, "the API exited"
-            assert time.monotonic() < deadline, "the API did not get ready"
-            time.sleep(0.1)
+        wait_ready(base, server)
         response = httpx.get(
             f"{base}/v1/search",
             params={"q": "libreofice"},
