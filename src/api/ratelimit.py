@@ -207,4 +207,3 @@ class EngineBudget:
             return
         RATE_LIMITED.labels("engine").inc()
         raise RateLimited("engine", self.item.amount, self.item.get_expiry(), stats.reset_time - time.time())
-

@@ -84,7 +84,9 @@ def _register_analyzer(index: tantivy.Index) -> None:
     index.register_tokenizer(_ANALYZER, analyzer)
 
 
-type Expand = Callable[[str, str, int], list[tuple[str, int, float]]]
+type Expansion = tuple[str, int, float, frozenset[str]]
+"""A typo expansion: the term, its edit count, its blended boost, and the fields that hold it."""
+type Expand = Callable[[str, str, int], list[Expansion]]
 """(field group "t" or "x", word, max edits) -> the index's terms within that distance, with their edit
 counts and a boost that blends their rarity: "t" is every searchable field's terms together, "x" every
 keyword field's whole values."""
@@ -107,7 +109,7 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
 
     def clause(alternatives: tuple[Alternative, ...], prefix: str) -> tantivy.Query:
         budget = max((alt.edits for alt in alternatives), default=0)
-        expanded: list[tuple[str, int, float]] | None = None
+        expanded: list[Expansion] | None = None
         queries: list[tantivy.Query] = []
         for alt in alternatives:
             if alt.kind != "typo" or expand is None:
@@ -116,10 +118,10 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
             if expanded is None:  # one expansion per word, shared by every field and edit count
                 expanded = expand(prefix, alt.text, budget)
             field = f"{prefix}_{alt.field}"
-            terms = [
+            terms = [  # a term no document has in this field would only cost a lookup per segment
                 Query.boost_query(Query.term_query(tschema, field, term), blend)
-                for term, edits, blend in expanded
-                if edits == alt.edits
+                for term, edits, blend, holders in expanded
+                if edits == alt.edits and field in holders
             ]
             if terms:
                 queries.append(Query.boost_query(_dis_max(terms), alt.weight))
@@ -299,7 +301,8 @@ class _IndexHandle:
         _register_analyzer(self.index)
         self._writer: tantivy.IndexWriter | None = None
         self._vocabularies: dict[tuple[str, ...], tuple[FieldVocabulary, tuple[int, int], float]] = {}
-        self._expansions: OrderedDict[tuple[tuple[str, ...], str, int], list[tuple[str, int, float]]] = OrderedDict()
+        self._holders: dict[tuple[str, ...], dict[str, frozenset[str]]] = {}
+        self._expansions: OrderedDict[tuple[tuple[str, ...], str, int], list[Expansion]] = OrderedDict()
         self._vocabulary_lock = threading.Lock()
 
     def vocabulary(self, searcher: tantivy.Searcher, fields: tuple[str, ...]) -> FieldVocabulary:
@@ -312,19 +315,25 @@ class _IndexHandle:
             if held is not None and (held[1] == version or now - held[2] < _VOCABULARY_REFRESH_SECONDS):
                 return held[0]
             counts: dict[str, int] = {}
-            for field in fields:
+            masks: dict[str, int] = {}
+            for bit, field in enumerate(fields):
                 for term, count in searcher.terms_with_prefix(field, ""):
                     counts[term] = counts.get(term, 0) + count
+                    masks[term] = masks.get(term, 0) | (1 << bit)
             vocabulary = FieldVocabulary.build(counts.items())
+            sets = {  # one frozenset per combination of fields, shared by every term that has it
+                mask: frozenset(field for bit, field in enumerate(fields) if mask >> bit & 1)
+                for mask in range(1, 1 << len(fields))
+            }
+            self._holders[fields] = {term: sets[mask] for term, mask in masks.items()}
             self._vocabularies[fields] = (vocabulary, version, now)
             self._expansions.clear()
             return vocabulary
 
-    def expand(
-        self, searcher: tantivy.Searcher, fields: tuple[str, ...], word: str, edits: int
-    ) -> list[tuple[str, int, float]]:
-        """The terms of `fields` within `edits` of `word`, with their blended boosts (recent expansions are
-        remembered, blended once: the cache is cleared when the vocabulary is rebuilt)."""
+    def expand(self, searcher: tantivy.Searcher, fields: tuple[str, ...], word: str, edits: int) -> list[Expansion]:
+        """The terms of `fields` within `edits` of `word`, with their blended boosts and the fields holding
+        them (recent expansions are remembered, blended once: the cache is cleared when the vocabulary is
+        rebuilt)."""
         vocabulary = self.vocabulary(searcher, fields)
         key = (fields, word, edits)
         with self._vocabulary_lock:
@@ -332,9 +341,15 @@ class _IndexHandle:
             if found is not None:
                 self._expansions.move_to_end(key)
                 return found
-        found = blended(
-            vocabulary.expand(word, edits, max_expansions=FUZZY_MAX_EXPANSIONS), vocabulary.frequency, searcher.num_docs
-        )
+        holders = self._holders.get(fields, {})
+        found = [
+            (term, distance, boost, holders.get(term, frozenset(fields)))
+            for term, distance, boost in blended(
+                vocabulary.expand(word, edits, max_expansions=FUZZY_MAX_EXPANSIONS),
+                vocabulary.frequency,
+                searcher.num_docs,
+            )
+        ]
         with self._vocabulary_lock:
             self._expansions[key] = found
             if len(self._expansions) > _EXPANSION_CACHE_ENTRIES:
@@ -441,7 +456,7 @@ class TantivyBackend:
         handle = self._reader()
         searcher = handle.index.searcher()
 
-        def expand(group: str, word: str, max_edits: int) -> list[tuple[str, int, float]]:
+        def expand(group: str, word: str, max_edits: int) -> list[Expansion]:
             return handle.expand(searcher, self._vocabulary_fields[group], word, max_edits)
 
         tquery = build_tantivy_query(query, self._schema, self._tschema, expand)
