@@ -225,11 +225,16 @@ def main() -> None:
             "CACHE_NAMESPACE": f"bench-{int(time.time())}",
             "LOG_LEVEL": "WARNING",
             "CURSOR_SECRET": "bench",
-            "RATE_LIMIT_ENABLED": "false",  # one load generator is one client: the limits would be measured
+            # The limiters run (the engine budget in the Redis that gets paused) with limits one load
+            # generator, one client, never reaches: their cost and their Redis dependency are measured.
+            "RATE_LIMIT": "10000000/second",
+            "RATE_LIMIT_ENGINE": "10000000/second",
+            "ACCESS_LOG": "true",
             "APP_PORT": str(port),
         }
         subprocess.run([sys.executable, "-m", "indexer", "load", "--if-empty"], cwd=ROOT, env=env, check=True)
-        server = subprocess.Popen(pinned([sys.executable, "-m", "src"], 0), cwd=ROOT, env=env)
+        log = (directory / "api.log").open("wb")  # the access log: one line per request
+        server = subprocess.Popen(pinned([sys.executable, "-m", "src"], 0), cwd=ROOT, env=env, stderr=log)
         base = f"http://127.0.0.1:{port}"
         results: list[Result] = []
         try:
@@ -271,6 +276,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=15)
+            log.close()
+            print(f"API log: {sum(1 for _ in (directory / 'api.log').open('rb'))} lines")
             redis.terminate()
             redis.wait(timeout=15)
     print(f"\nwrk -t2 --timeout 5s, {args.seconds} s per run; server on core 0, wrk on core 1\n")
