@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from common import free_port  # noqa: E402
+from common import wrk as common_wrk  # noqa: E402
 
 QUERY = "web server"
 FLOOR_KEY = "bench:floor"
@@ -91,21 +91,11 @@ def bench_app() -> Any:
 
 
 def wrk(url: str, seconds: int, connections: int) -> tuple[float, float, float]:
-    """(requests/s, p50 ms, p99 ms) from one wrk run."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", "1", *command]  # load generator on the other core than the server
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    """(requests/s, p50 ms, p99 ms) from one wrk run; error responses make the run fail."""
+    rps, p50, p99, errors = common_wrk(url, seconds, connections)
     if errors:
-        raise RuntimeError(f"{url}: {errors.group(1)} error responses\n{output}")
-
-    def percentile(label: str) -> float:
-        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    return rps, percentile("50"), percentile("99")
+        raise RuntimeError(f"{url}: {errors} error responses")
+    return rps, p50, p99
 
 
 async def prepare(url: str) -> None:

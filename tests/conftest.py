@@ -13,7 +13,9 @@ import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from socketserver import BaseRequestHandler
 
 import httpx
 import pytest
@@ -431,3 +433,21 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], seconds: float = 60.
         assert process.poll() is None, "the API exited"
         assert time.monotonic() < deadline, f"the API did not get ready within {seconds:.0f} s"
         time.sleep(0.1)
+
+
+@contextmanager
+def http_server(handler: Callable[..., BaseRequestHandler], port: int = 0) -> Iterator[str]:
+    """A threaded HTTP server on loopback serving `handler` (a stub JWKS, OTLP receiver, CDN API or
+    static page); yields its base URL and is shut down, whatever the test does."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

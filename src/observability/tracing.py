@@ -27,6 +27,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 _provider: TracerProvider | None = None
 _TRACER_NAME = "search-read-api"
+_tracer = trace.get_tracer(_TRACER_NAME)
+"""Got once: the API's proxy tracer delegates to whatever provider is installed later (a lookup per
+engine call and per indexer step would make a new tracer object each time)."""
 
 
 def tracing_wanted(env: Mapping[str, str]) -> str | None:
@@ -94,7 +97,7 @@ def flush_tracing() -> None:
 
 def tracer() -> trace.Tracer:
     """The service's own tracer (a no-op one while tracing is off)."""
-    return trace.get_tracer(_TRACER_NAME)
+    return _tracer
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from src.api.security import API_CSP, DOCS_CSP
 from src.main import create_app
 from src.settings import Settings, UnsafeSettings
 from tests.api.conftest import started_client
+from tests.conftest import http_server
 
 ISSUER = "https://issuer.test/"
 AUDIENCE = "search-api"
@@ -99,24 +99,16 @@ class Jwks:
             def log_message(self, format: str, *args: object) -> None:
                 """Quiet."""
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def jwks() -> Iterator[Jwks]:
     served = Jwks()
-    try:
+    with http_server(served.handler) as url:
+        served.url = f"{url}/.well-known/jwks.json"
         yield served
-    finally:
-        served.close()
 
 
 async def _started(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:

@@ -12,13 +12,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_server, stop_process, wait_ready
+from tests.conftest import http_server, require_server, stop_process, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -92,15 +91,8 @@ def page_server(tmp_path: Path, api: tuple[str, int]) -> Iterator[Path]:
         def log_message(self, format: str, *args: object) -> None:
             """Quiet."""
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", api[1]), functools.partial(Quiet, directory=str(pages)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with http_server(functools.partial(Quiet, directory=str(pages)), port=api[1]):
         yield pages
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _fetching_page(api_url: str) -> str:

@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.conftest import REDIS_URL, require_redis, stop_process, wait_ready
+from tests.conftest import REDIS_URL, http_server, require_redis, stop_process, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -81,15 +81,8 @@ def _receiver(received: Received) -> type[http.server.BaseHTTPRequestHandler]:
 @pytest.fixture
 def otlp_receiver() -> Iterator[tuple[str, Received]]:
     received = Received()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _receiver(received))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(_receiver(received)) as url:
+        yield url, received
 
 
 def _free_port() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
@@ -22,6 +21,7 @@ from src.cache.purge import (
     XkeyPurger,
     create_purger,
 )
+from tests.conftest import http_server
 
 
 @dataclass
@@ -64,16 +64,9 @@ def recorder() -> Iterator[Recorder]:
         def log_message(self, format: str, *args: object) -> None:
             """Quiet."""
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    recorded.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with http_server(Handler) as url:
+        recorded.url = url
         yield recorded
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 async def test_xkey_purger_sends_purge_with_the_keys_header(recorder: Recorder) -> None:
