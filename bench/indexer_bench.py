@@ -38,7 +38,8 @@ from pymongo import AsyncMongoClient  # noqa: E402
 
 from src.indexer.factory import build_indexer  # noqa: E402
 from src.indexer.runner import run_stream  # noqa: E402
-from src.search.backends.elasticsearch import ElasticsearchBackend, build_source  # noqa: E402
+from src.search.backends.cluster import ClusterBackend  # noqa: E402
+from src.search.backends.querydsl import build_source  # noqa: E402
 from src.search.backends.tantivy import TantivyBackend, _add_prepared  # noqa: E402
 from src.search.documents import prepare_document  # noqa: E402
 from src.search.errors import SearchUnavailable  # noqa: E402
@@ -113,13 +114,17 @@ async def plain_bulk(backend: Any, docs: list[dict[str, Any]]) -> float:
     """The same documents into a fresh index through the engine's own bulk path."""
     index = await backend.create_index()
     started = time.monotonic()
-    if isinstance(backend, ElasticsearchBackend):
-        from elasticsearch.helpers import async_bulk
+    if isinstance(backend, ClusterBackend):
+        # Each engine's own bulk helper (the same shape in both clients).
+        if backend.kind == "opensearch":
+            from opensearchpy.helpers import async_bulk
+        else:
+            from elasticsearch.helpers import async_bulk  # type: ignore[assignment]
 
         actions = (
             {"_index": index, "_id": str(doc["id"]), "_source": build_source(doc, backend._schema)} for doc in docs
         )
-        await async_bulk(backend._client, actions, chunk_size=500)
+        await async_bulk(backend._client, actions, chunk_size=500)  # type: ignore[attr-defined]
         await backend.refresh(index)  # searchable, as the stream's writes are when they are counted
     else:
         assert isinstance(backend, TantivyBackend)
@@ -210,7 +215,9 @@ async def memory(
 
 async def run(args: argparse.Namespace) -> None:
     docs = demo_documents()
-    kind = "elasticsearch" if os.environ.get("ELASTICSEARCH_URL") else "tantivy"
+    kind = Settings(
+        elasticsearch_url=os.environ.get("ELASTICSEARCH_URL", ""), opensearch_url=os.environ.get("OPENSEARCH_URL", "")
+    ).backend_kind
     with tempfile.TemporaryDirectory() as tmp:
         url, server = start_secantus(Path(tmp) / "mongo")
         try:
@@ -224,6 +231,7 @@ async def run(args: argparse.Namespace) -> None:
                     index_alias=f"bench-indexer-{part}-{uuid.uuid4().hex[:6]}",
                     tantivy_data_dir=Path(tmp) / f"tantivy-{part}",
                     elasticsearch_url=os.environ.get("ELASTICSEARCH_URL", ""),
+                    opensearch_url=os.environ.get("OPENSEARCH_URL", ""),
                     elasticsearch_refresh_interval="1s",
                     indexer_metrics_port=0,
                     tantivy_reload_interval_seconds=0,

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from src.indexer.load import load_file  # noqa: E402
 from src.search.backends.base import SearchBackend  # noqa: E402
-from src.search.backends.elasticsearch import ElasticsearchBackend, build_search_body  # noqa: E402
+from src.search.backends.cluster import ClusterBackend  # noqa: E402
 from src.search.backends.factory import create_backend  # noqa: E402
+from src.search.backends.querydsl import build_search_body  # noqa: E402
 from src.search.backends.tantivy import TantivyBackend, build_tantivy_query  # noqa: E402
 from src.search.schema import IndexSchema, load_schema  # noqa: E402
 from src.search.service import PreparedSearch, SearchOptions, SearchRequest, prepare_search  # noqa: E402
@@ -155,8 +157,8 @@ def direct_caller(backend: SearchBackend, schema: IndexSchema) -> Callable[[str]
     def prepared(q: str) -> PreparedSearch:
         return prepare_search(SearchRequest(q=q), schema=schema, options=options, backend_kind=backend.kind)
 
-    if isinstance(backend, ElasticsearchBackend):
-        client = backend._client
+    if isinstance(backend, ClusterBackend):  # Elasticsearch or OpenSearch: both clients take this call
+        client: Any = backend._client  # type: ignore[attr-defined]
         alias = backend._alias
         bodies = {q: build_search_body(prepared(q).backend_query, schema) for q in QUERIES}
 

@@ -42,21 +42,40 @@ abs_path() {
     esac
 }
 
-ES_VERSION="${ES_VERSION:-9.2.0}"
+# The same script runs OpenSearch when scripts/opensearch.sh sets SEARCH_ENGINE=opensearch (it maps
+# its OS_* variables onto these): both ship an integ-test zip on Maven Central with the same layout.
+case "${SEARCH_ENGINE:-elasticsearch}" in
+    elasticsearch)
+        ENGINE_NAME=Elasticsearch ENGINE_BIN=elasticsearch ENGINE_GROUP=org.elasticsearch
+        ENGINE_MAIN_CLASS=org.elasticsearch.bootstrap.Elasticsearch ENGINE_ENV_PREFIX=ES
+        ENGINE_URL_VARIABLE=ELASTICSEARCH_URL DEFAULT_VERSION=9.2.0
+        ;;
+    opensearch)
+        ENGINE_NAME=OpenSearch ENGINE_BIN=opensearch ENGINE_GROUP=org.opensearch
+        ENGINE_MAIN_CLASS=org.opensearch.bootstrap.OpenSearch ENGINE_ENV_PREFIX=OPENSEARCH
+        ENGINE_URL_VARIABLE=OPENSEARCH_URL DEFAULT_VERSION=2.19.6
+        ;;
+    *)
+        printf 'SEARCH_ENGINE must be elasticsearch or opensearch\n' >&2
+        exit 2
+        ;;
+esac
+
+ES_VERSION="${ES_VERSION:-$DEFAULT_VERSION}"
 ES_PORT="${ES_PORT:-9200}"
 ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300-9399}"
-ES_USER="${ES_USER:-elasticsearch-ci}"
+ES_USER="${ES_USER:-$ENGINE_BIN-ci}"
 ES_START_TIMEOUT="${ES_START_TIMEOUT:-120}"
 ES_STOP_TIMEOUT=30
 ES_CLUSTER_NAME="search-ci"
-ES_HOME_BASE=$(abs_path "${ES_HOME_BASE:-.cache/elasticsearch}")
-ES_HOME="$ES_HOME_BASE/elasticsearch-$ES_VERSION"
+ES_HOME_BASE=$(abs_path "${ES_HOME_BASE:-.cache/$ENGINE_BIN}")
+ES_HOME="$ES_HOME_BASE/$ENGINE_BIN-$ES_VERSION"
 ES_RUN_DIR=$(abs_path "${ES_RUN_DIR:-$ES_HOME_BASE/run}")
-# Data is per version: an older ES refuses to open a newer ES's data directory.
+# Data is per version: an older server refuses to open a newer one's data directory.
 ES_DATA_DIR="$ES_RUN_DIR/data-$ES_VERSION"
 ES_LOG_DIR="$ES_RUN_DIR/logs"
 ES_TMP_DIR="$ES_RUN_DIR/tmp"
-ES_PID_FILE="$ES_RUN_DIR/elasticsearch.pid"
+ES_PID_FILE="$ES_RUN_DIR/$ENGINE_BIN.pid"
 ES_URL="http://127.0.0.1:$ES_PORT"
 HEALTH_URL="$ES_URL/_cluster/health?wait_for_status=yellow&timeout=1s"
 # An explicit MAVEN_LOCAL_REPO is also handed to mvn; by default we look where
@@ -66,10 +85,10 @@ if [[ -n ${MAVEN_LOCAL_REPO:-} ]]; then
     MVN_REPO_ARGS=("-Dmaven.repo.local=$MAVEN_LOCAL_REPO")
 fi
 MAVEN_LOCAL_REPO="${MAVEN_LOCAL_REPO:-${HOME:?HOME must be set}/.m2/repository}"
-ES_ARTIFACT="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip"
-ES_ZIP_REL="org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
+ES_ARTIFACT="$ENGINE_GROUP.distribution.integ-test-zip:$ENGINE_BIN:$ES_VERSION:zip"
+ES_ZIP_REL="${ENGINE_GROUP//.//}/distribution/integ-test-zip/$ENGINE_BIN/$ES_VERSION/$ENGINE_BIN-$ES_VERSION.zip"
 
-log() { printf '[elasticsearch.sh] %s\n' "$*" >&2; }
+log() { printf '[%s.sh] %s\n' "$ENGINE_BIN" "$*" >&2; }
 die() {
     log "ERROR: $*"
     exit 1
@@ -107,7 +126,7 @@ is_es_pid() {
     local cmdline
     proc_alive "$1" || return 1
     cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-    [[ $cmdline == *org.elasticsearch.bootstrap.Elasticsearch* ]]
+    [[ $cmdline == *"$ENGINE_MAIN_CLASS"* ]]
 }
 
 read_pid() {
@@ -144,8 +163,8 @@ ensure_unzip() {
 }
 
 cmd_fetch() {
-    if [[ -x $ES_HOME/bin/elasticsearch ]]; then
-        log "Elasticsearch $ES_VERSION already unpacked in $ES_HOME"
+    if [[ -x $ES_HOME/bin/$ENGINE_BIN ]]; then
+        log "$ENGINE_NAME $ES_VERSION already unpacked in $ES_HOME"
         return 0
     fi
     local zip="$MAVEN_LOCAL_REPO/$ES_ZIP_REL"
@@ -171,11 +190,11 @@ cmd_fetch() {
     local tmp
     tmp=$(mktemp -d "$ES_HOME_BASE/.unpack.XXXXXX")
     unzip -q "$zip" -d "$tmp"
-    [[ -x $tmp/elasticsearch-$ES_VERSION/bin/elasticsearch ]] ||
+    [[ -x $tmp/$ENGINE_BIN-$ES_VERSION/bin/$ENGINE_BIN ]] ||
         die "unexpected archive layout in $zip"
-    mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
+    mv "$tmp/$ENGINE_BIN-$ES_VERSION" "$ES_HOME"
     rmdir "$tmp"
-    log "unpacked Elasticsearch $ES_VERSION into $ES_HOME"
+    log "unpacked $ENGINE_NAME $ES_VERSION into $ES_HOME"
 }
 
 # ---------------------------------------------------------------------- JDK
@@ -194,14 +213,20 @@ java_major() {
 
 # ES 9.x needs Java 21+, 8.x needs 17+. The integ-test zip bundles no JDK.
 find_java_home() {
-    local min=21 es_major=${ES_VERSION%%.*}
-    ((es_major >= 9)) || min=17
+    local min=21 max=999 es_major=${ES_VERSION%%.*}
+    # OpenSearch 2.x runs on Java 11 to 21 (it still needs the security manager, gone in Java 24),
+    # 3.x needs 21+; Elasticsearch 8.x needs 17+, 9.x 21+.
+    if [[ $ENGINE_BIN == opensearch ]]; then
+        ((es_major >= 3)) || { min=17 max=21; }
+    else
+        ((es_major >= 9)) || min=17
+    fi
     if [[ -n ${ES_JAVA_HOME:-} ]]; then
         [[ -x $ES_JAVA_HOME/bin/java ]] || die "ES_JAVA_HOME=$ES_JAVA_HOME has no bin/java"
         local m
         m=$(java_major "$ES_JAVA_HOME")
-        if ! [[ $m =~ ^[0-9]+$ ]] || ((m < min)); then
-            die "ES_JAVA_HOME=$ES_JAVA_HOME is Java '$m'; Elasticsearch $ES_VERSION needs $min+"
+        if ! [[ $m =~ ^[0-9]+$ ]] || ((m < min || m > max)); then
+            die "ES_JAVA_HOME=$ES_JAVA_HOME is Java '$m'; $ENGINE_NAME $ES_VERSION needs $min to $max"
         fi
         printf '%s\n' "$ES_JAVA_HOME"
         return 0
@@ -212,7 +237,7 @@ find_java_home() {
         [[ -x $dir/bin/java ]] || continue
         m=$(java_major "$dir")
         [[ $m =~ ^[0-9]+$ ]] || continue
-        if ((m >= min && m > best_major)); then
+        if ((m >= min && m <= max && m > best_major)); then
             best=$dir
             best_major=$m
         fi
@@ -226,7 +251,7 @@ find_java_home() {
 # system user; a normal developer simply runs it as themselves.
 ensure_es_user() {
     is_root || return 0
-    [[ $ES_USER != root ]] || die "ES_USER must not be root: Elasticsearch refuses to run as root"
+    [[ $ES_USER != root ]] || die "ES_USER must not be root: $ENGINE_NAME refuses to run as root"
     id -u "$ES_USER" >/dev/null 2>&1 && return 0
     command -v useradd >/dev/null 2>&1 || die "useradd not found; create user '$ES_USER' manually"
     log "creating system user $ES_USER"
@@ -299,9 +324,9 @@ cmd_launch() {
     es_settings
     # shellcheck disable=SC2016 # $1.. expand in the inner shell, by design
     local inner='cd "$1" && log=$2 && shift 2 && exec "$@" >"$log" 2>&1 </dev/null'
-    local -a cmd=(env "ES_JAVA_HOME=$ES_JAVA_HOME" "ES_JAVA_OPTS=$ES_JAVA_OPTS"
-        "ES_TMPDIR=$ES_TMP_DIR" bash -c "$inner" es-launch "$ES_LOG_DIR"
-        "$ES_LOG_DIR/console.log" "$ES_HOME/bin/elasticsearch" -p "$ES_PID_FILE"
+    local -a cmd=(env "${ENGINE_ENV_PREFIX}_JAVA_HOME=$ES_JAVA_HOME" "${ENGINE_ENV_PREFIX}_JAVA_OPTS=$ES_JAVA_OPTS"
+        "${ENGINE_ENV_PREFIX}_TMPDIR=$ES_TMP_DIR" bash -c "$inner" es-launch "$ES_LOG_DIR"
+        "$ES_LOG_DIR/console.log" "$ES_HOME/bin/$ENGINE_BIN" -p "$ES_PID_FILE"
         "${ES_SETTINGS[@]}")
     # exec (not as_es_user) so this process becomes the launcher itself.
     if ! is_root; then
@@ -321,12 +346,12 @@ wait_healthy() {
             return 0
         fi
         if ! proc_alive "$watch_pid"; then
-            log "Elasticsearch process exited during startup"
+            log "$ENGINE_NAME process exited during startup"
             return 1
         fi
         sleep 1
     done
-    log "Elasticsearch not healthy after ${ES_START_TIMEOUT}s"
+    log "$ENGINE_NAME not healthy after ${ES_START_TIMEOUT}s"
     return 1
 }
 
@@ -351,8 +376,8 @@ cmd_start() {
     local pid
     if pid=$(running_pid); then
         log "already running (pid $pid)"
-        wait_healthy "$pid" || die "running Elasticsearch (pid $pid) is not healthy"
-        printf 'ELASTICSEARCH_URL=%s\n' "$ES_URL"
+        wait_healthy "$pid" || die "running $ENGINE_NAME (pid $pid) is not healthy"
+        printf '%s=%s\n' "$ENGINE_URL_VARIABLE" "$ES_URL"
         return 0
     fi
     rm -f "$ES_PID_FILE" # stale: the process it names is gone
@@ -366,7 +391,7 @@ cmd_start() {
     ensure_es_user
     prepare_dirs
 
-    log "starting Elasticsearch $ES_VERSION on $ES_URL (java: $ES_JAVA_HOME," \
+    log "starting $ENGINE_NAME $ES_VERSION on $ES_URL (java: $ES_JAVA_HOME," \
         "user: $(run_user_name))"
     local started=$SECONDS launcher log_offset
     log_offset=$(log_size)
@@ -384,7 +409,7 @@ cmd_start() {
     fi
     pid=$(read_pid) || log "warning: pid file $ES_PID_FILE missing"
     log "healthy after $((SECONDS - started))s (pid ${pid:-?})"
-    printf 'ELASTICSEARCH_URL=%s\n' "$ES_URL"
+    printf '%s=%s\n' "$ENGINE_URL_VARIABLE" "$ES_URL"
 }
 
 # -------------------------------------------------------------------- stop
@@ -408,7 +433,7 @@ cmd_stop() {
         rm -f "$ES_PID_FILE"
         return 0
     fi
-    log "stopping Elasticsearch (pid $pid)"
+    log "stopping $ENGINE_NAME (pid $pid)"
     kill -TERM "$pid" || die "cannot signal pid $pid (started by another user?)"
     if ! wait_gone "$pid" "$ES_STOP_TIMEOUT"; then
         log "still running after ${ES_STOP_TIMEOUT}s; sending KILL"

@@ -35,6 +35,18 @@ class Settings(BaseSettings):
     elasticsearch_password: SecretStr | None = None
     elasticsearch_replicas: int = Field(default=0, ge=0)
     elasticsearch_refresh_interval: str = "1s"
+    opensearch_url: str = ""
+    """OpenSearch (or Amazon OpenSearch Service) instead of Elasticsearch; at most one of the two URLs."""
+    opensearch_username: str = ""
+    opensearch_password: SecretStr | None = None
+    opensearch_sigv4: bool | None = None
+    """Sign requests with AWS SigV4 (credentials from the standard AWS chain). Unset: sign when
+    AWS_REGION is set and OPENSEARCH_USERNAME is not."""
+    aws_region: str = ""
+    opensearch_aws_service: Literal["es", "aoss"] = "es"
+    """The SigV4 service: `es` for an OpenSearch Service domain, `aoss` for OpenSearch Serverless."""
+    opensearch_replicas: int = Field(default=0, ge=0)
+    opensearch_refresh_interval: str = "1s"
     search_timeout_seconds: float = Field(default=2.0, gt=0)
     tantivy_data_dir: Path = Path("var/tantivy")
     tantivy_reload_interval_seconds: float = Field(default=1.0, ge=0)
@@ -207,6 +219,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_one_engine(self) -> Settings:
+        if self.elasticsearch_url and self.opensearch_url:
+            raise ValueError(
+                "ELASTICSEARCH_URL and OPENSEARCH_URL are both set: set at most one (neither: the embedded index)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_cache_ttls(self) -> Settings:
         if self.cache_hard_ttl_seconds < self.cache_soft_ttl_seconds:
             raise ValueError("cache_hard_ttl_seconds must be >= cache_soft_ttl_seconds")
@@ -238,9 +258,23 @@ class Settings(BaseSettings):
                 )
 
     @property
-    def backend_kind(self) -> Literal["elasticsearch", "tantivy"]:
-        """Elasticsearch when a URL is configured; the embedded Tantivy index otherwise."""
-        return "elasticsearch" if self.elasticsearch_url else "tantivy"
+    def backend_kind(self) -> Literal["elasticsearch", "opensearch", "tantivy"]:
+        """Elasticsearch or OpenSearch when its URL is configured; the embedded Tantivy index otherwise."""
+        if self.elasticsearch_url:
+            return "elasticsearch"
+        return "opensearch" if self.opensearch_url else "tantivy"
+
+    @property
+    def opensearch_signing_region(self) -> str | None:
+        """The AWS region to sign OpenSearch requests for, or None when they are not signed."""
+        sign = self.opensearch_sigv4 if self.opensearch_sigv4 is not None else not self.opensearch_username
+        if not sign:
+            return None
+        if not self.aws_region:
+            if self.opensearch_sigv4:
+                raise ValueError("OPENSEARCH_SIGV4=true needs AWS_REGION")
+            return None
+        return self.aws_region
 
 
 @lru_cache(maxsize=1)

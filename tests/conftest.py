@@ -24,7 +24,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from src.observability.tracing import configure_tracing
 from src.search.backends.base import IndexAction, SearchBackend
+from src.search.backends.cluster import ClusterBackend
 from src.search.backends.elasticsearch import create_elasticsearch_backend
+from src.search.backends.opensearch import create_opensearch_backend
 from src.search.backends.tantivy import TantivyBackend
 from src.search.models import Document
 from src.search.schema import IndexSchema
@@ -32,9 +34,17 @@ from src.settings import get_settings
 from tests.fakes.search_backend import FakeSearchBackend
 
 ES_URL = os.environ.get("ELASTICSEARCH_URL") or "http://127.0.0.1:9200"
+# 9201 by default, so a developer can run both engines side by side (scripts/opensearch.sh: OS_PORT=9201).
+OS_URL = os.environ.get("OPENSEARCH_URL") or "http://127.0.0.1:9201"
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BACKENDS = ["fake", "tantivy", pytest.param("elasticsearch", marks=pytest.mark.integration)]
+ENGINES = [
+    "tantivy",
+    pytest.param("elasticsearch", marks=pytest.mark.integration),
+    pytest.param("opensearch", marks=pytest.mark.integration),
+]
+"""The real engines, for tests that run once per engine (the servers' ones marked integration)."""
+BACKENDS = ["fake", *ENGINES]
 
 _current: list[pytest.Item] = []
 
@@ -82,8 +92,44 @@ def require_elasticsearch() -> None:
     )
 
 
+def opensearch_reachable() -> bool:
+    """Whether an OpenSearch server (not an Elasticsearch on that port) answers at OS_URL."""
+    try:
+        response = httpx.get(OS_URL, timeout=2.0)
+        return response.status_code == 200 and response.json().get("version", {}).get("distribution") == "opensearch"
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def require_opensearch() -> None:
+    """Skip (outside CI) or fail (in CI) when no OpenSearch server is reachable."""
+    require_server(
+        "OpenSearch",
+        opensearch_reachable,
+        f"no OpenSearch at {OS_URL} (start one: OS_PORT=9201 scripts/opensearch.sh start)",
+    )
+
+
+def engine_settings(kind: str) -> dict[str, str]:
+    """The Settings fields that select engine `kind` (requiring its server), as field name -> value."""
+    if kind == "elasticsearch":
+        require_elasticsearch()
+        return {"elasticsearch_url": ES_URL, "opensearch_url": ""}
+    if kind == "opensearch":
+        require_opensearch()
+        return {"elasticsearch_url": "", "opensearch_url": OS_URL}
+    return {"elasticsearch_url": "", "opensearch_url": ""}
+
+
+def engine_environment(kind: str) -> dict[str, str]:
+    """The same, as environment variables for a server process a test starts."""
+    return {name.upper(): value for name, value in engine_settings(kind).items()}
+
+
 _SERVICE_VARIABLES = (
     "ELASTICSEARCH_",
+    "OPENSEARCH_",
+    "AWS_REGION",
     "TANTIVY_",
     "INDEX_",
     "SEARCH_",
@@ -168,13 +214,16 @@ async def make_backend(kind: str, schema: IndexSchema, tmp_path: Path) -> Search
         return FakeSearchBackend(schema=schema, alias=alias)
     if kind == "tantivy":
         return TantivyBackend(tmp_path / "tantivy", schema=schema, alias=alias, timeout_seconds=10.0)
+    if kind == "opensearch":
+        require_opensearch()
+        return create_opensearch_backend(url=OS_URL, schema=schema, alias=alias, timeout_seconds=10.0)
     require_elasticsearch()
     return create_elasticsearch_backend(url=ES_URL, schema=schema, alias=alias, timeout_seconds=10.0)
 
 
 async def drop_all(backend: SearchBackend) -> None:
-    """Remove every index the test created (Elasticsearch keeps them otherwise)."""
-    if backend.kind != "elasticsearch":
+    """Remove every index the test created (the engine clusters keep them otherwise)."""
+    if not isinstance(backend, ClusterBackend):
         return
     current = await backend.current_index()
     for name in await backend.list_indices():

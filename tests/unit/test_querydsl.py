@@ -1,4 +1,4 @@
-"""Unit tests of the pure parts of src.search.backends.elasticsearch: mapping, documents, queries, responses."""
+"""Unit tests of the shared Query DSL (src.search.backends.querydsl): mapping, documents, queries, responses."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 from elasticsearch import ApiError, NotFoundError
 
 from src.search.backends.base import BackendHit, BackendPage, BulkItemResult
-from src.search.backends.elasticsearch import (
-    _bulk_item,
+from src.search.backends.elasticsearch import is_rejection
+from src.search.backends.querydsl import (
     build_mapping,
     build_search_body,
     build_source,
-    is_rejection,
+    bulk_item_result,
     parse_search_response,
 )
 from src.search.documents import DocumentInvalid
@@ -497,7 +497,7 @@ def test_parse_search_response_empty_without_aggregations() -> None:
     assert parse_search_response(response, _query()) == BackendPage(hits=(), total=0, total_exact=True, facets={})
 
 
-# --- _bulk_item ----------------------------------------------------------------------------------
+# --- bulk_item_result ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -511,18 +511,18 @@ def test_parse_search_response_empty_without_aggregations() -> None:
         {"delete": {"_id": "d", "status": 404, "result": "not_found"}},
     ],
 )
-def test_bulk_item_ok(item: dict[str, Any]) -> None:
-    assert _bulk_item("d", item) == BulkItemResult(doc_id="d", ok=True, retryable=False, error=None)
+def test_bulk_item_result_ok(item: dict[str, Any]) -> None:
+    assert bulk_item_result("d", item) == BulkItemResult(doc_id="d", ok=True, retryable=False, error=None)
 
 
-def test_bulk_item_404_on_index_is_an_error() -> None:
+def test_bulk_item_result_404_on_index_is_an_error() -> None:
     item = {"index": {"status": 404, "error": {"type": "index_not_found_exception", "reason": "no such index [x]"}}}
-    assert _bulk_item("d", item) == BulkItemResult(
+    assert bulk_item_result("d", item) == BulkItemResult(
         doc_id="d", ok=False, retryable=False, error="index_not_found_exception: no such index [x]"
     )
 
 
-def test_bulk_item_mapper_error_not_retryable() -> None:
+def test_bulk_item_result_mapper_error_not_retryable() -> None:
     item = {
         "index": {
             "_id": "d",
@@ -530,7 +530,7 @@ def test_bulk_item_mapper_error_not_retryable() -> None:
             "error": {"type": "mapper_parsing_exception", "reason": "failed to parse field [v.size] of type [long]"},
         }
     }
-    assert _bulk_item("d", item) == BulkItemResult(
+    assert bulk_item_result("d", item) == BulkItemResult(
         doc_id="d",
         ok=False,
         retryable=False,
@@ -539,27 +539,27 @@ def test_bulk_item_mapper_error_not_retryable() -> None:
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_bulk_item_retryable_statuses(status: int) -> None:
+def test_bulk_item_result_retryable_statuses(status: int) -> None:
     item = {"index": {"status": status, "error": {"type": "es_rejected_execution_exception", "reason": "busy"}}}
-    assert _bulk_item("d", item) == BulkItemResult(
+    assert bulk_item_result("d", item) == BulkItemResult(
         doc_id="d", ok=False, retryable=True, error="es_rejected_execution_exception: busy"
     )
 
 
-def test_bulk_item_error_without_type_or_reason() -> None:
-    assert _bulk_item("d", {"index": {"status": 503, "error": {}}}) == BulkItemResult(
+def test_bulk_item_result_error_without_type_or_reason() -> None:
+    assert bulk_item_result("d", {"index": {"status": 503, "error": {}}}) == BulkItemResult(
         doc_id="d", ok=False, retryable=True, error="503: "
     )
 
 
-def test_bulk_item_string_error() -> None:
-    assert _bulk_item("d", {"index": {"status": 400, "error": "bad thing"}}) == BulkItemResult(
+def test_bulk_item_result_string_error() -> None:
+    assert bulk_item_result("d", {"index": {"status": 400, "error": "bad thing"}}) == BulkItemResult(
         doc_id="d", ok=False, retryable=False, error="bad thing"
     )
 
 
-def test_bulk_item_missing_status_is_retryable_500() -> None:
-    assert _bulk_item("d", {"index": {}}) == BulkItemResult(doc_id="d", ok=False, retryable=True, error="500: ")
+def test_bulk_item_result_missing_status_is_retryable_500() -> None:
+    assert bulk_item_result("d", {"index": {}}) == BulkItemResult(doc_id="d", ok=False, retryable=True, error="500: ")
 
 
 def _api_error(status: int, body: object = None) -> ApiError:

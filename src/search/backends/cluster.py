@@ -1,0 +1,191 @@
+"""`ClusterBackend`: the `SearchBackend` of a Query DSL engine cluster, whatever its client.
+
+Elasticsearch and OpenSearch answer the same requests (src/search/backends/querydsl.py builds them)
+through different clients with different call shapes and exceptions. This class holds everything the
+two share (index naming, the atomic alias swap, bulk assembly, paging) and asks each engine's
+subclass for a dozen small client calls, each a plain-dict request in and a plain-dict answer out,
+plus `_translate_errors`, the subclass's one choke point for its client's exceptions.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import cast
+
+from src.search.backends.base import BackendPage, BulkItemResult, IndexAction
+from src.search.backends.querydsl import (
+    ESBody,
+    build_bulk_operations,
+    build_mapping,
+    build_search_body,
+    bulk_item_result,
+    parse_search_response,
+)
+from src.search.errors import SearchUnavailable
+from src.search.models import Document
+from src.search.query import BackendQuery
+from src.search.schema import IndexSchema
+
+ADMIN_TIMEOUT_SECONDS = 60.0
+"""Index creation, alias swaps, deletes and refreshes may take longer than a search."""
+
+
+class ClusterBackend(ABC):
+    """A `SearchBackend` on an engine cluster behind an alias; subclasses supply the client calls."""
+
+    kind: str
+
+    def __init__(
+        self,
+        *,
+        schema: IndexSchema,
+        alias: str,
+        timeout_seconds: float,
+        replicas: int = 0,
+        refresh_interval: str = "1s",
+    ) -> None:
+        self._schema = schema
+        self._alias = alias
+        self._timeout = timeout_seconds
+        self._replicas = replicas
+        self._refresh_interval = refresh_interval
+
+    # --- what each engine's client does ------------------------------------------------------------
+
+    @abstractmethod
+    def _translate_errors(
+        self, what: str, *, budget_seconds: float | None = None, read: bool = False
+    ) -> AbstractAsyncContextManager[None]:
+        """The one choke point for the client's exceptions.
+
+        Connection errors, timeouts, 429 and 5xx become SearchUnavailable (they feed the breaker and
+        retries); on a read, the engine refusing that request's input becomes SearchRejected.
+        """
+
+    @abstractmethod
+    async def _search(self, body: ESBody) -> ESBody:
+        """POST <alias>/_search."""
+
+    @abstractmethod
+    async def _get_source(self, doc_id: str) -> ESBody | None:
+        """The `_source` of one document of the alias, or None when there is no such document."""
+
+    @abstractmethod
+    async def _alias_exists(self) -> bool:
+        """HEAD _alias/<alias>."""
+
+    @abstractmethod
+    async def _create_index(self, name: str, mapping: ESBody) -> None:
+        """Create the index and wait until it is at least yellow."""
+
+    @abstractmethod
+    async def _aliased_indices(self) -> list[str]:
+        """The indices the alias points at (none when it does not exist)."""
+
+    @abstractmethod
+    async def _update_aliases(self, actions: list[ESBody]) -> None:
+        """POST _aliases with these actions, atomically."""
+
+    @abstractmethod
+    async def _indices(self, pattern: str) -> list[str]:
+        """The names of the indices matching the pattern (none is not an error)."""
+
+    @abstractmethod
+    async def _delete_index(self, index: str) -> None:
+        """DELETE <index>."""
+
+    @abstractmethod
+    async def _bulk(self, operations: list[ESBody], *, timeout_seconds: float) -> ESBody:
+        """POST _bulk; the response with its `items`."""
+
+    @abstractmethod
+    async def _refresh(self, index: str) -> None:
+        """POST <index>/_refresh."""
+
+    @abstractmethod
+    async def _count(self, index: str) -> int:
+        """GET <index>/_count."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close the client's connections."""
+
+    # --- the SearchBackend contract, once for every engine -----------------------------------------
+
+    async def search(self, query: BackendQuery) -> BackendPage:
+        """Run one page of a search against the alias."""
+        body = build_search_body(query, self._schema)
+        async with self._translate_errors("search", read=True):
+            response = await self._search(body)
+        return parse_search_response(response, query)
+
+    async def get(self, doc_id: str) -> Document | None:
+        """The stored document, or None."""
+        async with self._translate_errors("get", read=True):
+            source = await self._get_source(doc_id)
+        return None if source is None else cast(Document, source["doc"])
+
+    async def ping(self) -> None:
+        """Raise SearchUnavailable unless the cluster answers and the alias exists."""
+        async with self._translate_errors("ping"):
+            exists = await self._alias_exists()
+        if not exists:
+            raise SearchUnavailable(f"{self.kind} alias {self._alias!r} does not exist; load data first")
+
+    async def create_index(self) -> str:
+        """Create `<alias>-<timestamp>` from the schema."""
+        name = f"{self._alias}-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
+        mapping = build_mapping(self._schema, replicas=self._replicas, refresh_interval=self._refresh_interval)
+        async with self._translate_errors("create index", budget_seconds=ADMIN_TIMEOUT_SECONDS):
+            await self._create_index(name, mapping)
+        return name
+
+    async def point_alias(self, index: str) -> None:
+        """Move the alias onto `index` in one atomic aliases update."""
+        async with self._translate_errors("point alias", budget_seconds=ADMIN_TIMEOUT_SECONDS):
+            current = await self._aliased_indices()
+            actions: list[ESBody] = [{"remove": {"index": old, "alias": self._alias}} for old in current]
+            actions.append({"add": {"index": index, "alias": self._alias, "is_write_index": True}})
+            await self._update_aliases(actions)
+
+    async def current_index(self) -> str | None:
+        """The index behind the alias, or None."""
+        async with self._translate_errors("get alias"):
+            indices = await self._aliased_indices()
+        return indices[-1] if indices else None
+
+    async def list_indices(self) -> list[str]:
+        """Every `<alias>-*` index, oldest first (timestamps sort lexically)."""
+        async with self._translate_errors("list indices"):
+            return sorted(await self._indices(f"{self._alias}-*"))
+
+    async def drop_index(self, index: str) -> None:
+        """Delete a versioned index unless the alias points at it."""
+        if index == await self.current_index():
+            raise ValueError(f"refusing to drop {index!r}: the alias points at it")
+        async with self._translate_errors("drop index", budget_seconds=ADMIN_TIMEOUT_SECONDS):
+            await self._delete_index(index)
+
+    async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
+        """One bulk request; per-document results, rejected documents reported rather than raised."""
+        operations, sent, results = build_bulk_operations(actions, target=index or self._alias, schema=self._schema)
+        if operations:
+            budget = max(30.0, self._timeout * 10)
+            async with self._translate_errors("bulk", budget_seconds=budget):
+                response = await self._bulk(operations, timeout_seconds=budget)
+            for position, item in zip(sent, response["items"], strict=True):
+                results[position] = bulk_item_result(actions[position].doc_id, item)
+        return [results[position] for position in range(len(actions))]
+
+    async def refresh(self, index: str | None = None) -> None:
+        """Make acknowledged writes searchable now."""
+        async with self._translate_errors("refresh", budget_seconds=ADMIN_TIMEOUT_SECONDS):
+            await self._refresh(index or self._alias)
+
+    async def count(self, index: str | None = None) -> int:
+        """Documents in `index` (default: the alias)."""
+        async with self._translate_errors("count"):
+            return await self._count(index or self._alias)

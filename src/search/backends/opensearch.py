@@ -1,0 +1,187 @@
+"""OpenSearch backend on opensearch-py's `AsyncOpenSearch` (OpenSearch 2.x/3.x, Amazon OpenSearch Service).
+
+The Elasticsearch client refuses OpenSearch (its product check), hence this second client. The
+requests are the shared Query DSL translation of the plan (src/search/backends/querydsl.py) and the
+backend logic is `ClusterBackend`'s; this file is the client's call shapes, its authentication
+(basic, or AWS SigV4 with opensearch-py's own signer and the standard AWS credential chain) and
+`_translate_errors`, the one choke point for its exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal, cast
+
+from opensearchpy import AsyncHttpConnection, AsyncOpenSearch, AWSV4SignerAsyncAuth
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+
+from src.search.backends.cluster import ADMIN_TIMEOUT_SECONDS, ClusterBackend
+from src.search.backends.querydsl import ESBody, error_type, is_rejection_status
+from src.search.errors import SearchRejected, SearchUnavailable
+from src.search.schema import IndexSchema
+
+type AwsService = Literal["es", "aoss"]
+"""SigV4 service names: `es` for OpenSearch Service domains, `aoss` for OpenSearch Serverless."""
+
+
+class OpenSearchBackend(ClusterBackend):
+    """`SearchBackend` on an OpenSearch cluster, behind an alias."""
+
+    kind = "opensearch"
+
+    def __init__(
+        self,
+        client: AsyncOpenSearch,
+        *,
+        schema: IndexSchema,
+        alias: str,
+        timeout_seconds: float,
+        replicas: int = 0,
+        refresh_interval: str = "1s",
+    ) -> None:
+        super().__init__(
+            schema=schema,
+            alias=alias,
+            timeout_seconds=timeout_seconds,
+            replicas=replicas,
+            refresh_interval=refresh_interval,
+        )
+        self._client = client
+
+    @asynccontextmanager
+    async def _translate_errors(
+        self, what: str, *, budget_seconds: float | None = None, read: bool = False
+    ) -> AsyncIterator[None]:
+        """Connection errors (opensearch-py's ConnectionError covers timeouts and TLS), 429 and 5xx:
+        SearchUnavailable; on a read, any other status is the engine refusing that request:
+        SearchRejected. Writes keep every failure retryable; `bulk` reports per-document refusals."""
+        try:
+            async with asyncio.timeout(budget_seconds or self._timeout * 2):
+                yield
+        except TimeoutError as err:
+            raise SearchUnavailable(f"opensearch {what} timed out") from err
+        except OpenSearchConnectionError as err:
+            raise SearchUnavailable(f"opensearch {what}: {type(err).__name__}") from err
+        except TransportError as err:
+            status = err.status_code if isinstance(err.status_code, int) else 500
+            if read and is_rejection_status(status, error_type(err.info)):
+                raise SearchRejected(f"opensearch refused the {what} request ({status})") from err
+            raise SearchUnavailable(f"opensearch {what} failed: {err}") from err
+        except OpenSearchException as err:  # serialization and the like: never the caller's input
+            raise SearchUnavailable(f"opensearch {what} failed: {err}") from err
+
+    async def _search(self, body: ESBody) -> ESBody:
+        return cast(ESBody, await self._client.search(index=self._alias, body=body))
+
+    async def _get_source(self, doc_id: str) -> ESBody | None:
+        try:
+            response = await self._client.get(index=self._alias, id=doc_id, params={"_source_includes": "doc"})
+        except NotFoundError as err:
+            if error_type(err.info) == "index_not_found_exception":
+                raise
+            return None
+        return cast(ESBody, response["_source"])
+
+    async def _alias_exists(self) -> bool:
+        return bool(await self._client.indices.exists_alias(name=self._alias))
+
+    async def _create_index(self, name: str, mapping: ESBody) -> None:
+        await self._client.indices.create(index=name, body=mapping, params=_timeout(ADMIN_TIMEOUT_SECONDS))
+        # The server-side `timeout` goes beside a `request_timeout`: alone, the client would take it
+        # for its own timeout (and as a string).
+        await self._client.cluster.health(
+            index=name, wait_for_status="yellow", params={"timeout": "30s", **_timeout(ADMIN_TIMEOUT_SECONDS)}
+        )
+
+    async def _aliased_indices(self) -> list[str]:
+        try:
+            response = await self._client.indices.get_alias(name=self._alias)
+        except NotFoundError:
+            return []
+        return sorted(response)
+
+    async def _update_aliases(self, actions: list[ESBody]) -> None:
+        await self._client.indices.update_aliases(body={"actions": actions}, params=_timeout(ADMIN_TIMEOUT_SECONDS))
+
+    async def _indices(self, pattern: str) -> list[str]:
+        return list(await self._client.indices.get(index=pattern, allow_no_indices=True))
+
+    async def _delete_index(self, index: str) -> None:
+        await self._client.indices.delete(index=index, params=_timeout(ADMIN_TIMEOUT_SECONDS))
+
+    async def _bulk(self, operations: list[ESBody], *, timeout_seconds: float) -> ESBody:
+        return cast(ESBody, await self._client.bulk(body=operations, params=_timeout(timeout_seconds)))
+
+    async def _refresh(self, index: str) -> None:
+        await self._client.indices.refresh(index=index, params=_timeout(ADMIN_TIMEOUT_SECONDS))
+
+    async def _count(self, index: str) -> int:
+        response = await self._client.count(index=index)
+        return int(response["count"])
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        await self._client.close()
+
+
+def _timeout(seconds: float) -> dict[str, Any]:
+    """A per-call client timeout. Through `params`, not the `request_timeout` keyword: that one is turned
+    into a string on the way, which the aiohttp connection then compares with a number (TypeError)."""
+    return {"request_timeout": seconds}
+
+
+def aws_credentials() -> Any:
+    """Credentials from the standard AWS chain (environment, profile, container or instance role).
+
+    botocore is imported here, only when signing is asked for (it comes with the `aws` extra, and is in
+    every Lambda runtime): an unsigned deployment never loads it.
+    """
+    try:
+        import botocore.session
+    except ImportError as err:  # pragma: no cover - the dev and aws extras both install it
+        raise RuntimeError("AWS SigV4 signing needs botocore: pip install 'search-read-api[aws]'") from err
+    credentials = botocore.session.get_session().get_credentials()
+    if credentials is None:
+        raise RuntimeError("AWS_REGION is set for SigV4 signing but no AWS credentials were found")
+    return credentials
+
+
+def create_opensearch_backend(
+    *,
+    url: str,
+    schema: IndexSchema,
+    alias: str,
+    timeout_seconds: float,
+    basic_auth: tuple[str, str] | None = None,
+    aws_region: str | None = None,
+    aws_service: AwsService = "es",
+    replicas: int = 0,
+    refresh_interval: str = "1s",
+) -> OpenSearchBackend:
+    """Build the client (bounded timeouts, one retry on connection errors only) and the backend.
+
+    With `aws_region`, every request is signed with SigV4 (opensearch-py's `AWSV4SignerAsyncAuth`);
+    otherwise `basic_auth`, if any, is sent.
+    """
+    http_auth: Any = basic_auth
+    if aws_region:
+        http_auth = AWSV4SignerAsyncAuth(aws_credentials(), aws_region, aws_service)
+    client = AsyncOpenSearch(
+        hosts=[url],
+        http_auth=http_auth,
+        connection_class=AsyncHttpConnection,
+        timeout=timeout_seconds,
+        max_retries=1,
+        retry_on_timeout=False,
+    )
+    return OpenSearchBackend(
+        client,
+        schema=schema,
+        alias=alias,
+        timeout_seconds=timeout_seconds,
+        replicas=replicas,
+        refresh_interval=refresh_interval,
+    )
