@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance es-start es-stop clean
+.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance es-start es-stop os-start os-stop clean
 
 venv: $(STAMP)
 
@@ -67,6 +67,13 @@ es-start:
 
 es-stop:
 	scripts/elasticsearch.sh stop
+
+# OpenSearch on 9201, so it can run beside a development Elasticsearch on 9200.
+os-start:
+	OS_PORT=$${OS_PORT:-9201} scripts/opensearch.sh start
+
+os-stop:
+	OS_PORT=$${OS_PORT:-9201} scripts/opensearch.sh stop
 
 clean:
 	rm -rf $(VENV) var .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

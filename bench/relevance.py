@@ -2,18 +2,20 @@
 
 Loads a JSON Lines file (default the demo data) into the embedded Tantivy index (a temp dir) and, when
 ELASTICSEARCH_URL is set, into Elasticsearch under a unique `relevance-<random>` alias plus a BASELINE
-index (plain `standard` text fields, `multi_match` with `fuzziness: AUTO`, the schema's boosts). It builds
+index (plain `standard` text fields, `multi_match` with `fuzziness: AUTO`, the schema's boosts), and when
+OPENSEARCH_URL is set, into OpenSearch under another such alias. It builds
 probes from the data with a fixed seed (the same seed and data give the same probes), runs each one
 through `search_documents` (size 10) and prints, per probe kind, success@1, success@10 and MRR@10, or
 for `summary-word-typo` the overlap of the top 10 of the misspelled word with the top 10 of the correct
-word. Every Elasticsearch index the script creates is deleted at the end.
+word. Every engine index the script creates is deleted at the end.
 
 Name, summary-word and known-item queries end with a space (complete words: no prefix matching of the
 last word); `name-prefix` queries do not (search-as-you-type). Queries the API refuses (InvalidParameter,
 e.g. too many words) count as failures.
 
     .venv/bin/python bench/relevance.py --probes 200
-    ELASTICSEARCH_URL=http://127.0.0.1:9200 .venv/bin/python bench/relevance.py --probes 100 --json out.json
+    ELASTICSEARCH_URL=http://127.0.0.1:9200 OPENSEARCH_URL=http://127.0.0.1:9201 \
+        .venv/bin/python bench/relevance.py --probes 100 --json out.json
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from src.indexer.load import load_file, open_lines  # noqa: E402
 from src.search.analysis import normalise, tokenize  # noqa: E402
 from src.search.backends.base import SearchBackend  # noqa: E402
 from src.search.backends.elasticsearch import create_elasticsearch_backend  # noqa: E402
+from src.search.backends.opensearch import create_opensearch_backend  # noqa: E402
 from src.search.backends.tantivy import TantivyBackend  # noqa: E402
 from src.search.errors import InvalidParameter, SearchRejected  # noqa: E402
 from src.search.schema import IndexSchema, load_schema  # noqa: E402
@@ -57,6 +60,8 @@ OVERLAP_KIND = "summary-word-typo"
 NAME_KINDS = tuple(f"name-{edit}" for edit in EDITS)
 KINDS = (*NAME_KINDS, "separator-dropped", "separator-added", OVERLAP_KIND, "known-item", "name-prefix")
 SEPARATORS = "-._+"
+CLUSTER_BATCH = 250
+"""Documents per bulk request to an engine cluster: aiohttp warns (an error under the tests) on bodies over 1 MB."""
 LETTERS = string.ascii_lowercase
 TOP = 10
 
@@ -264,10 +269,34 @@ async def run_tantivy(data: Path, schema: IndexSchema, probes: list[Probe], tmp:
         await backend.close()
 
 
-async def evaluate_tantivy(data: Path, *, probes_per_kind: int, seed: int, tmp: Path) -> dict[str, dict[str, float]]:
-    """The Tantivy figures only (for tests asserting floors), with the default schema."""
-    probes = build_probes(read_documents(data), per_kind=probes_per_kind, seed=seed)
+async def run_opensearch(url: str, data: Path, schema: IndexSchema, probes: list[Probe]) -> SystemRun:
+    """Our OpenSearch backend, on an index deleted at the end."""
+    backend = create_opensearch_backend(
+        url=url, schema=schema, alias=f"relevance-{secrets.token_hex(4)}", timeout_seconds=10
+    )
+    try:
+        started = time.perf_counter()
+        await load_file(data, backend=backend, batch_size=CLUSTER_BATCH)
+        return await run_probes(probes, api_search(backend, schema), time.perf_counter() - started)
+    finally:
+        try:
+            for index in await backend.list_indices():
+                await backend._client.indices.delete(index=index)
+        finally:
+            await backend.close()
+
+
+async def evaluate_engine(
+    kind: str, data: Path, *, probes_per_kind: int, seed: int, tmp: Path, url: str = ""
+) -> dict[str, dict[str, float]]:
+    """One engine's figures (for tests asserting floors), with the default schema; `url` for the clusters."""
+    documents = read_documents(data)
+    probes = build_probes(documents, per_kind=probes_per_kind, seed=seed)
     schema = load_schema(DEFAULT_SCHEMA)
+    if kind == "opensearch":
+        return figures(probes, await run_opensearch(url, data, schema, probes))
+    if kind == "elasticsearch":
+        return figures(probes, (await run_elasticsearch(url, data, schema, probes, documents))["elasticsearch"])
     return figures(probes, await run_tantivy(data, schema, probes, tmp))
 
 
@@ -282,7 +311,7 @@ async def run_elasticsearch(
     runs: dict[str, SystemRun] = {}
     try:
         started = time.perf_counter()
-        await load_file(data, backend=backend, batch_size=1000)
+        await load_file(data, backend=backend, batch_size=CLUSTER_BATCH)
         runs["elasticsearch"] = await run_probes(probes, api_search(backend, schema), time.perf_counter() - started)
         started = time.perf_counter()
         names = [spec.name for spec in schema.searchable]
@@ -374,6 +403,11 @@ async def main() -> None:
         runs |= await run_elasticsearch(es_url, args.data, schema, probes, documents)
     else:
         print("ELASTICSEARCH_URL not set: Elasticsearch and the baseline skipped", file=sys.stderr)
+    os_url = os.environ.get("OPENSEARCH_URL", "")
+    if os_url:
+        runs["opensearch"] = await run_opensearch(os_url, args.data, schema, probes)
+    else:
+        print("OPENSEARCH_URL not set: OpenSearch skipped", file=sys.stderr)
     results = {system: figures(probes, run) for system, run in runs.items()}
     print(f"{len(documents)} documents from {args.data.name}, seed {args.seed}, up to {args.probes} probes per kind\n")
     print(report(probes, results, runs))

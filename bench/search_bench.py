@@ -1,12 +1,13 @@
 """Benchmark: GET /v1/search (uncached) against the same queries sent straight to the backend.
 
-For each backend (Tantivy always; Elasticsearch when ELASTICSEARCH_URL answers) it loads the demo data
+For each backend (Tantivy always; Elasticsearch when ELASTICSEARCH_URL is set; OpenSearch when
+OPENSEARCH_URL is set) it loads the demo data
 into a bench alias, starts the API as a separate uvicorn process, and measures in one run:
 
 - floor:  GET /healthz on the same server (what HTTP + FastAPI + the load generator cost alone),
 - api:    GET /v1/search over HTTP, uncached (httpx, `--concurrency` requests in flight), and
 - direct: the query our service would send, through the backend's own client
-          (AsyncElasticsearch.search with the same body; Tantivy's searcher with the same query and
+          (AsyncElasticsearch/AsyncOpenSearch.search with the same body; Tantivy's searcher with the same query and
           the same stored-document reads, in worker threads),
 
 reporting requests/second, p50 and p99 latency and the api/direct throughput ratio.
@@ -111,12 +112,13 @@ async def bench_backend(kind: str, settings: Settings, args: argparse.Namespace)
     schema = load_schema(settings.index_schema_path)
     backend = create_backend(settings, schema)
     if await backend.current_index() is None:
-        await load_file(settings.demo_data_path, backend=backend, batch_size=1000)
+        await load_file(settings.demo_data_path, backend=backend, batch_size=250)  # aiohttp: bodies under 1 MB
     port = free_port()
     env = os.environ | {
         "INDEX_ALIAS": settings.index_alias,
         "TANTIVY_DATA_DIR": str(settings.tantivy_data_dir),
         "ELASTICSEARCH_URL": settings.elasticsearch_url,
+        "OPENSEARCH_URL": settings.opensearch_url,
         "APP_PORT": str(port),
         "LOG_LEVEL": "WARNING",
         "CURSOR_SECRET": "bench",
@@ -206,14 +208,20 @@ async def main() -> None:
     args = parser.parse_args()
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        tantivy = Settings(tantivy_data_dir=Path(tmp), index_alias="bench-packages", elasticsearch_url="")
+        tantivy = Settings(
+            tantivy_data_dir=Path(tmp), index_alias="bench-packages", elasticsearch_url="", opensearch_url=""
+        )
         results += await bench_backend("tantivy", tantivy, args)
-    es_url = os.environ.get("ELASTICSEARCH_URL", "")
-    if es_url:
-        es = Settings(elasticsearch_url=es_url, index_alias="bench-packages")
-        results += await bench_backend("elasticsearch", es, args)
-    else:
-        print("ELASTICSEARCH_URL not set: Elasticsearch skipped", file=sys.stderr)
+    for kind, variable in (("elasticsearch", "ELASTICSEARCH_URL"), ("opensearch", "OPENSEARCH_URL")):
+        url = os.environ.get(variable, "")
+        if not url:
+            print(f"{variable} not set: {kind} skipped", file=sys.stderr)
+            continue
+        engine = Settings(
+            **{"elasticsearch_url": "", "opensearch_url": "", f"{kind}_url": url},  # type: ignore[arg-type]
+            index_alias="bench-packages",
+        )
+        results += await bench_backend(kind, engine, args)
     print(f"{args.requests} requests per mode, concurrency {args.concurrency}, {os.cpu_count()} cores\n")
     print(report(results))
     print(f"\nmedian api p50 latency: {statistics.median(r.percentile(0.5) for r in results[1::3]):.2f} ms")

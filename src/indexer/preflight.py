@@ -142,7 +142,12 @@ async def _backend(backend: SearchBackend) -> CheckLine:
     try:
         current = await backend.current_index()
     except SearchUnavailable as err:
-        return CheckLine("fail", what, str(err), "check ELASTICSEARCH_URL (or TANTIVY_DATA_DIR) and that it answers")
+        setting = {
+            "elasticsearch": "ELASTICSEARCH_URL",
+            "opensearch": "OPENSEARCH_URL",
+            "tantivy": "TANTIVY_DATA_DIR",
+        }.get(backend.kind, "ELASTICSEARCH_URL, OPENSEARCH_URL or TANTIVY_DATA_DIR")
+        return CheckLine("fail", what, str(err), f"check {setting} and that it answers")
     if current is None:
         return CheckLine("note", what, "the alias does not exist yet: the stream will create it")
     return CheckLine("ok", what, f"alias points at {current}")

@@ -25,10 +25,10 @@ from src.observability.tracing import current_ids
 if TYPE_CHECKING:
     from loguru import Message
 
-_PER_REQUEST_LOGGERS = ("elastic_transport",)
+_PER_REQUEST_LOGGERS = ("elastic_transport", "opensearch", "opensearchpy.trace")
 """Libraries that log every failed request (with a traceback); the breakers log outages once instead."""
 
-_ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "faststream", "pymongo", "elasticsearch")
+_ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "faststream", "pymongo", "elasticsearch", "opensearch")
 """Loggers that bring handlers of their own (uvicorn's); theirs are removed so each line is written once."""
 
 _SILENCED_LOGGERS = ("uvicorn.access",)

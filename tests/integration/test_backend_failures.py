@@ -11,16 +11,26 @@ import httpx
 import pytest
 
 from src.main import create_app
+from src.search.backends.cluster import ClusterBackend
 from src.search.backends.elasticsearch import create_elasticsearch_backend
+from src.search.backends.opensearch import create_opensearch_backend
 from src.search.backends.tantivy import TantivyBackend
 from src.search.errors import SearchUnavailable
 from src.search.query import BackendQuery, ParsedQuery, SortSpec
 from src.settings import Settings
+from tests.conftest import make_backend
 from tests.fixtures.catalog import SCHEMA
 
 pytestmark = pytest.mark.integration
 
 QUERY = BackendQuery(query=ParsedQuery(), filters=(), facets=(), sort=SortSpec(), limit=10)
+CLUSTERS = ["elasticsearch", "opensearch"]
+
+
+def cluster_backend(kind: str, url: str, timeout_seconds: float) -> ClusterBackend:
+    """An engine-cluster backend of `kind` at `url` (no server needed: these tests aim at dead ones)."""
+    create = create_opensearch_backend if kind == "opensearch" else create_elasticsearch_backend
+    return create(url=url, schema=SCHEMA, alias="x", timeout_seconds=timeout_seconds)
 
 
 @pytest.fixture
@@ -42,8 +52,9 @@ async def silent_server() -> AsyncIterator[int]:
         await server.wait_closed()
 
 
-async def test_elasticsearch_search_when_connection_refused_raises_unavailable() -> None:
-    backend = create_elasticsearch_backend(url="http://127.0.0.1:9", schema=SCHEMA, alias="x", timeout_seconds=0.5)
+@pytest.mark.parametrize("kind", CLUSTERS)
+async def test_cluster_search_when_connection_refused_raises_unavailable(kind: str) -> None:
+    backend = cluster_backend(kind, "http://127.0.0.1:9", 0.5)
     started = time.monotonic()
     try:
         with pytest.raises(SearchUnavailable):
@@ -57,10 +68,9 @@ async def test_elasticsearch_search_when_connection_refused_raises_unavailable()
     assert time.monotonic() - started < 5
 
 
-async def test_elasticsearch_search_when_server_silent_times_out(silent_server: int) -> None:
-    backend = create_elasticsearch_backend(
-        url=f"http://127.0.0.1:{silent_server}", schema=SCHEMA, alias="x", timeout_seconds=0.3
-    )
+@pytest.mark.parametrize("kind", CLUSTERS)
+async def test_cluster_search_when_server_silent_times_out(kind: str, silent_server: int) -> None:
+    backend = cluster_backend(kind, f"http://127.0.0.1:{silent_server}", 0.3)
     started = time.monotonic()
     try:
         with pytest.raises(SearchUnavailable):
@@ -79,8 +89,9 @@ async def test_tantivy_search_when_alias_missing_raises_unavailable(tmp_path: Pa
     await backend.close()
 
 
-async def test_readyz_when_elasticsearch_down_returns_503(tmp_path: Path) -> None:
-    settings = Settings(elasticsearch_url="http://127.0.0.1:9", search_timeout_seconds=0.5)
+@pytest.mark.parametrize("kind", CLUSTERS)
+async def test_readyz_when_cluster_down_returns_503(kind: str, tmp_path: Path) -> None:
+    settings = Settings(**{f"{kind}_url": "http://127.0.0.1:9"}, search_timeout_seconds=0.5)  # type: ignore[arg-type]
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -100,3 +111,18 @@ async def test_search_when_tantivy_index_not_loaded_returns_503(tmp_path: Path) 
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             response = await client.get("/v1/search")
     assert response.status_code == 503
+
+
+@pytest.mark.parametrize("kind", CLUSTERS)
+async def test_cluster_search_when_alias_missing_raises_unavailable_not_rejected(kind: str, tmp_path: Path) -> None:
+    """A missing alias is the deployment's state (load data first): unavailable, on the real engine."""
+    backend = await make_backend(kind, SCHEMA, tmp_path)
+    try:
+        with pytest.raises(SearchUnavailable):
+            await backend.search(QUERY)
+        with pytest.raises(SearchUnavailable):
+            await backend.get("a")
+        with pytest.raises(SearchUnavailable, match="load data first"):
+            await backend.ping()
+    finally:
+        await backend.close()

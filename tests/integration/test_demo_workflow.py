@@ -18,7 +18,7 @@ from src.main import create_app
 from src.search.backends.factory import create_backend
 from src.search.schema import load_schema
 from src.settings import Settings, get_settings
-from tests.conftest import ES_URL, drop_all, require_elasticsearch
+from tests.conftest import ENGINES, drop_all, engine_environment
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ MISSPELLED = {
 }
 
 
-@pytest.fixture(params=["tantivy", "elasticsearch"])
+@pytest.fixture(params=ENGINES)
 def demo_settings(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Settings]:
@@ -45,9 +45,8 @@ def demo_settings(
     monkeypatch.setenv("INDEX_ALIAS", f"demo-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("TANTIVY_DATA_DIR", str(tmp_path / "tantivy"))
     monkeypatch.setenv("CURSOR_SECRET", "integration")
-    if request.param == "elasticsearch":
-        require_elasticsearch()
-        monkeypatch.setenv("ELASTICSEARCH_URL", ES_URL)
+    for name, value in engine_environment(str(request.param)).items():
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     settings = get_settings()
     yield settings

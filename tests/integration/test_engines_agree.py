@@ -1,5 +1,5 @@
-"""One plan, two engines: on the demo data, generated queries match the same documents on Tantivy and
-Elasticsearch, and a misspelled name ranks the same package first on both."""
+"""One plan, three engines: on the demo data, generated queries match the same documents on Tantivy as on
+Elasticsearch and on OpenSearch, and a misspelled name ranks the same package first on each."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ import pytest_asyncio
 
 from src.indexer.load import load_file
 from src.search.backends.base import SearchBackend
-from src.search.backends.elasticsearch import create_elasticsearch_backend
 from src.search.backends.tantivy import TantivyBackend
 from src.search.schema import load_schema
 from src.search.service import SearchOptions, SearchRequest, search_documents
-from tests.conftest import ES_URL, drop_all, require_elasticsearch
+from tests.conftest import drop_all, make_backend
 
 pytestmark = pytest.mark.integration
 
@@ -45,19 +44,28 @@ def generated_queries(seed: int = 3, count: int = 60) -> tuple[list[str], list[t
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engines(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[SearchBackend, SearchBackend]]:
-    require_elasticsearch()
+async def tantivy(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SearchBackend]:
     alias = f"agree-{uuid.uuid4().hex[:8]}"
-    tantivy = TantivyBackend(tmp_path_factory.mktemp("agree"), schema=SCHEMA, alias=alias, timeout_seconds=30)
-    elastic = create_elasticsearch_backend(url=ES_URL, schema=SCHEMA, alias=alias, timeout_seconds=30)
+    backend = TantivyBackend(tmp_path_factory.mktemp("agree"), schema=SCHEMA, alias=alias, timeout_seconds=30)
     try:
-        for backend in (tantivy, elastic):
-            await load_file(DEMO, backend=backend, batch_size=250)  # aiohttp warns on bodies over 1 MB
-        yield tantivy, elastic
+        await load_file(DEMO, backend=backend, batch_size=250)
+        yield backend
     finally:
-        await drop_all(elastic)
-        await elastic.close()
-        await tantivy.close()
+        await backend.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["elasticsearch", "opensearch"])
+async def engines(
+    request: pytest.FixtureRequest, tantivy: SearchBackend, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[SearchBackend, SearchBackend]]:
+    """Tantivy beside one engine cluster, both holding the demo data."""
+    cluster = await make_backend(str(request.param), SCHEMA, tmp_path_factory.mktemp("cluster"))
+    try:
+        await load_file(DEMO, backend=cluster, batch_size=250)  # aiohttp warns on bodies over 1 MB
+        yield tantivy, cluster
+    finally:
+        await drop_all(cluster)
+        await cluster.close()
 
 
 async def _matched(backend: SearchBackend, q: str) -> tuple[int, list[str]]:
@@ -68,7 +76,7 @@ async def _matched(backend: SearchBackend, q: str) -> tuple[int, list[str]]:
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_search_when_queries_generated_match_the_same_documents_on_both_engines(
+async def test_search_when_queries_generated_match_the_same_documents_on_each_engine(
     engines: tuple[SearchBackend, SearchBackend],
 ) -> None:
     tantivy, elastic = engines
@@ -79,7 +87,7 @@ async def test_search_when_queries_generated_match_the_same_documents_on_both_en
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_search_when_name_misspelled_ranks_it_first_on_both_engines(
+async def test_search_when_name_misspelled_ranks_it_first_on_each_engine(
     engines: tuple[SearchBackend, SearchBackend],
 ) -> None:
     _, misspelled = generated_queries()

@@ -1,4 +1,4 @@
-"""Hostile requests against the API on a real Elasticsearch and a real Redis: no single request changes
+"""Hostile requests against the API on a real Elasticsearch and OpenSearch and a real Redis: no single request changes
 the service for anyone else.
 
 Each test asserts the search breaker is still closed (and that an ordinary search still answers) after
@@ -25,37 +25,40 @@ from src.cache.invalidation import make_invalidator
 from src.cache.redis import create_redis_cache
 from src.main import create_app
 from src.search.backends.base import SearchBackend
-from src.search.backends.elasticsearch import create_elasticsearch_backend
 from src.search.backends.guarded import GuardedBackend
 from src.search.errors import SearchRejected
 from src.search.query import BackendQuery, ParsedQuery, parse_sort
 from src.settings import DEV_CURSOR_SECRET, Settings
 from tests.api.conftest import schema_file
-from tests.conftest import ES_URL, REDIS_URL, drop_all, load, require_elasticsearch, require_redis
+from tests.conftest import REDIS_URL, drop_all, engine_settings, load, make_backend, require_redis
 from tests.fixtures.catalog import DOCS, SCHEMA
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(params=["elasticsearch", "opensearch"])
+async def engine(request: pytest.FixtureRequest) -> str:
+    """The engine cluster under attack (each test runs on both)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def catalog_alias() -> AsyncIterator[str]:
-    """The contract catalogue on the real Elasticsearch under a fresh alias."""
-    require_elasticsearch()
-    alias = f"hostile-{uuid.uuid4().hex[:8]}"
-    backend: SearchBackend = create_elasticsearch_backend(url=ES_URL, schema=SCHEMA, alias=alias, timeout_seconds=10)
+async def catalog_alias(engine: str, tmp_path: Path) -> AsyncIterator[str]:
+    """The contract catalogue on the real engine under a fresh alias."""
+    backend: SearchBackend = await make_backend(engine, SCHEMA, tmp_path)
     try:
         await load(backend, DOCS)
-        yield alias
+        yield backend._alias  # type: ignore[attr-defined]
     finally:
         await drop_all(backend)
         await backend.close()
 
 
-def es_settings(tmp_path: Path, alias: str, namespace: str) -> Settings:
+def es_settings(tmp_path: Path, alias: str, namespace: str, engine: str) -> Settings:
     require_redis()
     return Settings(
         index_schema_path=schema_file(tmp_path),
-        elasticsearch_url=ES_URL,
+        **engine_settings(engine),  # type: ignore[arg-type]
         index_alias=alias,
         redis_url=REDIS_URL,
         cache_namespace=namespace,
@@ -65,8 +68,8 @@ def es_settings(tmp_path: Path, alias: str, namespace: str) -> Settings:
 
 
 @pytest.fixture
-async def app(tmp_path: Path, catalog_alias: str) -> AsyncIterator[FastAPI]:
-    application = create_app(es_settings(tmp_path, catalog_alias, f"hostile-{uuid.uuid4().hex[:8]}"))
+async def app(tmp_path: Path, catalog_alias: str, engine: str) -> AsyncIterator[FastAPI]:
+    application = create_app(es_settings(tmp_path, catalog_alias, f"hostile-{uuid.uuid4().hex[:8]}", engine))
     async with application.router.lifespan_context(application):
         yield application
 
@@ -94,12 +97,16 @@ async def test_read_document_when_dot_segment_ids_repeat_leaves_search_up(
     await assert_service_unchanged(app, client)
 
 
-async def test_get_when_engine_rejects_dot_segment_id_is_rejected_not_unavailable(app: FastAPI) -> None:
-    """Below the edge's id check: the adapter classifies Elasticsearch's own 400/405 as a rejection."""
+async def test_get_when_engine_rejects_dot_segment_id_is_rejected_not_unavailable(app: FastAPI, engine: str) -> None:
+    """Below the edge's id check: the adapter classifies Elasticsearch's own 400/405 as a rejection;
+    OpenSearch looks such an id up like any other and finds no document."""
     backend: GuardedBackend = app.state.services.backend
     for doc_id in ["..", ".", "..", ".", "..", "."]:
-        with pytest.raises(SearchRejected):
-            await backend.get(doc_id)
+        if engine == "elasticsearch":
+            with pytest.raises(SearchRejected):
+                await backend.get(doc_id)
+        else:
+            assert await backend.get(doc_id) is None
     assert backend.breaker.state == "closed"
 
 
@@ -139,10 +146,10 @@ async def test_search_when_engine_rejects_the_query_is_a_400_for_that_request_on
 
 
 async def test_search_when_another_alias_shares_the_namespace_keeps_its_generation(
-    tmp_path: Path, catalog_alias: str
+    tmp_path: Path, catalog_alias: str, engine: str
 ) -> None:
     namespace = f"shared-{uuid.uuid4().hex[:8]}"
-    settings = es_settings(tmp_path, catalog_alias, namespace)
+    settings = es_settings(tmp_path, catalog_alias, namespace, engine)
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with (

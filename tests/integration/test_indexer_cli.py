@@ -112,17 +112,18 @@ def test_main_when_mongodb_unreachable_fails_cleanly(
     assert report["error"]
 
 
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
 def test_main_when_backend_unreachable_says_so_with_its_own_code(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    kind: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seed(env, 3)
-    monkeypatch.setenv("ELASTICSEARCH_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv(f"{kind.upper()}_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("SEARCH_TIMEOUT_SECONDS", "0.3")
     get_settings.cache_clear()
     assert main(["status"]) == 5
     report = json.loads(capsys.readouterr().out)
     assert report["state"] == "backend-unreachable"
-    assert "elasticsearch" in report["error"]
+    assert kind in report["error"]
 
 
 def test_main_when_check_on_a_healthy_source_passes_with_notes(

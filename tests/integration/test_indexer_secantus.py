@@ -1,4 +1,4 @@
-"""The indexer end to end on a real MongoDB wire protocol (SecantusDB) into Tantivy and Elasticsearch.
+"""The indexer end to end on a real MongoDB wire protocol (SecantusDB) into Tantivy, Elasticsearch and OpenSearch.
 
 Inserts, updates, replaces and deletes reach the index; a SIGKILLed stream resumes without loss; a
 poison document is dead-lettered while the rest flows; lost history triggers the automatic reindex;
@@ -27,7 +27,7 @@ from src.indexer.runner import run_stream
 from src.search.models import Document
 from src.search.query import BackendQuery, ParsedQuery, SortSpec
 from src.settings import Settings
-from tests.conftest import ES_URL, drop_all, require_elasticsearch, start_secantus, stop_process
+from tests.conftest import ENGINES, drop_all, engine_settings, start_secantus, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +46,16 @@ def package(number: int, **changes: object) -> dict[str, object]:
 
 
 def make_settings(kind: str, url: str, tmp_path: Path) -> Settings:
-    if kind == "elasticsearch":
-        require_elasticsearch()
     return Settings(
+        **engine_settings(kind),  # type: ignore[arg-type]
         mongodb_url=url,
         mongodb_database=f"it_{uuid.uuid4().hex[:8]}",
         mongodb_collection="packages",
         index_alias=f"idx-{uuid.uuid4().hex[:8]}",
         tantivy_data_dir=tmp_path / "tantivy",
         tantivy_reload_interval_seconds=0,
-        elasticsearch_url=ES_URL if kind == "elasticsearch" else "",
         elasticsearch_refresh_interval="200ms",
+        opensearch_refresh_interval="200ms",
         indexer_metrics_port=0,
         indexer_heartbeat_seconds=0.2,
         indexer_batch_max_events=50,
@@ -69,13 +68,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The same settings as environment variables, for a subprocess."""
     names = [
         "mongodb_url", "mongodb_database", "mongodb_collection", "index_alias", "tantivy_data_dir",
-        "elasticsearch_url", "elasticsearch_refresh_interval", "indexer_metrics_port", "indexer_heartbeat_seconds",
+        "elasticsearch_url", "elasticsearch_refresh_interval", "opensearch_url", "opensearch_refresh_interval",
+        "indexer_metrics_port", "indexer_heartbeat_seconds",
         "indexer_batch_max_events", "indexer_retry_base_seconds", "redis_url",
     ]  # fmt: skip
     return {name.upper(): str(getattr(settings, name)) for name in names}
 
 
-@pytest.fixture(params=["tantivy", "elasticsearch"])
+@pytest.fixture(params=ENGINES)
 def settings(request: pytest.FixtureRequest, secantus_url: str, tmp_path: Path) -> Iterator[Settings]:
     config = make_settings(str(request.param), secantus_url, tmp_path)
     yield config
@@ -271,11 +271,10 @@ async def test_reindex_when_writes_continue_readers_never_see_a_partial_index(
     assert min(reader_counts) >= 300
 
 
-@pytest.fixture(params=["tantivy", "elasticsearch"])
+@pytest.fixture(params=ENGINES)
 def short_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """A server keeping only 5 oplog entries, so history can be made to expire."""
-    if request.param == "elasticsearch":
-        require_elasticsearch()  # before starting a server that a skip would leave running
+    engine_settings(str(request.param))  # requires the engine before starting a server a skip would leave running
     url, process = start_secantus(tmp_path / "short", "--oplog-max-entries", "5")
     try:
         config = make_settings(str(request.param), url, tmp_path)

@@ -1,4 +1,4 @@
-"""Relevance floors on the embedded engine: `bench/relevance.py`'s probes over the demo data.
+"""Relevance floors on every engine: `bench/relevance.py`'s probes over the demo data.
 
 The floors sit just below the figures measured when they were set (see the README's relevance section),
 so a change that makes search worse at finding misspelled, split or concatenated names fails here.
@@ -13,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.conftest import ENGINES, engine_settings
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +46,13 @@ def _bench() -> ModuleType:
     return module
 
 
-def test_search_when_probed_with_typos_and_separators_stays_above_its_floors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ENGINES)
+def test_search_when_probed_with_typos_and_separators_stays_above_its_floors(kind: str, tmp_path: Path) -> None:
+    url = "".join(engine_settings(kind).values())  # the one URL of this engine (none for Tantivy)
     figures = asyncio.run(
-        _bench().evaluate_tantivy(ROOT / "data" / "debian-packages.jsonl.gz", probes_per_kind=100, seed=7, tmp=tmp_path)
+        _bench().evaluate_engine(
+            kind, ROOT / "data" / "debian-packages.jsonl.gz", probes_per_kind=100, seed=7, tmp=tmp_path, url=url
+        )
     )
     below = {
         (kind, metric): round(figures[kind][metric], 3)

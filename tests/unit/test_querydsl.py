@@ -579,6 +579,8 @@ def _api_error(status: int, body: object = None) -> ApiError:
         (405, None, True),
         (404, {"error": {"type": "illegal_argument_exception"}}, True),
         (404, {"error": {"type": "index_not_found_exception"}}, False),  # the alias is gone: unavailable
+        (401, {"error": {"type": "security_exception"}}, False),  # credentials: the deployment's fault
+        (403, None, False),
         (429, None, False),
         (500, None, False),
         (503, None, False),

@@ -10,6 +10,7 @@ backend logic is `ClusterBackend`'s; this file is the client's call shapes, its 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal, cast
@@ -67,7 +68,7 @@ class OpenSearchBackend(ClusterBackend):
             raise SearchUnavailable(f"opensearch {what}: {type(err).__name__}") from err
         except TransportError as err:
             status = err.status_code if isinstance(err.status_code, int) else 500
-            if read and is_rejection_status(status, error_type(err.info)):
+            if read and is_rejection_status(status, _error_type(err)):
                 raise SearchRejected(f"opensearch refused the {what} request ({status})") from err
             raise SearchUnavailable(f"opensearch {what} failed: {err}") from err
         except OpenSearchException as err:  # serialization and the like: never the caller's input
@@ -80,7 +81,7 @@ class OpenSearchBackend(ClusterBackend):
         try:
             response = await self._client.get(index=self._alias, id=doc_id, params={"_source_includes": "doc"})
         except NotFoundError as err:
-            if error_type(err.info) == "index_not_found_exception":
+            if _error_type(err) == "index_not_found_exception":
                 raise
             return None
         return cast(ESBody, response["_source"])
@@ -125,6 +126,17 @@ class OpenSearchBackend(ClusterBackend):
     async def close(self) -> None:
         """Close the client's connections."""
         await self._client.close()
+
+
+def _error_type(err: TransportError) -> str | None:
+    """The engine's `error.type`. The async connection does not decode error bodies (it drops their
+    content type), so `info` is None there and the raw JSON is in `error`."""
+    if isinstance(err.info, dict):
+        return error_type(err.info)
+    try:
+        return error_type(json.loads(err.error)) if isinstance(err.error, str) else None
+    except ValueError:
+        return err.error if isinstance(err.error, str) and err.error.endswith("_exception") else None
 
 
 def _timeout(seconds: float) -> dict[str, Any]:

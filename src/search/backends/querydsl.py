@@ -262,10 +262,11 @@ def bulk_item_result(doc_id: str, item: ESBody) -> BulkItemResult:
 def is_rejection_status(status: int, error_type: str | None) -> bool:
     """Whether a failed call was the engine refusing the request itself.
 
-    A 4xx other than 429, and not a missing index (that is the deployment's state, not the request's
-    fault): such a failure is that request's 4xx and never feeds a breaker.
+    A 4xx other than 429, 401/403 and a missing index: such a failure is that request's 4xx and never
+    feeds a breaker. Refused credentials (expired keys, a role without access, a bad SigV4 clock) and
+    a missing index are the deployment's state, not the request's fault: the service is unavailable.
     """
-    if status == 429 or status >= 500 or status < 400:
+    if status in (401, 403, 429) or status >= 500 or status < 400:
         return False
     return not (status == 404 and error_type == "index_not_found_exception")
 
