@@ -195,7 +195,14 @@ class Settings(BaseSettings):
     demo_data_path: Path = Path("data/debian-packages.jsonl.gz")
     load_batch_size: int = Field(default=500, ge=1, le=10_000)
 
-    @field_validator("mongodb_tls_ca_file", "mongodb_tls_cert_key_file", "mongodb_password", mode="before")
+    @field_validator(
+        "mongodb_tls_ca_file",
+        "mongodb_tls_cert_key_file",
+        "mongodb_password",
+        "opensearch_sigv4",
+        "opensearch_password",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
