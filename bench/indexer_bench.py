@@ -124,7 +124,7 @@ async def plain_bulk(backend: Any, docs: list[dict[str, Any]]) -> float:
         actions = (
             {"_index": index, "_id": str(doc["id"]), "_source": build_source(doc, backend._schema)} for doc in docs
         )
-        await async_bulk(backend._client, actions, chunk_size=500)  # type: ignore[attr-defined]
+        await async_bulk(backend._client, actions, chunk_size=500)
         await backend.refresh(index)  # searchable, as the stream's writes are when they are counted
     else:
         assert isinstance(backend, TantivyBackend)

@@ -160,7 +160,7 @@ def direct_caller(backend: SearchBackend, schema: IndexSchema) -> Callable[[str]
         return prepare_search(SearchRequest(q=q), schema=schema, options=options, backend_kind=backend.kind)
 
     if isinstance(backend, ClusterBackend):  # Elasticsearch or OpenSearch: both clients take this call
-        client: Any = backend._client  # type: ignore[attr-defined]
+        client: Any = backend._client
         alias = backend._alias
         bodies = {q: build_search_body(prepared(q).backend_query, schema) for q in QUERIES}
 

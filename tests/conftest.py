@@ -230,7 +230,7 @@ async def drop_all(backend: SearchBackend) -> None:
         if name != current:
             await backend.drop_index(name)
     if current is not None:
-        client = backend._client  # type: ignore[attr-defined]
+        client = backend._client
         await client.indices.delete(index=current)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ QUERY = BackendQuery(query=ParsedQuery(), filters=(), facets=(), sort=SortSpec()
 CLUSTERS = ["elasticsearch", "opensearch"]
 
 
-def cluster_backend(kind: str, url: str, timeout_seconds: float) -> ClusterBackend:
+def cluster_backend(kind: str, url: str, timeout_seconds: float) -> ClusterBackend[Any]:
     """An engine-cluster backend of `kind` at `url` (no server needed: these tests aim at dead ones)."""
     create = create_opensearch_backend if kind == "opensearch" else create_elasticsearch_backend
     return create(url=url, schema=SCHEMA, alias="x", timeout_seconds=timeout_seconds)

@@ -33,13 +33,14 @@ ADMIN_TIMEOUT_SECONDS = 60.0
 """Index creation, alias swaps, deletes and refreshes may take longer than a search."""
 
 
-class ClusterBackend(ABC):
+class ClusterBackend[Client](ABC):
     """A `SearchBackend` on an engine cluster behind an alias; subclasses supply the client calls."""
 
     kind: str
 
     def __init__(
         self,
+        client: Client,
         *,
         schema: IndexSchema,
         alias: str,
@@ -47,6 +48,7 @@ class ClusterBackend(ABC):
         replicas: int = 0,
         refresh_interval: str = "1s",
     ) -> None:
+        self._client = client
         self._schema = schema
         self._alias = alias
         self._timeout = timeout_seconds

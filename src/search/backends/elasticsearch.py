@@ -22,29 +22,10 @@ from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.schema import IndexSchema
 
 
-class ElasticsearchBackend(ClusterBackend):
+class ElasticsearchBackend(ClusterBackend[AsyncElasticsearch]):
     """`SearchBackend` on an Elasticsearch 8.x/9.x cluster, behind an alias."""
 
     kind = "elasticsearch"
-
-    def __init__(
-        self,
-        client: AsyncElasticsearch,
-        *,
-        schema: IndexSchema,
-        alias: str,
-        timeout_seconds: float,
-        replicas: int = 0,
-        refresh_interval: str = "1s",
-    ) -> None:
-        super().__init__(
-            schema=schema,
-            alias=alias,
-            timeout_seconds=timeout_seconds,
-            replicas=replicas,
-            refresh_interval=refresh_interval,
-        )
-        self._client = client
 
     @asynccontextmanager
     async def _translate_errors(

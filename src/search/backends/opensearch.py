@@ -28,29 +28,10 @@ type AwsService = Literal["es", "aoss"]
 """SigV4 service names: `es` for OpenSearch Service domains, `aoss` for OpenSearch Serverless."""
 
 
-class OpenSearchBackend(ClusterBackend):
+class OpenSearchBackend(ClusterBackend[AsyncOpenSearch]):
     """`SearchBackend` on an OpenSearch cluster, behind an alias."""
 
     kind = "opensearch"
-
-    def __init__(
-        self,
-        client: AsyncOpenSearch,
-        *,
-        schema: IndexSchema,
-        alias: str,
-        timeout_seconds: float,
-        replicas: int = 0,
-        refresh_interval: str = "1s",
-    ) -> None:
-        super().__init__(
-            schema=schema,
-            alias=alias,
-            timeout_seconds=timeout_seconds,
-            replicas=replicas,
-            refresh_interval=refresh_interval,
-        )
-        self._client = client
 
     @asynccontextmanager
     async def _translate_errors(
