@@ -44,7 +44,7 @@ from src.observability.tracing import configure_tracing, flush_tracing
 from src.search.backends.factory import create_backend
 from src.search.errors import SearchUnavailable
 from src.search.schema import SchemaError, load_schema
-from src.settings import Settings, get_settings
+from src.settings import Settings, settings_or_exit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,7 +254,7 @@ def print_summary(summary: LoadSummary, *, backend_kind: str, alias: str) -> Non
 def main(argv: list[str] | None = None, *, clock: Callable[[], float] = time.time) -> int:
     """Entry point; returns the process exit code. `clock` is the wall clock `status` judges ages by."""
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level, process="indexer")
     configure_tracing("search-indexer")
     try:

@@ -2,12 +2,12 @@
 
 import uvicorn
 
-from src.settings import get_settings
+from src.settings import settings_or_exit
 
 
 def main() -> None:
     """Run the server (one process; scale out with more processes behind the gateway)."""
-    settings = get_settings()
+    settings = settings_or_exit()
     uvicorn.run(
         "src.main:create_app",
         factory=True,

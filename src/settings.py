@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_CURSOR_SECRET = "dev-only-cursor-secret-change-me"  # noqa: S105 - a documented development default
@@ -282,6 +282,21 @@ class Settings(BaseSettings):
                 raise ValueError("OPENSEARCH_SIGV4=true needs AWS_REGION")
             return None
         return self.aws_region
+
+
+def settings_or_exit() -> Settings:
+    """`get_settings()` for a process entry point: invalid settings end the process with one line per
+    problem, naming the variable, instead of a traceback."""
+    try:
+        return get_settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            ".".join(str(part) for part in error["loc"]).upper()
+            + ": " * bool(error["loc"])
+            + error["msg"].removeprefix("Value error, ")
+            for error in err.errors()
+        )
+        raise SystemExit(f"invalid settings: {problems}") from None
 
 
 @lru_cache(maxsize=1)

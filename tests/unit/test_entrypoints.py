@@ -40,3 +40,25 @@ def test_indexer_module_when_run_exits_with_cli_code(
         runpy.run_module("indexer", run_name="__main__")
     assert exited.value.code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"SEARCH_TIMEOUT_SECONDS": "-1"}, "invalid settings: SEARCH_TIMEOUT_SECONDS: Input should be greater than 0"),
+        (
+            {"ELASTICSEARCH_URL": "http://127.0.0.1:9200", "OPENSEARCH_URL": "http://127.0.0.1:9201"},
+            "invalid settings: ELASTICSEARCH_URL and OPENSEARCH_URL are both set: set at most one",
+        ),
+    ],
+)
+def test_settings_or_exit_when_settings_invalid_exits_naming_them(
+    variables: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from src.settings import settings_or_exit
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit()
+    assert str(exited.value.code).startswith(message)
