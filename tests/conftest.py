@@ -100,6 +100,7 @@ _SERVICE_VARIABLES = (
     "TRUSTED_",
     "BROKER_",
     "CDN_",
+    "PREVIEW_",
 )
 
 

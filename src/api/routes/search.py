@@ -1,4 +1,5 @@
-"""GET /v1/search, GET /v1/documents/{id} and GET /v1/schema: HTTP only, the service does the work (through the cache)."""
+"""GET /v1/search, GET /v1/documents/{id} and GET /v1/schema: HTTP only; the service does the work (through the
+cache)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@
 
   const byId = (id) => document.getElementById(id);
   const ui = {
+    skip: document.querySelector(".skip"),
+    results: byId("results"),
     form: byId("search-form"),
     q: byId("q"),
     sort: byId("sort"),
@@ -394,6 +396,10 @@
       ui.q.focus();
     });
     ui.loadMore.addEventListener("click", loadMore);
+    ui.skip.addEventListener("click", (event) => {
+      event.preventDefault(); // focus the results without a #fragment entry in the history
+      ui.results.focus();
+    });
     ui.dialogClose.addEventListener("click", () => ui.dialog.close());
     ui.dialog.addEventListener("close", () => {
       if (opener && opener.isConnected) opener.focus();
