@@ -5,7 +5,7 @@ document, in a temporary embedded index.
 Every test ends by checking that the page raised no CSP violation (a `securitypolicyviolation` listener
 installed before any page script), logged no console error and threw no uncaught exception.
 
-`PREVIEW_SCREENSHOT=docs/preview.png` makes the first test write the README's screenshot there (it always
+`README_SCREENSHOT=docs/preview.png` makes the first test write the README's screenshot there (it always
 takes one, into the test's temporary directory otherwise).
 """
 
@@ -181,7 +181,7 @@ def test_preview_when_a_misspelled_name_is_typed_shows_the_package_first(
     expect(page.locator("#status")).to_have_text(STATUS)
     assert parse_qs(urlsplit(page.url).query) == {"q": ["postgrsql"]}
     assert page.locator("#hits mark").count() > 0  # the API's highlights, as <mark> elements
-    shot = Path(os.environ.get("PREVIEW_SCREENSHOT") or tmp_path / "preview.png")
+    shot = Path(os.environ.get("README_SCREENSHOT") or tmp_path / "preview.png")
     page.screenshot(path=str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     watched.assert_clean()
