@@ -314,3 +314,18 @@ def test_preview_when_used_with_the_keyboard_only_searches_and_opens_a_document(
     expect(page.locator("#document")).to_be_hidden()
     expect(title).to_be_focused()
     watched.assert_clean()
+
+
+def test_preview_when_the_query_was_relaxed_names_the_ignored_words_and_a_suggestion_searches(
+    api: str, watched: Watched
+) -> None:
+    page = _open(watched, f"{api}/?q=postgresql%20xqzjvw")
+    expect(page.locator("#ignored")).to_have_text("No result has every word: ignored “xqzjvw”.")
+    expect(page.locator("#hits > li").first).to_have_attribute("data-id", "postgresql")
+    page.goto(f"{api}/?q=postgrsql")
+    page.locator("#suggestion-button").click()
+    expect(page.locator("#q")).to_have_value("postgresql")
+    expect(page.locator("#suggestion")).to_be_hidden()
+    expect(page.locator("#ignored")).to_be_hidden()
+    assert parse_qs(urlsplit(page.url).query) == {"q": ["postgresql"]}
+    watched.assert_clean()
