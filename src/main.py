@@ -27,6 +27,7 @@ from src.api.edge import HeadMiddleware, RequestLimitsMiddleware
 from src.api.fast_hits import FastHitMiddleware
 from src.api.http_cache import HttpCachePolicy
 from src.api.openapi import make_openapi
+from src.api.preview import install_preview
 from src.api.problems import install_problem_handlers
 from src.api.ratelimit import EngineBudget, RateLimitMiddleware, parse_networks
 from src.api.routes import admin, health, search
@@ -186,6 +187,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     if config.docs_on:
         install_docs(app)
+    if config.preview_on:
+        install_preview(app)
     return app
 
 

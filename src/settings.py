@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     """Strict-Transport-Security max-age; 0 sends no header (set it when TLS ends in front of the API)."""
     docs_enabled: bool | None = None
     """The OpenAPI page and /openapi.json; unset: on, except with APP_ENV=production."""
+    preview_enabled: bool | None = None
+    """The search preview page at / and /preview; unset: on, except with APP_ENV=production."""
     metrics_scope: str = ""
     """When set, GET /metrics needs a bearer token granting this scope."""
     auth_jwks_url: str = ""
@@ -248,6 +250,11 @@ class Settings(BaseSettings):
     def docs_on(self) -> bool:
         """Whether /docs and /openapi.json are served."""
         return self.docs_enabled if self.docs_enabled is not None else self.app_env != "production"
+
+    @property
+    def preview_on(self) -> bool:
+        """Whether the search preview page (/ and /preview) is served."""
+        return self.preview_enabled if self.preview_enabled is not None else self.app_env != "production"
 
     def check_serving(self) -> None:
         """Refuse, in production, what is only safe in development (UnsafeSettings names the setting)."""

@@ -146,6 +146,7 @@ _SERVICE_VARIABLES = (
     "TRUSTED_",
     "BROKER_",
     "CDN_",
+    "PREVIEW_",
 )
 
 

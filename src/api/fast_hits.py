@@ -23,6 +23,7 @@ from src.cache.models import Served
 from src.observability.middleware import ROUTE_KEY
 from src.search.documents import id_problem
 from src.search.errors import SearchError
+from src.search.public_schema import MAX_PAGE_SIZE
 from src.search.service import SearchRequest, prepare_search, search_cache_key
 
 _SIZE = re.compile(r"^[0-9]{1,3}$")
@@ -50,7 +51,7 @@ def parse_search_query(query_string: str) -> SearchRequest | None:
         else:
             scalars[name] = value
     size = scalars.get("size")
-    if size is not None and (not _SIZE.match(size) or not 1 <= int(size) <= 100):
+    if size is not None and (not _SIZE.match(size) or not 1 <= int(size) <= MAX_PAGE_SIZE):
         return None
     highlight = scalars.get("highlight", "false").lower()
     if highlight not in _BOOLEANS:

@@ -2,7 +2,8 @@
 
 - `Content-Security-Policy`: the API answers JSON, so nothing may load (`default-src 'none'`) and no
   page may frame it (`frame-ancestors 'none'`); the docs page gets a policy allowing only its own
-  self-hosted script and styles (`script-src 'self'`: no inline script, no CDN).
+  self-hosted script and styles (`script-src 'self'`: no inline script, no CDN); the preview page sets
+  its own, stricter one (`PREVIEW_CSP`).
 - `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`, `X-Frame-Options: DENY` (for old
   browsers), `Cross-Origin-Opener-Policy: same-origin`.
 - `Strict-Transport-Security` when `HSTS_MAX_AGE_SECONDS` > 0 (TLS ends at the gateway or CDN).
@@ -20,6 +21,13 @@ DOCS_CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 """Swagger UI sets style attributes from its scripts, hence `'unsafe-inline'` for styles (not scripts)."""
+PREVIEW_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "require-trusted-types-for 'script'; trusted-types 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+"""The search preview page: its own files only, no inline script or style, and Trusted Types required, so
+no string can become HTML through a DOM sink (the page builds every node itself)."""
 
 DOCS_PATHS = ("/docs",)
 

@@ -55,6 +55,11 @@ def document_key(namespace: str, schema_fingerprint: str, doc_id: str) -> str:
     return f"{namespace}:doc:{schema_fingerprint}:{_digest(doc_id.encode())}"
 
 
+def schema_key(namespace: str, schema_fingerprint: str, limits: bytes) -> str:
+    """Key of the GET /v1/schema response (`limits`: the canonical request limits it reports)."""
+    return f"{namespace}:schema:{schema_fingerprint}:{_digest(limits)}"
+
+
 def lock_key(key: str) -> str:
     """The single-flight lock guarding the computation of `key`."""
     return f"{key}:lock"

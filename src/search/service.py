@@ -16,15 +16,16 @@ from urllib.parse import quote
 import orjson
 
 from src.cache.aside import CacheAside, Computed
-from src.cache.keys import GenerationalKey, document_key, search_key, surrogate_keys
+from src.cache.keys import GenerationalKey, document_key, schema_key, search_key, surrogate_keys
 from src.cache.models import Served
 from src.search.backends.base import BackendHit, BackendPage, SearchBackend
 from src.search.cursor import CursorState, decode_cursor, encode_cursor
 from src.search.documents import id_problem, project
 from src.search.errors import InvalidParameter
 from src.search.highlight import highlight
-from src.search.models import Document, FacetBucket, SearchHit, SearchPage
+from src.search.models import Document, FacetBucket, QueryLimits, SearchHit, SearchPage
 from src.search.plan import relaxations
+from src.search.public_schema import MAX_PAGE_SIZE, public_schema
 from src.search.query import (
     BackendQuery,
     Filter,
@@ -290,6 +291,34 @@ async def document_cached(doc_id: str, *, backend: SearchBackend, schema: IndexS
         return Computed(200, orjson.dumps(found), "application/json", keys)
 
     return await aside.fetch(key, compute, route="document")
+
+
+def query_limits(options: SearchOptions) -> QueryLimits:
+    """The request limits GET /v1/schema reports, from the service's options."""
+    return {
+        "max_query_chars": options.max_query_chars,
+        "max_query_terms": options.max_query_terms,
+        "max_filters": options.max_filters,
+        "default_size": options.default_size,
+        "max_size": MAX_PAGE_SIZE,
+        "one_edit_min_chars": options.one_edit_min_chars,
+        "two_edits_min_chars": options.two_edits_min_chars,
+    }
+
+
+SCHEMA_SURROGATE_KEY = "schema"
+
+
+async def schema_cached(*, schema: IndexSchema, options: SearchOptions, aside: CacheAside) -> Served:
+    """GET /v1/schema through the cache like every GET (ETag, Cache-Control, X-Cache); no engine call."""
+    limits = query_limits(options)
+    key = schema_key(aside.policy.namespace, schema.fingerprint, orjson.dumps(limits, option=orjson.OPT_SORT_KEYS))
+
+    async def compute(generation: int | None) -> Computed:
+        body = orjson.dumps(public_schema(schema, limits))
+        return Computed(200, body, "application/json", (SCHEMA_SURROGATE_KEY,))
+
+    return await aside.fetch(key, compute, route="schema")
 
 
 def _hit(hit: BackendHit, schema: IndexSchema, query: ParsedQuery | None, options: SearchOptions) -> SearchHit:

@@ -198,3 +198,12 @@ async def test_openapi_documents_search_models(client: httpx.AsyncClient) -> Non
     assert "SearchPage" in spec["components"]["schemas"]
     parameters = {p["name"] for p in spec["paths"]["/v1/search"]["get"]["parameters"]}
     assert parameters == {"q", "filter", "facets", "sort", "size", "cursor", "highlight"}
+
+
+async def test_read_schema_when_requested_is_documented_and_answers(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert "PublicSchema" in spec["components"]["schemas"]
+    assert "/v1/schema" in spec["paths"]
+    response = await client.get("/v1/schema")
+    assert response.status_code == 200
+    assert response.json()["sortable"] == ["name", "category", "price", "stock", "released"]

@@ -1,4 +1,5 @@
-"""GET /v1/search and GET /v1/documents/{id}: HTTP only, the service does the work (through the cache)."""
+"""GET /v1/search, GET /v1/documents/{id} and GET /v1/schema: HTTP only; the service does the work (through the
+cache)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from src.api.http_cache import HttpCachePolicy, render
 from src.cache.models import Served
 from src.search import service
 from src.search.documents import ID_MAX_CHARS, ID_PATTERN
-from src.search.models import Document, Problem, SearchPage
+from src.search.models import Document, Problem, PublicSchema, SearchPage
+from src.search.public_schema import MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -67,7 +69,7 @@ async def search(
         str | None, Query(description="`field` ascending or `-field` descending; default relevance.")
     ] = None,
     size: Annotated[
-        int | None, Query(ge=1, le=100, description="Hits per page (1-100); default SEARCH_DEFAULT_SIZE.")
+        int | None, Query(ge=1, le=MAX_PAGE_SIZE, description="Hits per page (1-100); default SEARCH_DEFAULT_SIZE.")
     ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     highlight: Annotated[bool, Query(description="Return matched fragments per searchable field.")] = False,
@@ -110,4 +112,21 @@ async def read_document(
     served = await service.document_cached(
         doc_id, backend=services.backend, schema=services.schema, aside=services.aside
     )
+    return cached_response(served, request, services.http_cache_policy)
+
+
+@router.get(
+    "/schema",
+    summary="The public index schema",
+    description="Searchable, filterable, facetable and sortable fields with their types, the ranking rules, "
+    "the synonyms in force and the request limits. " + _CACHE_HEADERS,
+    response_model=PublicSchema,
+    responses={
+        304: _CACHED[304],
+        503: {"model": Problem, "description": "Too many engine calls in flight in this process (admission control)."},
+    },
+)
+async def read_schema(request: Request, services: ServicesDep) -> Response:
+    """Describe what GET /v1/search accepts, so clients need no hard-coded field lists."""
+    served = await service.schema_cached(schema=services.schema, options=services.options, aside=services.aside)
     return cached_response(served, request, services.http_cache_policy)

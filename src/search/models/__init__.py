@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 type JSONScalar = str | int | float | bool | None
 type JSONValue = JSONScalar | list[JSONValue] | dict[str, JSONValue]
@@ -86,3 +86,92 @@ class ProblemError(TypedDict):
     """The name of the query or path parameter (e.g. "size", "filter")."""
     detail: str
     """What is wrong with it."""
+
+
+class SchemaField(TypedDict):
+    """One field of GET /v1/schema: its type and what requests may do with it."""
+
+    name: str
+    """The field name, as used in `filter`, `facets` and `sort` and in returned documents."""
+    type: Literal["text", "keyword", "integer", "float", "date"]
+    """text (analysed), keyword (exact values), integer, float or date (ISO 8601)."""
+    searchable: bool
+    """Matched by `q`."""
+    boost: float
+    """Relative weight of a match in this field (meaningful when searchable)."""
+    filterable: bool
+    """Usable in `filter` (`field:value`; ranges on integer, float and date fields)."""
+    facetable: bool
+    """Usable in `facets`."""
+    sortable: bool
+    """Usable in `sort` (`field` or `-field`)."""
+    returned: bool
+    """Included in returned documents."""
+    multi: bool
+    """The value may be a list of values."""
+
+
+class RankingRule(TypedDict):
+    """One step of the ranking, in the order the engines apply them."""
+
+    rule: str
+    """The rule's name: words, typo, proximity, attribute, exactness, bm25, custom or id."""
+    description: str
+    """What the rule compares."""
+
+
+class CustomRanking(TypedDict):
+    """The schema's custom ranking rule."""
+
+    field: str
+    """A sortable integer or float field."""
+    order: Literal["asc", "desc"]
+    """desc: higher values first."""
+
+
+class QueryLimits(TypedDict):
+    """Limits a GET /v1/search request must stay within (a 422 names the parameter otherwise)."""
+
+    max_query_chars: int
+    """Longest `q`, in characters."""
+    max_query_terms: int
+    """Most words in `q`."""
+    max_filters: int
+    """Most `filter` parameters."""
+    default_size: int
+    """Hits per page when `size` is not given."""
+    max_size: int
+    """Largest `size`."""
+    one_edit_min_chars: int
+    """A word of at least this many characters tolerates one typo."""
+    two_edits_min_chars: int
+    """A word of at least this many characters tolerates two typos."""
+
+
+class PublicSchema(TypedDict):
+    """The response of GET /v1/schema: the public part of the index schema."""
+
+    name: str
+    """The data set's name."""
+    version: int
+    """The schema version (bumped on every change that needs a reindex)."""
+    fingerprint: str
+    """Identity of the schema in force (name, version and a digest of the synonyms and ranking)."""
+    fields: list[SchemaField]
+    """Every field requests can use or responses return, in schema order (`id` is implicit)."""
+    searchable: list[str]
+    """Names of the fields `q` matches, in schema order."""
+    filterable: list[str]
+    """Names of the fields `filter` accepts."""
+    facetable: list[str]
+    """Names of the fields `facets` accepts."""
+    sortable: list[str]
+    """Names of the fields `sort` accepts (`field` or `-field`); `id` always breaks ties."""
+    ranking_rules: list[RankingRule]
+    """The ranking, first rule first."""
+    custom_ranking: CustomRanking | None
+    """The custom ranking rule (it orders an empty `q`), or null."""
+    synonyms: dict[str, list[str]]
+    """Normalised word to the words it also finds (equivalent groups appear under every member)."""
+    limits: QueryLimits
+    """Request limits of this deployment."""
