@@ -26,7 +26,8 @@ EXPECTED_SERVICES = {
     "elasticsearch", "opensearch", "redis", "mongodb", "rabbitmq", "seed", "indexer", "reindex", "api",
     "gateway", "varnish", "prometheus", "grafana",
 }  # fmt: skip
-PROMTOOL_CACHE = Path.home() / ".cache" / "search-api-ci" / "bin" / "promtool"
+# Where .ci/run builds it (PROMTOOL names it there too).
+PROMTOOL_CACHE = Path.home() / ".cache" / "search-api-ci"
 
 
 def _compose_binary() -> str:
@@ -39,7 +40,8 @@ def _compose_binary() -> str:
 
 
 def _promtool() -> str:
-    candidates = [os.environ.get("PROMTOOL", ""), shutil.which("promtool") or "", str(PROMTOOL_CACHE)]
+    cached = sorted(str(path) for path in PROMTOOL_CACHE.glob("promtool-*/promtool"))
+    candidates = [os.environ.get("PROMTOOL", ""), shutil.which("promtool") or "", *cached]
     found = next((path for path in candidates if path and Path(path).is_file()), None)
     require_server("promtool", lambda: found is not None, "promtool not found (PROMTOOL=..., or let .ci/run build it)")
     assert found is not None
