@@ -350,3 +350,13 @@ def test_render_template_when_a_value_is_missing_refuses() -> None:
     with pytest.raises(AssertionError, match="API_UPSTREAM"):
         render_template("upstream a { server ${API_UPSTREAM}; } $host", {})
     assert render_template("listen ${GATEWAY_PORT}; $host", {"GATEWAY_PORT": "80"}) == "listen 80; $host"
+
+
+def test_template_nginx_variables_are_lowercase_so_the_image_envsubst_leaves_them() -> None:
+    """The nginx image substitutes every defined environment variable (upper case by convention: PATH,
+    HOSTNAME, NGINX_VERSION); nginx's own variables in the template must not collide with any."""
+    text = re.sub(r"#.*", "", TEMPLATE.read_text())
+    nginx_variables = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", PLACEHOLDER.sub("", text)))
+    assert {"request_id", "binary_remote_addr", "host"} <= nginx_variables
+    assert all(name == name.lower() for name in nginx_variables)
+    assert set(PLACEHOLDER.findall(text)) == {"GATEWAY_PORT", "API_UPSTREAM", "GATEWAY_ACCESS_LOG"}
