@@ -108,3 +108,17 @@ def test_dashboard_covers_every_alerted_signal() -> None:
     expressions, recorded = rule_expressions()
     alerted = set().union(*(metric_names(expr) for expr in expressions)) - recorded
     assert alerted - on_dashboard == set()
+
+
+def test_dashboard_when_provisioned_uses_the_provisioned_datasource_and_path() -> None:
+    provisioning = ROOT / "docker" / "grafana" / "provisioning"
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "search.yml").read_text())["providers"]
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    grafana_mounts = dict(volume.split(":")[:2] for volume in compose["services"]["grafana"]["volumes"])
+    assert grafana_mounts["./grafana/dashboards"] == provider["options"]["path"]
+    assert source["url"] == "http://prometheus:9090"
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+        assert all(target["datasource"]["uid"] == source["uid"] for target in panel["targets"]), panel["title"]
