@@ -2,13 +2,15 @@
 # Cache-Control (s-maxage), tagging each object with our Surrogate-Key, and purging by key when the
 # indexer sends `PURGE` with `xkey-purge: <keys>` (CDN_PURGER=xkey, CDN_PURGE_URL=http://varnish/).
 # The test suite starts it with the backend host and port replaced (tests/integration/test_cdn_varnish.py).
+# In compose (profile cdn) its backend is the gateway, as a CDN's origin is: one address in front of
+# every API replica (a VCL backend host must resolve to exactly one address).
 vcl 4.1;
 
 import xkey;
 
 backend api {
-  .host = "api";
-  .port = "8000";
+  .host = "gateway";
+  .port = "8080";
   .connect_timeout = 1s;
   .first_byte_timeout = 5s;
 }

@@ -10,6 +10,8 @@
            the collection, checkpoint and dead-letter collections writable, backend reachable); exit 1
            when any failed, states the stream repairs by itself are notes.
 `load FILE` bulk-loads a JSON Lines file (optionally gzipped); `--if-empty` skips an existing alias.
+`seed FILE` writes a JSON Lines file into the source collection (a local stack's demo data, which the
+           stream then indexes); `--if-empty` skips a collection that holds documents.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from tqdm import tqdm
 
 from src.events import REINDEX_QUEUE, ReindexRequest
 from src.indexer.errors import CollectionGone, ReindexFailed, SourceUnavailable
-from src.indexer.factory import Indexer, build_indexer, read_indexer_status
+from src.indexer.factory import Indexer, build_indexer, read_indexer_status, source_connection
 from src.indexer.load import LoadSummary, load_file
 from src.indexer.preflight import PreflightTarget, preflight
 from src.indexer.reindex import ReindexResult, run_reindex
 from src.indexer.requests import ReindexRequests
 from src.indexer.runner import run_stream
+from src.indexer.seed import seed_collection
 from src.indexer.status import EXIT_CODES
 from src.observability.logging import configure_logging
 from src.observability.metrics import BROKER_EVENTS
@@ -61,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--recreate", action="store_true", help="load into a new index and swap the alias at the end")
     load.add_argument("--if-empty", action="store_true", help="skip when the alias already exists")
     load.add_argument("--batch-size", type=int, default=None, help="documents per bulk request")
+    seed = commands.add_parser("seed", help="write a JSON Lines file into the source collection (id becomes _id)")
+    seed.add_argument("file", type=Path, nargs="?", help="JSON Lines file (default: DEMO_DATA_PATH)")
+    seed.add_argument("--if-empty", action="store_true", help="skip when the collection holds documents")
+    seed.add_argument("--batch-size", type=int, default=None, help="documents per bulk write")
     stream = commands.add_parser("stream", help="tail the change stream into the index until stopped")
     stream.add_argument(
         "--check", action="store_true", help="run the preflight first and exit 1 without streaming when it fails"
@@ -240,6 +247,28 @@ async def run_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if summary.documents or not summary.errors else 1
 
 
+async def run_seed(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the `seed` command; exit 1 when nothing could be written."""
+    summary = await seed_collection(
+        args.file,
+        url=settings.mongodb_url,
+        database=settings.mongodb_database,
+        collection=settings.mongodb_collection,
+        batch_size=args.batch_size or settings.load_batch_size,
+        timeout_seconds=settings.mongodb_timeout_seconds,
+        connection=source_connection(settings),
+        if_empty=args.if_empty,
+    )
+    where = f"{settings.mongodb_database}.{settings.mongodb_collection}"
+    if summary.skipped:
+        print(f"{where} already holds documents; nothing to seed")
+        return 0
+    for sample in summary.error_samples:
+        print(f"error: {sample}", file=sys.stderr)
+    print(f"seeded {where}: {summary.documents} documents, {summary.errors} errors")
+    return 0 if summary.documents or not summary.errors else 1
+
+
 def print_summary(summary: LoadSummary, *, backend_kind: str, alias: str) -> None:
     """The end-of-load report on stdout."""
     for sample in summary.error_samples:
@@ -281,7 +310,9 @@ def _run(args: argparse.Namespace, settings: Settings, clock: Callable[[], float
         print(f"error: {args.file} does not exist", file=sys.stderr)
         return 2
     try:
+        if args.command == "seed":
+            return asyncio.run(run_seed(args, settings))
         return asyncio.run(run_load(args, settings))
-    except (SchemaError, SearchUnavailable) as err:
+    except (SchemaError, SearchUnavailable, SourceUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -96,7 +96,9 @@ def stack(tmp_path: Path, secantus_url: str) -> Iterator[dict[str, object]]:
     vcl = tmp_path / "varnish.vcl"
     shipped = (ROOT / "docker" / "varnish.vcl").read_text()
     vcl.write_text(
-        shipped.replace('.host = "api";', '.host = "127.0.0.1";').replace('.port = "8000";', f'.port = "{api_port}";')
+        shipped.replace('.host = "gateway";', '.host = "127.0.0.1";').replace(
+            '.port = "8080";', f'.port = "{api_port}";'
+        )
     )
     logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("indexer", "api", "varnish")}
     processes: list[subprocess.Popen[bytes]] = []
