@@ -25,12 +25,12 @@ from src.indexer.source import ChangeSource
 from src.indexer.transform import to_index_action
 from src.observability.metrics import (
     INDEXER_BATCH_SECONDS,
-    INDEXER_CHECKPOINT_AGE,
     INDEXER_DEAD_LETTERS,
     INDEXER_EVENTS,
     INDEXER_FAILURES,
     INDEXER_LAG_SECONDS,
     INDEXER_WRITTEN,
+    mark_checkpoint_saved,
 )
 from src.observability.tracing import span, tracer
 from src.search.backends.base import BulkItemResult, IndexAction, SearchBackend
@@ -164,7 +164,7 @@ async def apply_batch(
             logger.warning("cache invalidation failed for {} documents: {}", len(ids), err)
     if batch.events and batch.cluster_time is not None:
         INDEXER_LAG_SECONDS.labels(sink.consumer).set(max(0.0, time.time() - batch.cluster_time.time))
-    INDEXER_CHECKPOINT_AGE.labels(sink.consumer).set(0)
+    mark_checkpoint_saved(sink.consumer)
     return checkpoint
 
 

@@ -142,3 +142,15 @@ INDEXER_LAG_SECONDS = Gauge(
 INDEXER_CHECKPOINT_AGE = Gauge(
     "search_indexer_checkpoint_age_seconds", "Seconds since the last checkpoint save.", ["consumer"]
 )
+_checkpoint_saved_at: dict[str, float] = {}
+
+
+def mark_checkpoint_saved(consumer: str) -> None:
+    """A checkpoint was saved: from now on the age gauge counts from this moment, read at each scrape
+    (a gauge set to 0 on save would never show a stalled stream)."""
+    first = consumer not in _checkpoint_saved_at
+    _checkpoint_saved_at[consumer] = time.monotonic()
+    if first:
+        INDEXER_CHECKPOINT_AGE.labels(consumer).set_function(
+            lambda: time.monotonic() - _checkpoint_saved_at[consumer]
+        )

@@ -373,3 +373,21 @@ async def test_stream_once_when_traced_spans_each_batch_with_its_steps(span_expo
     assert batch.parent is None  # each batch is a trace of its own
     bulk = next(span for span in spans if span.name == "indexer bulk" and span.parent == batch.context)
     assert (bulk.attributes or {}).get("documents") == 1
+
+
+def test_mark_checkpoint_saved_when_time_passes_the_age_grows_until_the_next_save() -> None:
+    from unittest import mock
+
+    from prometheus_client import REGISTRY
+
+    from src.observability.metrics import mark_checkpoint_saved
+
+    def age() -> float | None:
+        return REGISTRY.get_sample_value("search_indexer_checkpoint_age_seconds", {"consumer": "age-test"})
+
+    with mock.patch("src.observability.metrics.time.monotonic", return_value=1000.0):
+        mark_checkpoint_saved("age-test")
+    with mock.patch("src.observability.metrics.time.monotonic", return_value=1042.5):
+        assert age() == 42.5  # a stalled stream shows, scrape after scrape
+        mark_checkpoint_saved("age-test")
+        assert age() == 0.0
