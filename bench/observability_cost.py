@@ -44,6 +44,7 @@ def measure(checkout: Path, extra: dict[str, str], args: argparse.Namespace, dir
         {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         | {
             "ELASTICSEARCH_URL": "",
+            "OPENSEARCH_URL": "",
             "TANTIVY_DATA_DIR": str(directory / "tantivy"),
             "INDEX_ALIAS": "observability-cost",
             "CACHE_NAMESPACE": f"obs-cost-{uuid.uuid4().hex[:8]}",

@@ -89,6 +89,7 @@ def measure(checkout: Path, args: argparse.Namespace, script: Path, directory: P
     }
     if args.engine != "elasticsearch":
         env["ELASTICSEARCH_URL"] = ""
+        env["OPENSEARCH_URL"] = ""
     python = sys.executable
     subprocess.run([python, "-m", "indexer", "load", str(args.data)], cwd=checkout, env=env, check=True)
     command = [python, "-m", "src"]

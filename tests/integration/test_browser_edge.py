@@ -64,6 +64,7 @@ def api(tmp_path: Path) -> Iterator[tuple[str, int]]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "OPENSEARCH_", "OTEL_"))},
         "ELASTICSEARCH_URL": "",
+        "OPENSEARCH_URL": "",
         "REDIS_URL": "",
         "TANTIVY_DATA_DIR": str(tmp_path / "tantivy"),
         "INDEX_ALIAS": "browser",

@@ -74,6 +74,7 @@ def stack(tmp_path: Path, secantus_url: str) -> Iterator[dict[str, object]]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "OPENSEARCH_", "OTEL_"))},
         "ELASTICSEARCH_URL": "",
+        "OPENSEARCH_URL": "",
         "TANTIVY_DATA_DIR": str(tmp_path / "tantivy"),
         "TANTIVY_RELOAD_INTERVAL_SECONDS": "0.2",
         "INDEX_ALIAS": f"cdn-{uuid.uuid4().hex[:8]}",

@@ -79,6 +79,7 @@ async def test_reindex_when_requested_through_the_api_is_run_by_the_stream_and_m
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "OPENSEARCH_", "OTEL_"))},
         "ELASTICSEARCH_URL": "",
+        "OPENSEARCH_URL": "",
         "TANTIVY_DATA_DIR": str(tmp_path / "tantivy"),
         "INDEX_ALIAS": alias,
         "MONGODB_URL": secantus_url,

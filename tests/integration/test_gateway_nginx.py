@@ -144,6 +144,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ELASTICSEARCH_", "OPENSEARCH_", "OTEL_"))},
         "ELASTICSEARCH_URL": "",
+        "OPENSEARCH_URL": "",
         "REDIS_URL": "",
         "BROKER_URL": "",
         "TANTIVY_DATA_DIR": str(directory / "tantivy"),

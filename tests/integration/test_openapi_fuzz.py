@@ -93,6 +93,7 @@ def demo_settings(tmp_path_factory: pytest.TempPathFactory, secantus_url: str) -
         index_alias="fuzz",
         cursor_secret="fuzz-secret",
         elasticsearch_url="",  # the embedded engine, whatever the environment says
+        opensearch_url="",
         redis_url="",
         rate_limit_enabled=False,  # hundreds of requests a second from one client: the limits would answer
         auth_static_key=SecretStr(ADMIN_SECRET),  # the admin operations are fuzzed with a token granting them

@@ -75,6 +75,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         **{k: v for k, v in os.environ.items() if not k.startswith(_SERVICE_VARIABLES)},
         "APP_ENV": "development",
         "ELASTICSEARCH_URL": "",
+        "OPENSEARCH_URL": "",
         "REDIS_URL": "",
         "BROKER_URL": "",
         "TANTIVY_DATA_DIR": str(tmp / "tantivy"),

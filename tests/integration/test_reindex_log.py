@@ -40,6 +40,7 @@ async def test_read_indexer_status_when_a_reindex_was_requested_shows_it(secantu
         tantivy_data_dir=tmp_path / "tantivy",
         redis_url="",
         elasticsearch_url="",
+        opensearch_url="",
     )
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(secantus_url)
     try:

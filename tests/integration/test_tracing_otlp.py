@@ -116,6 +116,7 @@ def test_api_when_exporting_over_otlp_sends_a_miss_with_its_child_spans(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ELASTICSEARCH_", "OPENSEARCH_"))},
         "ELASTICSEARCH_URL": "",
+        "OPENSEARCH_URL": "",
         "TANTIVY_DATA_DIR": str(tmp_path / "tantivy"),
         "INDEX_ALIAS": f"traced-{uuid.uuid4().hex[:8]}",
         "REDIS_URL": REDIS_URL,
