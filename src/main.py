@@ -45,9 +45,9 @@ from src.observability.logging import configure_logging
 from src.observability.middleware import ObservabilityMiddleware
 from src.observability.tracing import configure_tracing, flush_tracing
 from src.resilience import CircuitBreaker
-from src.search.backends.factory import create_backend
+from src.search.backends.base import SearchBackend
 from src.search.backends.guarded import GuardedBackend
-from src.search.schema import load_schema
+from src.search.schema import IndexSchema, load_schema
 from src.search.service import SearchOptions
 from src.settings import DEV_CURSOR_SECRET, Settings, get_settings
 
@@ -83,9 +83,21 @@ def http_cache_policy(settings: Settings) -> HttpCachePolicy:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+type BackendFactory = Callable[[Settings, IndexSchema], SearchBackend]
+"""Builds the configured search backend (the Lambda handler passes one that imports only its engine)."""
+
+
+def create_configured_backend(settings: Settings, schema: IndexSchema) -> SearchBackend:
+    """The backend the settings name, through the shared factory (imported on first use)."""
+    from src.search.backends.factory import create_backend
+
+    return create_backend(settings, schema)
+
+
+def create_app(settings: Settings | None = None, *, backend_factory: BackendFactory | None = None) -> FastAPI:
     """Build the app; clients open in the lifespan, so building it does no I/O."""
     config = settings or get_settings()
+    make_backend = backend_factory or create_configured_backend
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reset_seconds=config.search_breaker_reset_seconds,
         )
         services = Services(
-            backend=GuardedBackend(create_backend(config, schema), breaker),
+            backend=GuardedBackend(make_backend(config, schema), breaker),
             schema=schema,
             options=search_options(config),
             aside=create_cache_aside(config),

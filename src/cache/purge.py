@@ -252,6 +252,17 @@ class PurgeQueue:
             CDN_PURGE_PENDING.set(len(self._pending))
             logger.bind(purger=self.purger.kind, keys=len(batch)).debug("CDN purge sent")
 
+    async def drain(self, *, timeout_seconds: float) -> bool:
+        """Wait until nothing is pending and no repeat is due any more (a Lambda invocation must not return
+        before its purges went out: a frozen environment sends nothing); False when the timeout came first."""
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                while self._pending or self._repeats:
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self, *, flush_seconds: float = 5.0) -> None:
         """Send what is pending (for up to `flush_seconds`; repeats not yet due are sent now), then stop."""
         for handle, keys in list(self._repeats.items()):  # a repeat not yet due goes out now
