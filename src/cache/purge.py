@@ -186,6 +186,8 @@ class PurgeQueue:
         self._draw = draw
         self._pending: dict[str, None] = {}  # insertion-ordered set
         self._wake = asyncio.Event()
+        self._settled = asyncio.Event()  # nothing pending and no repeat due: what drain() waits for
+        self._settled.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -216,6 +218,8 @@ class PurgeQueue:
             CDN_PURGES.labels(self.purger.kind, "dropped").inc(dropped)
             logger.warning("CDN purge queue full: {} keys dropped (they expire by s-maxage)", dropped)
         CDN_PURGE_PENDING.set(len(self._pending))
+        if self._pending or self._repeats:
+            self._settled.clear()
         self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -250,6 +254,8 @@ class PurgeQueue:
                 self._pending.pop(key, None)
             CDN_PURGES.labels(self.purger.kind, "sent").inc(len(batch))
             CDN_PURGE_PENDING.set(len(self._pending))
+            if not self._pending and not self._repeats:
+                self._settled.set()
             logger.bind(purger=self.purger.kind, keys=len(batch)).debug("CDN purge sent")
 
     async def drain(self, *, timeout_seconds: float) -> bool:
@@ -257,8 +263,7 @@ class PurgeQueue:
         before its purges went out: a frozen environment sends nothing); False when the timeout came first."""
         try:
             async with asyncio.timeout(timeout_seconds):
-                while self._pending or self._repeats:
-                    await asyncio.sleep(0.02)
+                await self._settled.wait()
         except TimeoutError:
             return False
         return True

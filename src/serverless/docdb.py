@@ -110,8 +110,22 @@ def to_change_batch(records: Sequence[Mapping[str, object]], *, previous: Checkp
             events.append(to_change_event(raw, last_seq))
         except UnsupportedEvent as err:
             unsupported.append(str(err))
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:  # fields of the wrong shape
             reason = f"not a change event indexing can read: {type(err).__name__}: {err}"
             unreadable.append(Unreadable(doc_id=_key_of(raw, position), reason=reason))
     batch = ChangeBatch(events=tuple(events), resume_token=token, cluster_time=last_time, seq=last_seq)
     return Conversion(batch=batch, unreadable=tuple(unreadable), unsupported=tuple(unsupported))
+
+
+def docdb_event(raw_events: Sequence[Mapping[str, object]], *, source_arn: str) -> DocDbEvent:
+    """The event-source batch Lambda would deliver for these change events (as PyMongo decoded them):
+    the inverse of `decode_record`, for local invocations and tests."""
+    records: list[DocDbRecord] = [
+        {
+            "event": cast(
+                dict[str, object], orjson.loads(json_util.dumps(raw, json_options=json_util.RELAXED_JSON_OPTIONS))
+            )
+        }
+        for raw in raw_events
+    ]
+    return {"eventSource": EVENT_SOURCE, "eventSourceArn": source_arn, "events": records}

@@ -62,6 +62,11 @@ class UnexpectedEvent(ValueError):
     """The function was invoked with something other than a DocumentDB event-source batch."""
 
 
+class AliasMissing(RuntimeError):
+    """The index alias does not exist yet: the first reindex (the ECS task) has not run. The invocation
+    fails, so Lambda keeps the batch and retries it (nothing is lost meanwhile)."""
+
+
 async def handle_batch(
     event: DocDbEvent, *, indexer: Indexer, purge_timeout_seconds: float, now: Callable[[], float] = time.time
 ) -> BatchSummary:
@@ -69,6 +74,8 @@ async def handle_batch(
     if event.get("eventSource") != EVENT_SOURCE or not isinstance(event.get("events"), list):
         raise UnexpectedEvent(f"not a DocumentDB event-source batch (eventSource={event.get('eventSource')!r})")
     sink, consumer = indexer.sink, indexer.sink.consumer
+    if await indexer.backend.current_index() is None:
+        raise AliasMissing("the index alias does not exist: run the reindex task once (see README, Deploying to AWS)")
     previous = await retrying(
         lambda: indexer.checkpoints.load(consumer), policy=sink.retry, transient=(SourceUnavailable,)
     )
