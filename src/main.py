@@ -12,13 +12,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from faststream.rabbit import RabbitBroker, RabbitQueue
 from loguru import logger
 
 from src.api.auth import JwksCache, TokenVerifier
@@ -32,15 +31,7 @@ from src.api.ratelimit import EngineBudget, RateLimitMiddleware, parse_networks
 from src.api.routes import admin, health, search
 from src.api.security import SecurityHeadersMiddleware
 from src.cache.factory import create_cache_aside
-from src.events import (
-    INVALIDATIONS,
-    REINDEX_QUEUE,
-    Invalidation,
-    ReindexRequest,
-    apply_invalidation,
-    create_broker,
-    publish,
-)
+from src.events import Invalidation, LazyReindexPublisher, ReindexRequest, apply_invalidation, create_broker, publish
 from src.observability.logging import configure_logging
 from src.observability.middleware import ObservabilityMiddleware
 from src.observability.tracing import configure_tracing, flush_tracing
@@ -50,6 +41,9 @@ from src.search.backends.guarded import GuardedBackend
 from src.search.schema import IndexSchema, load_schema
 from src.search.service import SearchOptions
 from src.settings import DEV_CURSOR_SECRET, Settings, get_settings
+
+if TYPE_CHECKING:
+    from faststream.rabbit import RabbitBroker
 
 
 def search_options(settings: Settings) -> SearchOptions:
@@ -129,8 +123,12 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
                 timeout_seconds=config.redis_timeout_seconds,
                 key_prefix=f"{services.aside.policy.namespace}:limits",
             ).charge
-        broker = await start_events(config, services) if config.broker_url else None
-        if broker is not None:
+        subscribe = config.broker_url and config.broker_subscribe
+        broker = await start_events(config, services) if subscribe else None
+        publisher = LazyReindexPublisher(config.broker_url) if config.broker_url and not subscribe else None
+        if publisher is not None:
+            services = dataclasses.replace(services, request_reindex=publisher)
+        elif broker is not None:
             services = dataclasses.replace(services, request_reindex=functools.partial(_publish_reindex, broker))
         elif not config.broker_url:
             logger.info("no BROKER_URL: the in-process cache polls for invalidations; reindexes run on the schedule")
@@ -143,6 +141,8 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         finally:
             if broker is not None:
                 await broker.stop()
+            if publisher is not None:
+                await publisher.close()
             await services.aside.close()
             await services.backend.close()
             flush_tracing()
@@ -230,6 +230,10 @@ def install_docs(app: FastAPI) -> None:
 async def start_events(settings: Settings, services: Services) -> RabbitBroker | None:
     """Subscribe this process to the invalidation fan-out (an exclusive queue of its own) and connect the
     broker reindex requests are published through; None (logged) when the broker cannot be reached."""
+    from faststream.rabbit import RabbitQueue
+
+    from src.events import INVALIDATIONS
+
     broker = create_broker(settings.broker_url)
     namespace, fingerprint = services.aside.policy.namespace, services.schema.fingerprint
     mine = RabbitQueue(f"search.invalidations.{uuid.uuid4().hex[:12]}", exclusive=True, auto_delete=True)
@@ -251,6 +255,8 @@ async def start_events(settings: Settings, services: Services) -> RabbitBroker |
 
 
 async def _publish_reindex(broker: RabbitBroker, request: ReindexRequest) -> bool:
+    from src.events import REINDEX_QUEUE
+
     return await publish(broker, request, queue=REINDEX_QUEUE)
 
 
