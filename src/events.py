@@ -43,14 +43,14 @@ REINDEX_QUEUE_NAME = "search.reindex"
 def __getattr__(name: str) -> object:
     """INVALIDATIONS and REINDEX_QUEUE, built on first use: FastStream (and aio-pika) load only in a
     process that uses the broker, which keeps them out of a Lambda cold start without one."""
+    if name not in ("INVALIDATIONS", "REINDEX_QUEUE"):  # other lookups (dunders, probes) import nothing
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
 
     built: dict[str, object] = {
         "INVALIDATIONS": RabbitExchange(INVALIDATIONS_EXCHANGE, type=ExchangeType.FANOUT, durable=True),
         "REINDEX_QUEUE": RabbitQueue(REINDEX_QUEUE_NAME, durable=True),
     }
-    if name not in built:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals().update(built)  # built once: later reads find them as plain globals
     return built[name]
 
