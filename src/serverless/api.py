@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from src.serverless.emf import api_request_record, write_record
+from src.serverless.secrets import load_secrets
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -66,6 +67,7 @@ def build_runtime() -> ApiRuntime:
     from src.main import create_app
     from src.serverless.engines import create_backend_lazily
 
+    load_secrets(os.environ)  # SECRETS_FROM: Secrets Manager values, before the settings are read
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # Mangum runs each request on the current loop: this one
     app = create_app(backend_factory=create_backend_lazily)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from src.indexer.pipeline import apply_batch
 from src.indexer.retry import retrying
 from src.serverless.docdb import EVENT_SOURCE, Conversion, DocDbEvent, to_change_batch
 from src.serverless.emf import EmfRecord, Unit, emf_record, write_record
+from src.serverless.secrets import load_secrets
 from src.settings import Settings, get_settings
 
 
@@ -180,6 +182,8 @@ def build_runtime(settings: Settings | None = None) -> IndexerRuntime:
     """The indexer's collaborators from settings (as the stream builds them), on a loop of their own."""
     from src.observability.logging import configure_logging
 
+    if settings is None:
+        load_secrets(os.environ)  # SECRETS_FROM: Secrets Manager values, before the settings are read
     config = settings or get_settings()
     configure_logging(config.log_level, process="indexer")
     runner = asyncio.Runner()
