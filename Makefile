@@ -27,14 +27,14 @@ test: venv
 	$(VENV)/bin/coverage erase
 	$(VENV)/bin/coverage run -m pytest
 	$(VENV)/bin/coverage report -m
-	$(VENV)/bin/mypy src indexer tests
-	$(VENV)/bin/ruff check src indexer tests scripts bench
+	$(VENV)/bin/mypy src indexer tests infra
+	$(VENV)/bin/ruff check src indexer tests scripts bench infra
 
 typecheck: venv
-	$(VENV)/bin/mypy src indexer tests
+	$(VENV)/bin/mypy src indexer tests infra
 
 lint: venv
-	$(VENV)/bin/ruff check src indexer tests scripts bench
+	$(VENV)/bin/ruff check src indexer tests scripts bench infra
 
 # Benchmarks (figures in the issues' closing notes). bench-search: API vs the engines' own clients
 # (Elasticsearch too when ELASTICSEARCH_URL is set). bench-cache needs REDIS_URL and `wrk`.
