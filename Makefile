@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance es-start es-stop clean
+.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance bench-cold-start es-start es-stop clean
 
 venv: $(STAMP)
 
@@ -61,6 +61,10 @@ bench-relevance: venv
 
 bench-indexer: venv
 	$(PY) bench/indexer_bench.py
+
+# Lambda cold start of the API handler vs a bare FastAPI + Mangum app (needs ELASTICSEARCH_URL).
+bench-cold-start: venv
+	$(PY) bench/cold_start.py
 
 es-start:
 	scripts/elasticsearch.sh start
