@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from src.serverless.emf import api_request_record, write_record
+from src.serverless.environment import PerEnvironment
 from src.serverless.secrets import load_secrets
 
 if TYPE_CHECKING:
@@ -82,20 +83,11 @@ def build_runtime() -> ApiRuntime:
     return ApiRuntime(app=app, adapter=adapter, loop=loop, lifespan=lifespan)
 
 
-_runtime: list[ApiRuntime] = []
-
-
-def runtime() -> ApiRuntime:
-    """This execution environment's runtime, built on first use."""
-    if not _runtime:
-        _runtime.append(build_runtime())
-    return _runtime[0]
-
-
-def reset() -> None:
-    """Shut the runtime down (the next invocation builds a new one): tests and benchmarks only."""
-    while _runtime:
-        _runtime.pop().close()
+_runtime = PerEnvironment(build_runtime)
+runtime = _runtime.get
+"""This execution environment's runtime, built on first use."""
+reset = _runtime.reset
+"""Close the runtime (the next invocation builds a new one from fresh settings): tests and benchmarks."""
 
 
 def handler(event: LambdaEvent, context: object) -> LambdaResponse:

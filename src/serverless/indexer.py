@@ -41,6 +41,7 @@ from src.indexer.pipeline import apply_batch
 from src.indexer.retry import retrying
 from src.serverless.docdb import EVENT_SOURCE, Conversion, DocDbEvent, to_change_batch
 from src.serverless.emf import EmfRecord, Unit, emf_record, write_record
+from src.serverless.environment import PerEnvironment
 from src.serverless.secrets import load_secrets
 from src.settings import Settings, get_settings
 
@@ -201,20 +202,11 @@ def build_runtime(settings: Settings | None = None) -> IndexerRuntime:
     return IndexerRuntime(runner=runner, indexer=runner.run(build()), settings=config)
 
 
-_runtime: list[IndexerRuntime] = []
-
-
-def runtime() -> IndexerRuntime:
-    """This execution environment's runtime, built on first use."""
-    if not _runtime:
-        _runtime.append(build_runtime())
-    return _runtime[0]
-
-
-def reset() -> None:
-    """Close the runtime (the next invocation builds a new one from fresh settings): tests only."""
-    while _runtime:
-        _runtime.pop().close()
+_runtime = PerEnvironment(build_runtime)
+runtime = _runtime.get
+"""This execution environment's runtime, built on first use."""
+reset = _runtime.reset
+"""Close the runtime (the next invocation builds a new one from fresh settings): tests and benchmarks."""
 
 
 def handler(event: DocDbEvent, context: object) -> BatchSummary:
