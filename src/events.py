@@ -106,6 +106,9 @@ class LazyReindexPublisher:
                 try:
                     async with asyncio.timeout(10):
                         await broker.start()
+                        # Declared here too: a request published before any consumer declared the durable
+                        # queue would be dropped by the default exchange.
+                        await broker.declare_queue(self._queue or _reindex_queue())
                 except Exception as err:  # the caller answers 503; the next request tries again
                     logger.warning(
                         "broker unreachable ({}: {}): reindex request not published", type(err).__name__, err

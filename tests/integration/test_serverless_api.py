@@ -3,6 +3,7 @@ on a real engine: Tantivy in a temporary directory and the Elasticsearch at ELAS
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import itertools
 import json
@@ -24,7 +25,7 @@ from src.search.schema import load_schema
 from src.serverless import api
 from src.serverless.gateway import http_api_event
 from src.settings import get_settings
-from tests.conftest import ES_URL, drop_all, load, require_elasticsearch
+from tests.conftest import BROKER_URL, ES_URL, drop_all, load, require_broker, require_elasticsearch
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +168,54 @@ def test_handler_import_when_engine_is_elasticsearch_loads_no_tantivy_nor_indexe
     assert {"src.main", "elasticsearch"} <= modules
     assert not {name for name in modules if name == "tantivy" or name.startswith(("tantivy.", "src.indexer"))}
     assert "src.search.backends.tantivy" not in modules
+
+
+async def test_handler_when_reindex_is_requested_publishes_through_a_broker_connected_on_demand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_broker()
+    import time
+
+    import jwt
+    from faststream.rabbit import RabbitQueue
+
+    from src.events import ReindexRequest, create_broker
+
+    secret = "serverless-test-hmac-secret-of-32-bytes"
+    for name, value in {
+        "BROKER_URL": BROKER_URL,
+        "BROKER_SUBSCRIBE": "false",
+        "AUTH_STATIC_KEY": secret,
+        "AUTH_ALGORITHMS": "HS256",
+    }.items():
+        monkeypatch.setenv(name, value)
+    bearer = jwt.encode({"sub": "op", "scope": "search:reindex", "exp": int(time.time()) + 300}, secret, "HS256")
+    async with loaded("tantivy", tmp_path, monkeypatch):
+
+        def calls() -> tuple[bool, int, int]:
+            try:
+                health = api.handler(http_api_event("GET", "/healthz"), None)["statusCode"]
+                connected_at_start = api.runtime().app.state.services.request_reindex.connected
+                headers = {"Authorization": f"Bearer {bearer}"}
+                accepted = api.handler(http_api_event("POST", "/v1/admin/reindex", headers=headers), None)
+                return connected_at_start, health, accepted["statusCode"]
+            finally:
+                api.reset()
+
+        connected_at_start, health, status = await asyncio.to_thread(calls)
+    assert (connected_at_start, health, status) == (False, 200, 202)
+    received: list[str] = []
+    consumer = create_broker(BROKER_URL)
+
+    @consumer.subscriber(RabbitQueue("search.reindex", durable=True))
+    async def on_request(request: ReindexRequest) -> None:
+        received.append(request.requested_by or "")
+
+    await consumer.start()
+    try:
+        async with asyncio.timeout(10):
+            while not received:
+                await asyncio.sleep(0.02)
+    finally:
+        await consumer.stop()
+    assert received == ["op"]
