@@ -98,6 +98,7 @@ INDEX_ALIAS = "packages"
 REINDEX_QUEUE = "search.reindex"
 METRICS_NAMESPACE = "SearchApi"  # src/serverless/emf.py NAMESPACE
 CA_BUNDLE = "/var/task/global-bundle.pem"  # staged by infra/stage_lambda.py --ca-bundle
+EVENT_SOURCE_NETWORK_ACTIONS = ["ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +187,9 @@ class SearchStack(cdk.Stack):
             instance_type=ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MEDIUM),
             instances=1,
             vpc=self.vpc,
-            vpc_subnets=self.isolated,
+            # Not isolated: the event source mapping reaches Lambda, STS and Secrets Manager from the
+            # cluster's subnets (through the NAT gateway).
+            vpc_subnets=self.private,
             security_group=self.data_sg,
             parameter_group=parameters,
             storage_encrypted=True,
@@ -260,7 +263,8 @@ class SearchStack(cdk.Stack):
             host_instance_type="mq.t3.micro",
             deployment_mode="SINGLE_INSTANCE",
             publicly_accessible=False,
-            subnet_ids=[self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids[0]],
+            # Not isolated either: its event source mapping needs the same way out as DocumentDB's.
+            subnet_ids=[self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids[0]],
             security_groups=[self.data_sg.security_group_id],
             users=[
                 amazonmq.CfnBroker.UserProperty(
@@ -470,9 +474,14 @@ class SearchStack(cdk.Stack):
         self._grant_purge(self.indexer_function)
         role = self.indexer_function.role
         assert role is not None
-        role.add_to_principal_policy(
+        role.add_to_principal_policy(  # what the DocumentDB event source mapping needs (AWS's list)
             iam.PolicyStatement(
-                actions=["rds:DescribeDBClusters", "rds:DescribeDBClusterParameters", "rds:DescribeDBSubnetGroups"],
+                actions=[
+                    "rds:DescribeDBClusters",
+                    "rds:DescribeDBClusterParameters",
+                    "rds:DescribeDBSubnetGroups",
+                    *EVENT_SOURCE_NETWORK_ACTIONS,
+                ],
                 resources=["*"],
             )
         )
@@ -575,14 +584,15 @@ class SearchStack(cdk.Stack):
         )
 
     def _stream_service(self) -> None:
-        definition = self._task_definition(
-            "StreamTask", ["python", "-m", "indexer", "stream", "--check"], cpu=512, memory_mb=1024
-        )
+        broker_url = f"amqps://$BROKER_USERNAME:$BROKER_PASSWORD@{self.broker_host}/"
+        command = ["sh", "-c", f'BROKER_URL="{broker_url}" exec python -m indexer stream --check']
+        definition = self._task_definition("StreamTask", command, cpu=512, memory_mb=1024)
         container = definition.default_container
         assert container is not None
-        container.add_secret(
-            "BROKER_URL", ecs.Secret.from_secrets_manager(self.broker_secret)
-        )  # the stream consumes reindex requests itself
+        # The stream consumes reindex requests itself. ECS puts secrets into variables but cannot template
+        # them, so the URL is put together by the shell (the generated password has no punctuation).
+        container.add_secret("BROKER_USERNAME", ecs.Secret.from_secrets_manager(self.broker_secret, "username"))
+        container.add_secret("BROKER_PASSWORD", ecs.Secret.from_secrets_manager(self.broker_secret, "password"))
         self.stream_service = ecs.FargateService(
             self,
             "StreamService",
@@ -618,9 +628,9 @@ class SearchStack(cdk.Stack):
         self.broker_secret.grant_read(function)
         role = function.role
         assert role is not None
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["ecs:ListTasks"], resources=["*"])
-        )  # ListTasks takes no resource ARN
+        role.add_to_principal_policy(  # ListTasks takes no resource ARN; the describes are the mapping's
+            iam.PolicyStatement(actions=["ecs:ListTasks", *EVENT_SOURCE_NETWORK_ACTIONS], resources=["*"])
+        )
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["mq:DescribeBroker"], resources=[self.broker.attr_arn])
         )

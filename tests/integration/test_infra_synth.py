@@ -183,6 +183,9 @@ def test_synth_indexer_function_reads_the_docdb_stream_and_purges_cloudfront(tem
     policies = json.dumps(resources(template, "AWS::IAM::Policy"))
     assert "cloudfront:CreateInvalidation" in policies
     assert "rds:DescribeDBClusters" in policies
+    assert "ec2:DescribeSubnets" in policies
+    subnets = json.dumps(one(template, "AWS::DocDB::DBSubnetGroup")["SubnetIds"])
+    assert "privateSubnet" in subnets  # with a way out: the mapping's pollers call Lambda from there
 
 
 def test_synth_documentdb_has_tls_and_change_streams_turned_on_by_the_custom_resource(
@@ -251,13 +254,16 @@ def test_synth_container_mode_streams_on_fargate_against_the_given_endpoint(temp
     assert variables(function(template, "src.serverless.api.handler"))["ELASTICSEARCH_URL"] == "https://es.example:9200"
     service = one(template, "AWS::ECS::Service")
     assert (service["DesiredCount"], service["LaunchType"]) == (1, "FARGATE")
-    commands = [
-        t["ContainerDefinitions"][0]["Command"] for t in resources(template, "AWS::ECS::TaskDefinition").values()
-    ]
-    assert sorted(commands) == [
-        ["python", "-m", "indexer", "reindex"],
-        ["python", "-m", "indexer", "stream", "--check"],
-    ]
+    commands = sorted(
+        (t["ContainerDefinitions"][0]["Command"], {s["Name"] for s in t["ContainerDefinitions"][0]["Secrets"]})
+        for t in resources(template, "AWS::ECS::TaskDefinition").values()
+    )
+    assert commands[0] == (["python", "-m", "indexer", "reindex"], {"CURSOR_SECRET", "MONGODB_PASSWORD"})
+    stream, secrets = commands[1]
+    assert stream[:2] == ["sh", "-c"]
+    assert "exec python -m indexer stream --check" in json.dumps(stream[2])
+    assert "BROKER_URL" in json.dumps(stream[2])
+    assert secrets == {"CURSOR_SECRET", "MONGODB_PASSWORD", "BROKER_USERNAME", "BROKER_PASSWORD"}
 
 
 def test_synth_provisioned_concurrency_autoscales_the_live_alias(templates: dict[str, Template]) -> None:
