@@ -5,14 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance es-start es-stop os-start os-stop clean
+.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance bench-cold-start es-start es-stop os-start os-stop clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || "$$(scripts/find-python.sh)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,deploy]'
 	@touch $(STAMP)
 
 # Loads the demo data (DEMO_DATA_PATH) into the configured backend unless the alias already exists.
@@ -27,14 +27,14 @@ test: venv
 	$(VENV)/bin/coverage erase
 	$(VENV)/bin/coverage run -m pytest
 	$(VENV)/bin/coverage report -m
-	$(VENV)/bin/mypy src indexer tests
-	$(VENV)/bin/ruff check src indexer tests scripts bench
+	$(VENV)/bin/mypy src indexer tests infra
+	$(VENV)/bin/ruff check src indexer tests scripts bench infra
 
 typecheck: venv
-	$(VENV)/bin/mypy src indexer tests
+	$(VENV)/bin/mypy src indexer tests infra
 
 lint: venv
-	$(VENV)/bin/ruff check src indexer tests scripts bench
+	$(VENV)/bin/ruff check src indexer tests scripts bench infra
 
 # Benchmarks (figures in the issues' closing notes). bench-search: API vs the engines' own clients
 # (Elasticsearch too when ELASTICSEARCH_URL is set). bench-cache needs REDIS_URL and `wrk`.
@@ -61,6 +61,10 @@ bench-relevance: venv
 
 bench-indexer: venv
 	$(PY) bench/indexer_bench.py
+
+# Lambda cold start of the API handler vs a bare FastAPI + Mangum app (needs ELASTICSEARCH_URL).
+bench-cold-start: venv
+	$(PY) bench/cold_start.py
 
 es-start:
 	scripts/elasticsearch.sh start

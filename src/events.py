@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
-from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from loguru import logger
 from pydantic import BaseModel, Field
 
@@ -29,9 +29,30 @@ from src.cache.memory import MemoryCache
 from src.cache.tiered import TieredCache
 from src.observability.metrics import BROKER_EVENTS
 
-INVALIDATIONS = RabbitExchange("search.invalidations", type=ExchangeType.FANOUT, durable=True)
-REINDEX_QUEUE = RabbitQueue("search.reindex", durable=True)
+if TYPE_CHECKING:
+    from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
+
+    INVALIDATIONS: RabbitExchange
+    REINDEX_QUEUE: RabbitQueue
+
 PUBLISH_TIMEOUT_SECONDS = 2.0
+INVALIDATIONS_EXCHANGE = "search.invalidations"
+REINDEX_QUEUE_NAME = "search.reindex"
+
+
+def __getattr__(name: str) -> object:
+    """INVALIDATIONS and REINDEX_QUEUE, built on first use: FastStream (and aio-pika) load only in a
+    process that uses the broker, which keeps them out of a Lambda cold start without one."""
+    if name not in ("INVALIDATIONS", "REINDEX_QUEUE"):  # other lookups (dunders, probes) import nothing
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
+
+    built: dict[str, object] = {
+        "INVALIDATIONS": RabbitExchange(INVALIDATIONS_EXCHANGE, type=ExchangeType.FANOUT, durable=True),
+        "REINDEX_QUEUE": RabbitQueue(REINDEX_QUEUE_NAME, durable=True),
+    }
+    globals().update(built)  # built once: later reads find them as plain globals
+    return built[name]
 
 
 class Invalidation(BaseModel):
@@ -51,9 +72,57 @@ class ReindexRequest(BaseModel):
     requested_at: float = Field(default_factory=time.time)
 
 
+def _reindex_queue() -> RabbitQueue:
+    return cast("RabbitQueue", __getattr__("REINDEX_QUEUE"))
+
+
 def create_broker(url: str) -> RabbitBroker:
     """The FastStream broker on `url` (not connected until started)."""
+    from faststream.rabbit import RabbitBroker
+
     return RabbitBroker(url, logger=None)
+
+
+class LazyReindexPublisher:
+    """Publishes reindex requests through a broker connected on the first request (a Lambda function:
+    no connection, nor FastStream import, at a cold start; nothing subscribed, since a frozen function
+    cannot consume)."""
+
+    def __init__(self, url: str, *, queue: RabbitQueue | None = None) -> None:
+        self._url = url
+        self._queue = queue
+        self._broker: RabbitBroker | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        """Whether a request connected the broker already."""
+        return self._broker is not None
+
+    async def __call__(self, request: ReindexRequest) -> bool:
+        async with self._lock:
+            if self._broker is None:
+                broker = create_broker(self._url)
+                try:
+                    async with asyncio.timeout(10):
+                        await broker.start()
+                        # Declared here too: a request published before any consumer declared the durable
+                        # queue would be dropped by the default exchange.
+                        await broker.declare_queue(self._queue or _reindex_queue())
+                except Exception as err:  # the caller answers 503; the next request tries again
+                    logger.warning(
+                        "broker unreachable ({}: {}): reindex request not published", type(err).__name__, err
+                    )
+                    await broker.stop()
+                    return False
+                self._broker = broker
+        return await publish(self._broker, request, queue=self._queue or _reindex_queue())
+
+    async def close(self) -> None:
+        """Disconnect, when connected."""
+        if self._broker is not None:
+            await self._broker.stop()
+            self._broker = None
 
 
 async def publish(broker: RabbitBroker, message: BaseModel, *, exchange: RabbitExchange | None = None,
@@ -65,7 +134,7 @@ async def publish(broker: RabbitBroker, message: BaseModel, *, exchange: RabbitE
             if exchange is not None:
                 await broker.publish(message.model_dump(), exchange=exchange)
             else:
-                await broker.publish(message.model_dump(), queue=queue or REINDEX_QUEUE, persist=True)
+                await broker.publish(message.model_dump(), queue=queue or _reindex_queue(), persist=True)
     except Exception as err:  # the broker's and the network's errors: the caller goes on
         BROKER_EVENTS.labels(kind, "publish_failed").inc()
         logger.warning("could not publish the {} event: {}: {}", kind, type(err).__name__, err)

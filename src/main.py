@@ -12,13 +12,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from faststream.rabbit import RabbitBroker, RabbitQueue
 from loguru import logger
 
 from src.api.auth import JwksCache, TokenVerifier
@@ -33,24 +32,19 @@ from src.api.ratelimit import EngineBudget, RateLimitMiddleware, parse_networks
 from src.api.routes import admin, health, search
 from src.api.security import SecurityHeadersMiddleware
 from src.cache.factory import create_cache_aside
-from src.events import (
-    INVALIDATIONS,
-    REINDEX_QUEUE,
-    Invalidation,
-    ReindexRequest,
-    apply_invalidation,
-    create_broker,
-    publish,
-)
+from src.events import Invalidation, LazyReindexPublisher, ReindexRequest, apply_invalidation, create_broker, publish
 from src.observability.logging import configure_logging
 from src.observability.middleware import ObservabilityMiddleware
 from src.observability.tracing import configure_tracing, flush_tracing
 from src.resilience import CircuitBreaker
-from src.search.backends.factory import create_backend
+from src.search.backends.base import SearchBackend
 from src.search.backends.guarded import GuardedBackend
-from src.search.schema import load_schema
+from src.search.schema import IndexSchema, load_schema
 from src.search.service import SearchOptions
 from src.settings import DEV_CURSOR_SECRET, Settings, get_settings
+
+if TYPE_CHECKING:
+    from faststream.rabbit import RabbitBroker
 
 
 def search_options(settings: Settings) -> SearchOptions:
@@ -84,9 +78,21 @@ def http_cache_policy(settings: Settings) -> HttpCachePolicy:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+type BackendFactory = Callable[[Settings, IndexSchema], SearchBackend]
+"""Builds the configured search backend (the Lambda handler passes one that imports only its engine)."""
+
+
+def create_configured_backend(settings: Settings, schema: IndexSchema) -> SearchBackend:
+    """The backend the settings name, through the shared factory (imported on first use)."""
+    from src.search.backends.factory import create_backend
+
+    return create_backend(settings, schema)
+
+
+def create_app(settings: Settings | None = None, *, backend_factory: BackendFactory | None = None) -> FastAPI:
     """Build the app; clients open in the lifespan, so building it does no I/O."""
     config = settings or get_settings()
+    make_backend = backend_factory or create_configured_backend
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reset_seconds=config.search_breaker_reset_seconds,
         )
         services = Services(
-            backend=GuardedBackend(create_backend(config, schema), breaker),
+            backend=GuardedBackend(make_backend(config, schema), breaker),
             schema=schema,
             options=search_options(config),
             aside=create_cache_aside(config),
@@ -118,8 +124,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 timeout_seconds=config.redis_timeout_seconds,
                 key_prefix=f"{services.aside.policy.namespace}:limits",
             ).charge
-        broker = await start_events(config, services) if config.broker_url else None
-        if broker is not None:
+        subscribe = config.broker_url and config.broker_subscribe
+        broker = await start_events(config, services) if subscribe else None
+        publisher = LazyReindexPublisher(config.broker_url) if config.broker_url and not subscribe else None
+        if publisher is not None:
+            services = dataclasses.replace(services, request_reindex=publisher)
+        elif broker is not None:
             services = dataclasses.replace(services, request_reindex=functools.partial(_publish_reindex, broker))
         elif not config.broker_url:
             logger.info("no BROKER_URL: the in-process cache polls for invalidations; reindexes run on the schedule")
@@ -132,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if broker is not None:
                 await broker.stop()
+            if publisher is not None:
+                await publisher.close()
             await services.aside.close()
             await services.backend.close()
             flush_tracing()
@@ -221,6 +233,10 @@ def install_docs(app: FastAPI) -> None:
 async def start_events(settings: Settings, services: Services) -> RabbitBroker | None:
     """Subscribe this process to the invalidation fan-out (an exclusive queue of its own) and connect the
     broker reindex requests are published through; None (logged) when the broker cannot be reached."""
+    from faststream.rabbit import RabbitQueue
+
+    from src.events import INVALIDATIONS
+
     broker = create_broker(settings.broker_url)
     namespace, fingerprint = services.aside.policy.namespace, services.schema.fingerprint
     mine = RabbitQueue(f"search.invalidations.{uuid.uuid4().hex[:12]}", exclusive=True, auto_delete=True)
@@ -242,6 +258,8 @@ async def start_events(settings: Settings, services: Services) -> RabbitBroker |
 
 
 async def _publish_reindex(broker: RabbitBroker, request: ReindexRequest) -> bool:
+    from src.events import REINDEX_QUEUE
+
     return await publish(broker, request, queue=REINDEX_QUEUE)
 
 

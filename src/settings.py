@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     # --- events -----------------------------------------------------------------------------------
     broker_url: str = ""
     """RabbitMQ (amqp://...) for reindex requests and invalidation events; empty: polling and the schedule."""
+    broker_subscribe: bool = True
+    """The API subscribes to the invalidation fan-out at start. False (a Lambda function, which cannot
+    consume while frozen): no subscription, and the broker connects on the first reindex request only."""
 
     # --- CDN purge --------------------------------------------------------------------------------
     cdn_purger: Literal["none", "xkey", "fastly", "cloudfront"] = "none"

@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import jwt
 from fastapi import Request
 from loguru import logger
+
+if TYPE_CHECKING:  # PyJWT (with its crypto) and httpx load on the first token: not at a Lambda cold start
+    import httpx
+    import jwt
 
 REALM = "search-api"
 
@@ -79,6 +81,9 @@ class JwksCache:
         self.fetches = 0
 
     async def _fetch(self) -> None:
+        import httpx
+        import jwt
+
         async with httpx.AsyncClient(transport=self._transport, timeout=self.timeout) as client:
             response = await client.get(self.url)
             response.raise_for_status()
@@ -98,6 +103,8 @@ class JwksCache:
 
     async def key(self, kid: str) -> jwt.PyJWK:
         """The key `kid` (AuthError 401 when the JWKS does not have it or cannot be fetched)."""
+        import httpx
+
         async with self._lock:
             now = self._clock()
             stale = self._fetched_at is None or now - self._fetched_at > self.ttl
@@ -142,6 +149,7 @@ class TokenVerifier:
         return self.jwks is not None or self.static_key is not None
 
     async def verify(self, token: str) -> dict[str, Any]:
+        import jwt
         """The token's claims, or AuthError."""
         try:
             header = jwt.get_unverified_header(token)

@@ -25,18 +25,19 @@ import ipaddress
 import math
 import time
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
-import limits
-import limits.aio.storage
-import limits.aio.strategies
-import limits.storage
-import limits.strategies
 import orjson
 from loguru import logger
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from src.observability.metrics import RATE_LIMITED, RATE_LIMITER_ERRORS
 from src.observability.middleware import CLIENT_KEY
+
+if TYPE_CHECKING:  # `limits` loads only where a limit is on (not on Lambda, where API Gateway throttles)
+    import limits
+    import limits.aio.storage
+    import limits.strategies
 
 type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -126,8 +127,14 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, *, limit: str | None, trusted_proxies: tuple[Network, ...]) -> None:
         self.app = app
         self.trusted = trusted_proxies
-        self.item = limits.parse(limit) if limit else None
-        self.limiter = limits.strategies.SlidingWindowCounterRateLimiter(limits.storage.MemoryStorage())
+        self.item: limits.RateLimitItem | None = None
+        self.limiter: limits.strategies.SlidingWindowCounterRateLimiter | None = None
+        if limit:
+            import limits.storage
+            import limits.strategies
+
+            self.item = limits.parse(limit)
+            self.limiter = limits.strategies.SlidingWindowCounterRateLimiter(limits.storage.MemoryStorage())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,9 +144,11 @@ class RateLimitMiddleware:
         scope[CLIENT_KEY] = client  # the access log's client
         token = CLIENT.set(client)
         try:
-            item = self.item
-            if item is not None and scope["path"] not in _EXEMPT and not self.limiter.hit(item, "all", client):
-                stats = self.limiter.get_window_stats(item, "all", client)
+            item, limiter = self.item, self.limiter
+            if item is not None and limiter is not None and scope["path"] not in _EXEMPT and not limiter.hit(
+                item, "all", client
+            ):
+                stats = limiter.get_window_stats(item, "all", client)
                 limited = RateLimited("all", item.amount, item.get_expiry(), stats.reset_time - time.time())
                 RATE_LIMITED.labels("all").inc()
                 body = problem_body(limited, scope["path"][:256])
@@ -166,6 +175,10 @@ class EngineBudget:
         timeout_seconds: float = 0.05,
         key_prefix: str = "search-api-limits",
     ) -> None:
+        import limits
+        import limits.aio.storage
+        import limits.aio.strategies
+
         self.item = limits.parse(limit)
         self.timeout = timeout_seconds
         if redis_url:

@@ -9,7 +9,6 @@ from src.cache.base import Cache
 from src.cache.keys import scoped_namespace
 from src.cache.memory import MemoryCache
 from src.cache.null import NullCache
-from src.cache.redis import create_redis_cache
 from src.cache.tiered import TieredCache
 from src.settings import Settings
 
@@ -17,6 +16,8 @@ from src.settings import Settings
 def create_shared_cache(settings: Settings) -> Cache:
     """The cache every process shares: Redis (or Redis Cluster) when REDIS_URL is set, else the in-process LRU."""
     if settings.redis_url:
+        from src.cache.redis import create_redis_cache  # redis-py loads only where Redis is configured
+
         return create_redis_cache(
             settings.redis_url,
             timeout_seconds=settings.redis_timeout_seconds,

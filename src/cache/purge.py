@@ -186,6 +186,8 @@ class PurgeQueue:
         self._draw = draw
         self._pending: dict[str, None] = {}  # insertion-ordered set
         self._wake = asyncio.Event()
+        self._settled = asyncio.Event()  # nothing pending and no repeat due: what drain() waits for
+        self._settled.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -216,6 +218,8 @@ class PurgeQueue:
             CDN_PURGES.labels(self.purger.kind, "dropped").inc(dropped)
             logger.warning("CDN purge queue full: {} keys dropped (they expire by s-maxage)", dropped)
         CDN_PURGE_PENDING.set(len(self._pending))
+        if self._pending or self._repeats:
+            self._settled.clear()
         self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -250,7 +254,19 @@ class PurgeQueue:
                 self._pending.pop(key, None)
             CDN_PURGES.labels(self.purger.kind, "sent").inc(len(batch))
             CDN_PURGE_PENDING.set(len(self._pending))
+            if not self._pending and not self._repeats:
+                self._settled.set()
             logger.bind(purger=self.purger.kind, keys=len(batch)).debug("CDN purge sent")
+
+    async def drain(self, *, timeout_seconds: float) -> bool:
+        """Wait until nothing is pending and no repeat is due any more (a Lambda invocation must not return
+        before its purges went out: a frozen environment sends nothing); False when the timeout came first."""
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await self._settled.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def close(self, *, flush_seconds: float = 5.0) -> None:
         """Send what is pending (for up to `flush_seconds`; repeats not yet due are sent now), then stop."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from faststream.rabbit import RabbitBroker
 from loguru import logger
 
+from src.cache.base import Cache
 from src.cache.factory import cache_policy, create_shared_cache
 from src.cache.invalidation import make_invalidator
 from src.cache.purge import PurgeQueue, Purger, create_purger
@@ -41,6 +42,8 @@ class Indexer:
     broker: RabbitBroker | None = None
     """BROKER_URL's broker (started by the stream job): invalidation events out, reindex requests in."""
     reindex_log: MongoReindexLog | None = None
+    cache: Cache | None = None
+    """The shared cache `invalidate` writes to (closed with the rest)."""
 
     @property
     def backend(self) -> SearchBackend:
@@ -53,6 +56,8 @@ class Indexer:
             await self.purges.close()
         if self.broker is not None:
             await self.broker.stop()
+        if self.cache is not None:
+            await self.cache.close()
         await self.source.close()
         await self.sink.backend.close()
 
@@ -102,6 +107,7 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
     )
     invalidate = None
     purges = None
+    shared = None
     broker = create_broker(settings.broker_url) if settings.broker_url and invalidation else None
     if invalidation:
         if not settings.redis_url:
@@ -115,8 +121,9 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
             logger.info("CDN purges by surrogate key through {}", settings.cdn_purger)
         if settings.redis_url or purges is not None or broker is not None:
             namespace = cache_policy(settings).namespace
+            shared = create_shared_cache(settings) if settings.redis_url else None
             invalidate = make_invalidator(
-                create_shared_cache(settings) if settings.redis_url else None,
+                shared,
                 namespace=namespace,
                 schema_fingerprint=schema.fingerprint,
                 purges=purges,
@@ -141,6 +148,7 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
         purges=purges,
         broker=broker,
         reindex_log=MongoReindexLog(database, settings.indexer_checkpoint_collection, settings.indexer_consumer),
+        cache=shared,
     )
 
 

@@ -144,3 +144,41 @@ async def test_reindex_when_requested_through_the_api_is_run_by_the_stream_and_m
         log.close()
         mongo.drop_database(database)
         mongo.close()
+
+
+async def test_lazy_reindex_publisher_when_the_first_request_comes_connects_and_publishes() -> None:
+    require_broker()
+    from faststream.rabbit import RabbitQueue
+
+    from src.events import LazyReindexPublisher, ReindexRequest
+
+    queue = f"lazy-{uuid.uuid4().hex[:8]}"
+    received: list[str] = []
+    consumer = create_broker(BROKER_URL)
+
+    @consumer.subscriber(RabbitQueue(queue, auto_delete=True))
+    async def on_request(request: ReindexRequest) -> None:
+        received.append(request.request_id)
+
+    publisher = LazyReindexPublisher(BROKER_URL, queue=RabbitQueue(queue, auto_delete=True))
+    await consumer.start()
+    try:
+        before = publisher.connected  # nothing at start: a Lambda cold start connects to nothing
+        assert await publisher(ReindexRequest(request_id="r1"))
+        assert (before, publisher.connected) == (False, True)
+        async with asyncio.timeout(10):
+            while not received:
+                await asyncio.sleep(0.02)
+        assert received == ["r1"]
+    finally:
+        await publisher.close()
+        await consumer.stop()
+
+
+async def test_lazy_reindex_publisher_when_the_broker_is_down_answers_false() -> None:
+    from src.events import LazyReindexPublisher, ReindexRequest
+
+    publisher = LazyReindexPublisher("amqp://guest:guest@127.0.0.1:9/")
+    assert await publisher(ReindexRequest(request_id="r1")) is False
+    assert publisher.connected is False
+    await publisher.close()

@@ -253,3 +253,22 @@ async def test_make_invalidator_when_announcing_publishes_the_batch_without_a_sh
     invalidate = make_invalidator(None, namespace="ns", schema_fingerprint="fp", announce=announce)
     await invalidate(["a", "b"])
     assert announced == [(["a", "b"], None)]  # no Redis: no generation to announce, the ids still go out
+
+
+async def test_purge_queue_drain_when_a_repeat_is_due_waits_for_it() -> None:
+    purger = FakePurger(batch_size=10)
+    queue = PurgeQueue(purger, repeat_seconds=0.05)
+    queue.submit(["doc-a"])
+    assert await queue.drain(timeout_seconds=2)
+    assert purger.sent == [["doc-a"], ["doc-a"]]  # the first purge and its repeat, both before drain returned
+    assert await queue.drain(timeout_seconds=0.01)  # nothing left: at once
+    await queue.close()
+
+
+async def test_purge_queue_drain_when_the_cdn_stays_down_gives_up_at_the_timeout() -> None:
+    purger = FakePurger(fail_first=1000)
+    queue = PurgeQueue(purger, repeat_seconds=0, retry_base_seconds=0.01)
+    queue.submit(["doc-a"])
+    assert not await queue.drain(timeout_seconds=0.1)
+    assert queue.pending == 1
+    await queue.close(flush_seconds=0.05)

@@ -1,0 +1,1 @@
+"""The AWS CDK app (Python): `cdk synth` from this folder (see README, Deploying to AWS)."""
