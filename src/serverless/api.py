@@ -66,12 +66,11 @@ def build_runtime() -> ApiRuntime:
     from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
     from src.main import create_app
-    from src.serverless.engines import create_backend_lazily
 
     load_secrets(os.environ)  # SECRETS_FROM: Secrets Manager values, before the settings are read
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # Mangum runs each request on the current loop: this one
-    app = create_app(backend_factory=create_backend_lazily)
+    app = create_app()  # the shared factory imports only the configured engine's adapter
     lifespan = app.router.lifespan_context(app)
     try:
         loop.run_until_complete(lifespan.__aenter__())

@@ -25,7 +25,7 @@ from src.search.schema import load_schema
 from src.serverless import api
 from src.serverless.gateway import http_api_event
 from src.settings import get_settings
-from tests.conftest import BROKER_URL, ES_URL, drop_all, load, require_broker, require_elasticsearch
+from tests.conftest import BROKER_URL, ENGINES, drop_all, engine_environment, load, require_broker
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +41,7 @@ def demo_documents(count: int) -> list[Document]:
 def engine_env(kind: str, tmp_path: Path) -> dict[str, str]:
     alias = f"lambda-{uuid.uuid4().hex[:8]}"
     env = {"INDEX_ALIAS": alias, "TANTIVY_DATA_DIR": str(tmp_path / "tantivy"), "TANTIVY_RELOAD_INTERVAL_SECONDS": "0"}
-    if kind == "elasticsearch":
-        require_elasticsearch()
-        env["ELASTICSEARCH_URL"] = ES_URL
-    return env
+    return env | {name: value for name, value in engine_environment(kind).items() if value}
 
 
 @asynccontextmanager
@@ -63,7 +60,7 @@ async def loaded(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         await backend.close()
 
 
-@pytest.fixture(params=["tantivy", "elasticsearch"])
+@pytest.fixture(params=ENGINES)
 async def loaded_env(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[dict[str, str]]:
