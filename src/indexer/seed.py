@@ -63,7 +63,7 @@ async def seed_collection(
             return summary
         with open_lines(path) as stream:
             for batch in batched(parse_lines(iter(stream)), batch_size):
-                writes = []
+                writes: list[ReplaceOne[Mapping[str, Any]]] = []
                 for item in batch:
                     if item.action is None or item.action.document is None:
                         summary.errors += 1
