@@ -75,6 +75,7 @@ def test_sliding_window_counter_when_previous_window_was_busy_weighs_it_in() -> 
     assert counter.hit("a") is None
     assert counter.hit("a") is None
     wait = counter.hit("a")  # 7.5 + 2 + 1 > 10: until the old weight falls to 0.7
+    assert wait is not None
     assert wait == pytest.approx(0.05)
     clock.now += wait
     assert counter.hit("a") is None
