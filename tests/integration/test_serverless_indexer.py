@@ -26,7 +26,7 @@ from src.serverless import indexer as lambda_indexer
 from src.serverless.docdb import DocDbEvent, docdb_event
 from src.serverless.indexer import AliasMissing, BatchSummary, UnexpectedEvent, build_runtime
 from src.settings import Settings, get_settings
-from tests.conftest import REDIS_URL, drop_all, http_server, load, require_redis
+from tests.conftest import ENGINES, REDIS_URL, drop_all, http_server, load, require_redis
 from tests.integration.test_indexer_secantus import (
     collection_documents,
     index_documents,
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 ARN = "arn:aws:rds:eu-west-1:123456789012:cluster:search-source"
 
 
-@pytest.fixture(params=["tantivy", "elasticsearch"])
+@pytest.fixture(params=ENGINES)
 def settings(request: pytest.FixtureRequest, secantus_url: str, tmp_path: Path) -> Settings:
     return make_settings(str(request.param), secantus_url, tmp_path).model_copy(update={"indexer_retry_attempts": 2})
 
