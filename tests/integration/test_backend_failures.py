@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -47,9 +48,16 @@ async def silent_server() -> AsyncIterator[int]:
     try:
         yield port
     finally:
+        server.close()
+        # A client's retry may connect just before the close: let its handler run, then close every
+        # connection and wait for it, so no open StreamWriter outlives this loop (its __del__ would
+        # warn in whichever later test the garbage collector happens to run).
+        await asyncio.sleep(0.05)
         for writer in held:
             writer.close()
-        server.close()
+        for writer in held:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), timeout=1)
         await server.wait_closed()
 
 
