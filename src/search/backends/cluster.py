@@ -4,14 +4,16 @@ Elasticsearch and OpenSearch answer the same requests (src/search/backends/query
 through different clients with different call shapes and exceptions. This class holds everything the
 two share (index naming, the atomic alias swap, bulk assembly, paging) and asks each engine's
 subclass for a dozen small client calls, each a plain-dict request in and a plain-dict answer out,
-plus `_translate_errors`, the subclass's one choke point for its client's exceptions.
+plus `_classify`, which turns its client's exceptions into ours at the one choke point,
+`_translate_errors`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import cast
 
@@ -24,7 +26,7 @@ from src.search.backends.querydsl import (
     bulk_item_result,
     parse_search_response,
 )
-from src.search.errors import SearchUnavailable
+from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.models import Document
 from src.search.query import BackendQuery
 from src.search.schema import IndexSchema
@@ -57,15 +59,30 @@ class ClusterBackend[Client](ABC):
 
     # --- what each engine's client does ------------------------------------------------------------
 
-    @abstractmethod
-    def _translate_errors(
-        self, what: str, *, budget_seconds: float | None = None, read: bool = False
-    ) -> AbstractAsyncContextManager[None]:
-        """The one choke point for the client's exceptions.
+    _client_errors: tuple[type[Exception], ...]
+    """The client's own exception classes: everything `_classify` turns into ours."""
 
-        Connection errors, timeouts, 429 and 5xx become SearchUnavailable (they feed the breaker and
-        retries); on a read, the engine refusing that request's input becomes SearchRejected.
+    @abstractmethod
+    def _classify(self, err: Exception, what: str, *, read: bool) -> SearchUnavailable | SearchRejected:
+        """One of the client's exceptions as ours.
+
+        Connection errors, timeouts, 429 and 5xx are SearchUnavailable (they feed the breaker and
+        retries); on a read, the engine refusing that request's input is SearchRejected. Writes keep
+        every failure retryable; `bulk` reports per-document refusals itself.
         """
+
+    @asynccontextmanager
+    async def _translate_errors(
+        self, what: str, *, budget_seconds: float | None = None, read: bool = False
+    ) -> AsyncIterator[None]:
+        """The one choke point: a call past its budget, or any client exception, becomes ours."""
+        try:
+            async with asyncio.timeout(budget_seconds or self._timeout * 2):
+                yield
+        except TimeoutError as err:
+            raise SearchUnavailable(f"{self.kind} {what} timed out") from err
+        except self._client_errors as err:
+            raise self._classify(err, what, read=read) from err
 
     @abstractmethod
     async def _search(self, body: ESBody) -> ESBody:

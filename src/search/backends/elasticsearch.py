@@ -7,9 +7,6 @@ the one choke point for its exceptions.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import cast
 
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -27,26 +24,16 @@ class ElasticsearchBackend(ClusterBackend[AsyncElasticsearch]):
 
     kind = "elasticsearch"
 
-    @asynccontextmanager
-    async def _translate_errors(
-        self, what: str, *, budget_seconds: float | None = None, read: bool = False
-    ) -> AsyncIterator[None]:
-        """Connection errors, timeouts, 429 and 5xx: SearchUnavailable; on a read, any other status
-        (400, 404 of a request path, 405, ...) is the engine refusing that request: SearchRejected.
-        Writes keep every failure retryable; their per-document refusals are reported by `bulk`."""
-        try:
-            async with asyncio.timeout(budget_seconds or self._timeout * 2):
-                yield
-        except TimeoutError as err:
-            raise SearchUnavailable(f"elasticsearch {what} timed out") from err
-        except (TransportConnectionError, ConnectionTimeout) as err:
-            raise SearchUnavailable(f"elasticsearch {what}: {type(err).__name__}") from err
-        except ApiError as err:
-            if read and is_rejection(err):
-                raise SearchRejected(f"elasticsearch refused the {what} request ({err.meta.status})") from err
-            raise SearchUnavailable(f"elasticsearch {what} failed: {err}") from err
-        except TransportError as err:
-            raise SearchUnavailable(f"elasticsearch {what} failed: {err}") from err
+    _client_errors = (ApiError, TransportError)
+
+    def _classify(self, err: Exception, what: str, *, read: bool) -> SearchUnavailable | SearchRejected:
+        """On a read, a status other than 429/5xx/401/403 and a missing index (400, 404 of a request
+        path, 405, ...) is the engine refusing that request; everything else is unavailability."""
+        if isinstance(err, TransportConnectionError | ConnectionTimeout):
+            return SearchUnavailable(f"elasticsearch {what}: {type(err).__name__}")
+        if isinstance(err, ApiError) and read and is_rejection(err):
+            return SearchRejected(f"elasticsearch refused the {what} request ({err.meta.status})")
+        return SearchUnavailable(f"elasticsearch {what} failed: {err}")
 
     async def _search(self, body: ESBody) -> ESBody:
         response = await self._client.search(index=self._alias, body=body)

@@ -9,10 +9,7 @@ backend logic is `ClusterBackend`'s; this file is the client's call shapes, its 
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Literal, cast
 
 from opensearchpy import AsyncHttpConnection, AsyncOpenSearch, AWSV4SignerAsyncAuth
@@ -33,27 +30,19 @@ class OpenSearchBackend(ClusterBackend[AsyncOpenSearch]):
 
     kind = "opensearch"
 
-    @asynccontextmanager
-    async def _translate_errors(
-        self, what: str, *, budget_seconds: float | None = None, read: bool = False
-    ) -> AsyncIterator[None]:
-        """Connection errors (opensearch-py's ConnectionError covers timeouts and TLS), 429 and 5xx:
-        SearchUnavailable; on a read, any other status is the engine refusing that request:
-        SearchRejected. Writes keep every failure retryable; `bulk` reports per-document refusals."""
-        try:
-            async with asyncio.timeout(budget_seconds or self._timeout * 2):
-                yield
-        except TimeoutError as err:
-            raise SearchUnavailable(f"opensearch {what} timed out") from err
-        except OpenSearchConnectionError as err:
-            raise SearchUnavailable(f"opensearch {what}: {type(err).__name__}") from err
-        except TransportError as err:
+    _client_errors = (OpenSearchException,)
+
+    def _classify(self, err: Exception, what: str, *, read: bool) -> SearchUnavailable | SearchRejected:
+        """opensearch-py's ConnectionError covers timeouts and TLS; on a read, a status other than
+        429/5xx/401/403 and a missing index is the engine refusing that request; serialization and the
+        like are never the caller's input."""
+        if isinstance(err, OpenSearchConnectionError):
+            return SearchUnavailable(f"opensearch {what}: {type(err).__name__}")
+        if isinstance(err, TransportError):
             status = err.status_code if isinstance(err.status_code, int) else 500
             if read and is_rejection_status(status, _error_type(err)):
-                raise SearchRejected(f"opensearch refused the {what} request ({status})") from err
-            raise SearchUnavailable(f"opensearch {what} failed: {err}") from err
-        except OpenSearchException as err:  # serialization and the like: never the caller's input
-            raise SearchUnavailable(f"opensearch {what} failed: {err}") from err
+                return SearchRejected(f"opensearch refused the {what} request ({status})")
+        return SearchUnavailable(f"opensearch {what} failed: {err}")
 
     async def _search(self, body: ESBody) -> ESBody:
         return cast(ESBody, await self._client.search(index=self._alias, body=body))
