@@ -1,4 +1,4 @@
-"""Benchmark: the API under load and under dependency failure, one process, Redis and a real Elasticsearch.
+"""Benchmark: the API under load and under dependency failure, one process, Redis and a real engine cluster.
 
 One uvicorn process (pinned to core 0) serves the demo data from Elasticsearch with Redis (a
 redis-server of the benchmark's own, so it can be paused); `wrk` (pinned to core 1) drives it for
@@ -15,6 +15,7 @@ by status, by X-Cache, and of 503s carrying Retry-After (admission control), and
 
     scripts/elasticsearch.sh start
     ELASTICSEARCH_URL=http://127.0.0.1:9200 .venv/bin/python bench/load_bench.py --seconds 20
+    OPENSEARCH_URL=http://127.0.0.1:9201 .venv/bin/python bench/load_bench.py --seconds 20   (the same on OpenSearch)
 
 Needs `wrk` and `redis-server` (Debian packages). Prints a Markdown table; figures depend on the machine.
 """
@@ -183,7 +184,8 @@ async def warm(base: str) -> None:
             (await client.get("/v1/search", params={"q": query})).raise_for_status()
 
 
-def elasticsearch_pid(url: str) -> int:
+def engine_pid(url: str) -> int:
+    """The engine's server process (Elasticsearch and OpenSearch answer the same nodes API)."""
     nodes = httpx.get(f"{url}/_nodes/_local/process", timeout=10).json()["nodes"]
     return int(next(iter(nodes.values()))["process"]["id"])
 
@@ -210,16 +212,21 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--pause-seconds", type=float, default=5.0)
     args = parser.parse_args()
-    es_url = os.environ.get("ELASTICSEARCH_URL")
+    engine, variable = (
+        ("OpenSearch", "OPENSEARCH_URL") if os.environ.get("OPENSEARCH_URL") else ("Elasticsearch", "ELASTICSEARCH_URL")
+    )
+    es_url = os.environ.get(variable)
     if not (shutil.which("wrk") and shutil.which("redis-server") and es_url):
-        sys.exit("needs wrk, redis-server (apt-get install wrk redis-server) and ELASTICSEARCH_URL")
+        sys.exit("needs wrk, redis-server (apt-get install wrk redis-server) and ELASTICSEARCH_URL or OPENSEARCH_URL")
     words = [line.split()[0] for line in (ROOT / "bench" / "words.txt").read_text().splitlines() if line.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         redis_url, redis = start_redis(directory)
         port = free_port()
         env = os.environ | {
-            "ELASTICSEARCH_URL": es_url,
+            "ELASTICSEARCH_URL": "",
+            "OPENSEARCH_URL": "",
+            variable: es_url,
             "REDIS_URL": redis_url,
             "INDEX_ALIAS": ALIAS,
             "CACHE_NAMESPACE": f"bench-{int(time.time())}",
@@ -267,7 +274,7 @@ def main() -> None:
                 measure("(b) distinct queries", base, scripts["distinct"], connections)
                 measure("(c) 90 % hot, 10 % distinct", base, scripts["mixed"], connections)
             top = max(args.connections)
-            for dependency, pid in (("Redis", redis.pid), ("Elasticsearch", elasticsearch_pid(es_url))):
+            for dependency, pid in (("Redis", redis.pid), (engine, engine_pid(es_url))):
                 for name, mode in (("(a) one cached URL", "one"), ("(c) 90 % hot, 10 % distinct", "mixed")):
                     asyncio.run(warm(base))
                     paused = pause(pid, after=min(5.0, args.seconds / 4), seconds=args.pause_seconds)
