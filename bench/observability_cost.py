@@ -5,6 +5,8 @@ behind it when REDIS_URL is set, the in-process tier in front), and `wrk` on cor
 search over and over: the fast-hit path, where a fixed per-request cost shows most.
 
   before        `--against DIR`: a checkout without any of it (a git worktree of the commit before)
+  removed       this checkout with the observability middleware's work taken out (its security headers
+                stay): what tracing, metrics and logs cost on today's path, whatever else changed since
   all on        access log (to a file), RED metrics, spans recorded for every request (sampled, with
                 OTEL_TRACES_EXPORTER=none: the export itself runs on a background thread in batches)
   1 in 10       the same with OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.1
@@ -36,6 +38,29 @@ from common import free_port, wait_ready, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERY = "web+server"
+ABLATE = "BENCH_WITHOUT_OBSERVABILITY"
+WITHOUT_MIDDLEWARE = """
+import src.observability.middleware as middleware
+from src.__main__ import main
+
+async def security_headers_only(self, scope, receive, send):
+    if scope["type"] != "http":
+        await self.app(scope, receive, send)
+        return
+    extra = self.security.for_path(scope["path"])
+
+    async def send_with_headers(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    await self.app(scope, receive, send_with_headers)
+
+middleware.ObservabilityMiddleware.__call__ = security_headers_only
+main()
+"""
+"""This checkout with ObservabilityMiddleware's work removed but for the security headers it adds:
+everything else today's path does (security headers, limits, rate limiter, fast hits) still runs."""
 
 
 def measure(checkout: Path, extra: dict[str, str], args: argparse.Namespace, directory: Path) -> tuple[float, ...]:
@@ -60,6 +85,8 @@ def measure(checkout: Path, extra: dict[str, str], args: argparse.Namespace, dir
     )
     subprocess.run([sys.executable, "-m", "indexer", "load", "--if-empty"], cwd=checkout, env=env, check=True)
     command = [sys.executable, "-m", "src"]
+    if extra.get(ABLATE) == "true":
+        command = [sys.executable, "-c", WITHOUT_MIDDLEWARE]
     command = ["taskset", "-c", "0", *command] if shutil.which("taskset") else command
     with (directory / f"server-{port}.log").open("wb") as log:
         server = subprocess.Popen(command, cwd=checkout, env=env, stderr=log, stdout=log)
@@ -91,6 +118,7 @@ def main() -> None:
     if args.against:
         configurations.append(("before", args.against.resolve(), {}))
     configurations += [
+        ("this checkout, observability removed", ROOT, {ABLATE: "true", "ACCESS_LOG": "false"}),
         ("all on", ROOT, {"OTEL_TRACES_EXPORTER": "none", "ACCESS_LOG": "true"}),
         (
             "all on, 1 in 10 sampled",

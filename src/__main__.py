@@ -17,6 +17,7 @@ def main() -> None:
         access_log=False,  # the app writes its own access log (src/observability/middleware.py)
         log_config=None,  # uvicorn's loggers go through the app's JSON logging
         proxy_headers=False,  # the app reads X-Forwarded-For itself, from TRUSTED_PROXIES only
+        server_header=False,  # no `server: uvicorn`: nothing that names the software to a client
     )
 
 

@@ -30,12 +30,12 @@ from src.api.preview import install_preview
 from src.api.problems import install_problem_handlers
 from src.api.ratelimit import EngineBudget, RateLimitMiddleware, parse_networks
 from src.api.routes import admin, health, search
-from src.api.security import SecurityHeadersMiddleware
+from src.api.security import SecurityHeaders
 from src.cache.factory import create_cache_aside
 from src.events import Invalidation, LazyReindexPublisher, ReindexRequest, apply_invalidation, create_broker, publish
-from src.observability.logging import configure_logging
+from src.observability.logging import access_log, configure_logging
 from src.observability.middleware import ObservabilityMiddleware
-from src.observability.tracing import configure_tracing, flush_tracing
+from src.observability.tracing import ServerSpans, configure_tracing, flush_tracing
 from src.resilience import CircuitBreaker
 from src.search.backends.base import SearchBackend
 from src.search.backends.guarded import GuardedBackend
@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
             await services.aside.close()
             await services.backend.close()
             flush_tracing()
+            access_log().flush()
 
     provider = configure_tracing("search-api")
     app = FastAPI(
@@ -163,8 +164,8 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     )
     app.openapi = make_openapi(app, max_query_chars=config.search_max_query_chars)  # type: ignore[method-assign]
     install_problem_handlers(app)
-    # Added innermost first: observability → security headers → CORS → rate limit → size limits → HEAD
-    # → fast hits → routes.
+    # Added innermost first: observability (and security headers) → CORS → rate limit → size limits
+    # → HEAD → fast hits → routes.
     app.add_middleware(FastHitMiddleware)
     app.add_middleware(HeadMiddleware)
     app.add_middleware(
@@ -188,11 +189,11 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
             expose_headers=CORS_EXPOSED_HEADERS,
             max_age=600,
         )
-    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age_seconds=config.hsts_max_age_seconds)
     app.add_middleware(
         ObservabilityMiddleware,
         access_log=config.access_log,
-        tracer=provider.get_tracer("search-read-api") if provider is not None else None,
+        spans=ServerSpans(provider, "search-read-api") if provider is not None else None,
+        security_headers=SecurityHeaders(hsts_max_age_seconds=config.hsts_max_age_seconds),
     )
     app.include_router(search.router)
     app.include_router(health.router)

@@ -17,9 +17,9 @@ from urllib.parse import parse_qsl, unquote
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from src.api.deps import Services
-from src.api.http_cache import render
+from src.api.http_cache import accepts_gzip, render
 from src.cache.keys import GenerationalKey, document_key
-from src.cache.models import Served
+from src.cache.models import CacheEntry, Served
 from src.observability.middleware import ROUTE_KEY
 from src.search.documents import id_problem
 from src.search.errors import SearchError
@@ -30,6 +30,7 @@ _SIZE = re.compile(r"^[0-9]{1,3}$")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 _DOCUMENTS_PREFIX = "/v1/documents/"
 _MEMO_ENTRIES = 4096
+_RESPONSE_ENTRIES = 64
 
 
 def parse_search_query(query_string: str) -> SearchRequest | None:
@@ -73,6 +74,9 @@ class FastHitMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._search_keys: OrderedDict[str, GenerationalKey | None] = OrderedDict()
+        self._responses: OrderedDict[
+            tuple[int, str, bool], tuple[CacheEntry, int, tuple[tuple[bytes, bytes], ...], bytes]
+        ] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -122,15 +126,30 @@ class FastHitMiddleware:
         return key
 
     async def _respond(self, scope: Scope, send: Send, served: Served, services: Services) -> None:
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        rendered = render(
-            served,
-            if_none_match=headers.get("if-none-match"),
-            accept_encoding=headers.get("accept-encoding"),
-            policy=services.http_cache_policy,
-        )
+        if_none_match = accept_encoding = None
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+            elif name == b"accept-encoding":
+                accept_encoding = value.decode("latin-1")
+        policy = services.http_cache_policy
+        memo_key = None
+        if if_none_match is None and policy.compress_min_bytes is None:
+            # The same entry object comes back for every in-process hit (see CacheAside._decode_memoised):
+            # its status, headers and body are worked out once per entry and Accept-Encoding choice.
+            memo_key = (id(served.entry), served.x_cache, accepts_gzip(accept_encoding))
+            remembered = self._responses.get(memo_key)
+            if remembered is not None and remembered[0] is served.entry:
+                await send({"type": "http.response.start", "status": remembered[1], "headers": list(remembered[2])})
+                await send({"type": "http.response.body", "body": remembered[3]})
+                return
+        rendered = render(served, if_none_match=if_none_match, accept_encoding=accept_encoding, policy=policy)
         raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rendered.headers.items()]
         raw_headers.append((b"content-length", str(len(rendered.body)).encode()))
+        if memo_key is not None:
+            self._responses[memo_key] = (served.entry, rendered.status, tuple(raw_headers), rendered.body)
+            if len(self._responses) > _RESPONSE_ENTRIES:
+                self._responses.popitem(last=False)
         start: Message = {"type": "http.response.start", "status": rendered.status, "headers": raw_headers}
         await send(start)
         await send({"type": "http.response.body", "body": rendered.body})

@@ -7,6 +7,7 @@ entry and the request's conditional and encoding headers; the controller only wr
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from src.cache.entries import gzipped
@@ -65,8 +66,10 @@ def if_none_match_matches(header: str | None, etags: tuple[str, ...]) -> bool:
     return any(candidate.removeprefix("W/") in etags for candidate in candidates)
 
 
+@functools.lru_cache(maxsize=256)
 def accepts_gzip(accept_encoding: str | None) -> bool:
-    """Whether Accept-Encoding allows gzip (explicitly or by `*`) with a non-zero q-value."""
+    """Whether Accept-Encoding allows gzip (explicitly or by `*`) with a non-zero q-value (remembered
+    per header value: clients send a handful of distinct values)."""
     if not accept_encoding:
         return False
     allowed: dict[str, bool] = {}

@@ -13,8 +13,6 @@ A route that sets one of these itself keeps its own value.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 DOCS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -32,11 +30,12 @@ no string can become HTML through a DOM sink (the page builds every node itself)
 DOCS_PATHS = ("/docs",)
 
 
-class SecurityHeadersMiddleware:
-    """Adds the headers above to every HTTP response."""
+class SecurityHeaders:
+    """The headers above for a response to `path` (added to every response, fast hits and refusals
+    included, by the outermost middleware: src/observability/middleware.py, in the one pass over the
+    response headers that also adds X-Request-Id)."""
 
-    def __init__(self, app: ASGIApp, *, hsts_max_age_seconds: int = 0) -> None:
-        self.app = app
+    def __init__(self, *, hsts_max_age_seconds: int = 0) -> None:
         common = [
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
@@ -45,21 +44,11 @@ class SecurityHeadersMiddleware:
         ]
         if hsts_max_age_seconds > 0:
             common.append((b"strict-transport-security", f"max-age={hsts_max_age_seconds}; includeSubDomains".encode()))
-        self._api = [(b"content-security-policy", API_CSP.encode()), *common]
-        self._docs = [(b"content-security-policy", DOCS_CSP.encode()), *common]
+        self._api = ((b"content-security-policy", API_CSP.encode()), *common)
+        self._docs = ((b"content-security-policy", DOCS_CSP.encode()), *common)
+        self.names = frozenset(name for name, _ in self._api)
+        """Their (lowercase) names: a response that already has one keeps its own value."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extra = self._docs if scope["path"].startswith(DOCS_PATHS) else self._api
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers.extend(header for header in extra if header[0] not in present)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    def for_path(self, path: str) -> tuple[tuple[bytes, bytes], ...]:
+        """The headers a response to `path` gets."""
+        return self._docs if path.startswith(DOCS_PATHS) else self._api

@@ -21,12 +21,15 @@ stale entries and coalesced waiters never wait behind it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from loguru import logger
+from prometheus_client import Counter
 
 from src.cache.base import Cache, CacheUnavailable
 from src.cache.entries import EntryCorrupt, decode_entry, encode_entry, freshness, jittered, make_entry
@@ -41,6 +44,16 @@ from src.observability.metrics import (
     ENGINE_INFLIGHT,
 )
 from src.search.errors import Overloaded, SearchError, SearchUnavailable
+
+_DECODED_ENTRIES = 64
+"""Decoded entries remembered by `CacheAside._decode_memoised` (at most 64 stored values are kept
+alive by it: a few MB at the largest entry size)."""
+
+
+@functools.cache
+def _lookups(route: str, result: str) -> Counter:
+    """The lookup counter's child (labels() costs more than the increment; routes and results are few)."""
+    return CACHE_LOOKUPS.labels(route, result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +110,7 @@ class CacheAside:
         self.engine_inflight = 0
         """Engine computations running now (admission control's count)."""
         self.admit: Callable[[], Awaitable[None]] | None = None
+        self._decoded: OrderedDict[int, tuple[bytes, CacheEntry]] = OrderedDict()
         """Called once per request that will reach the engine (a miss), before it joins a single flight:
         the per-client engine budget (its RateLimited refuses this request only)."""
 
@@ -132,13 +146,27 @@ class CacheAside:
         if raw is None:
             return None
         try:
-            entry = decode_entry(raw)
+            entry = self._decode_memoised(raw)
         except EntryCorrupt:
             return None
         if freshness(entry, self._clock()) != "fresh":
             return None
-        CACHE_LOOKUPS.labels(route, "hit").inc()
+        _lookups(route, "hit").inc()
         return Served(entry, "HIT")
+
+    def _decode_memoised(self, raw: bytes) -> CacheEntry:
+        """`decode_entry`, remembered for the last few stored values by identity: the in-process tier
+        hands out the same bytes object for every hit of an entry, and a hit should not parse it again
+        (bytes are immutable and the memo holds them, so an identity cannot be reused while remembered)."""
+        memo = self._decoded
+        remembered = memo.get(id(raw))
+        if remembered is not None and remembered[0] is raw:
+            return remembered[1]
+        entry = decode_entry(raw)
+        memo[id(raw)] = (raw, entry)
+        if len(memo) > _DECODED_ENTRIES:
+            memo.popitem(last=False)
+        return entry
 
     async def _uncached(self, key: str, compute: Compute, route: str, operation: str, err: Exception) -> Served:
         """The cache failed: compute without it, still once per key in this process."""
@@ -150,7 +178,7 @@ class CacheAside:
         if self.admit is not None:
             await self.admit()
         served = await self._coalesced(key, run)
-        CACHE_LOOKUPS.labels(route, "miss").inc()
+        _lookups(route, "miss").inc()
         return served
 
     async def _admitted(self, compute: Compute, generation: int | None) -> Computed:
@@ -173,23 +201,23 @@ class CacheAside:
         if entry is not None:
             state = freshness(entry, self._clock())
             if state == "fresh":
-                CACHE_LOOKUPS.labels(route, "hit").inc()
+                _lookups(route, "hit").inc()
                 return Served(entry, "HIT")
             if state == "stale":
                 self._refresh_in_background(key, generation, compute)
-                CACHE_LOOKUPS.labels(route, "stale").inc()
+                _lookups(route, "stale").inc()
                 return Served(entry, "STALE")
         if self.admit is not None:
             await self.admit()
         served = await self._single_flight(key, generation, compute, entry)
-        CACHE_LOOKUPS.labels(route, served.x_cache.lower()).inc()
+        _lookups(route, served.x_cache.lower()).inc()
         return served
 
     def _decode(self, key: str, raw: bytes | None) -> CacheEntry | None:
         if raw is None:
             return None
         try:
-            return decode_entry(raw)
+            return self._decode_memoised(raw)
         except EntryCorrupt as err:
             _cache_failed("decode", err)
             return None

@@ -46,6 +46,8 @@ class RequestMetrics(Collector):
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.buckets = buckets
+        self.inflight = 0
+        """Requests being answered now (the middleware counts; `search_api_requests_inflight` reads it)."""
         self._counts: dict[tuple[str, str, str, str], int] = {}
         # per (method, route, cache): per-bucket counts (non-cumulative, +Inf last), sum, exemplars
         self._histograms: dict[tuple[str, str, str], tuple[list[int], list[float], list[Exemplar | None]]] = {}
@@ -100,6 +102,7 @@ RATE_LIMITER_ERRORS = Counter(
     "search_api_rate_limiter_errors_total", "Engine-budget checks that failed (the request was let through)."
 )
 REQUESTS_INFLIGHT = Gauge("search_api_requests_inflight", "HTTP requests being answered now in this process.")
+REQUESTS_INFLIGHT.set_function(lambda: REQUEST_METRICS.inflight)
 ENGINE_DURATION = Histogram(
     "search_api_engine_duration_seconds",
     "Search engine calls of the read path, per engine, operation and outcome (ok, unavailable, rejected).",
@@ -151,6 +154,4 @@ def mark_checkpoint_saved(consumer: str) -> None:
     first = consumer not in _checkpoint_saved_at
     _checkpoint_saved_at[consumer] = time.monotonic()
     if first:
-        INDEXER_CHECKPOINT_AGE.labels(consumer).set_function(
-            lambda: time.monotonic() - _checkpoint_saved_at[consumer]
-        )
+        INDEXER_CHECKPOINT_AGE.labels(consumer).set_function(lambda: time.monotonic() - _checkpoint_saved_at[consumer])

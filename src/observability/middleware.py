@@ -6,10 +6,12 @@ hit is counted, timed, traced and logged like every other request.
 - Tracing (when a tracer provider is configured): one SERVER span per request, continuing the W3C
   `traceparent`/`tracestate` of the gateway (the global propagator), named `METHOD route` with the
   HTTP semantic-convention attributes (`http.request.method`, `url.path`, `url.scheme`, `http.route`,
-  `http.response.status_code`, `error.type` on 5xx) plus `http.request.id` and `search_api.cache`.
-  FastAPI's built-in instrumentation does the same but costs about 60 us a request here (attribute
-  validation of every semantic-convention attribute, a walk of the middleware stack, query parsing),
-  three times a whole cache hit; this span costs a third of that, and nothing while unsampled.
+  `http.response.status_code`, `error.type` on 5xx and on an exception, which is also recorded as
+  the span's `exception` event) plus `http.request.id` and `search_api.cache`. FastAPI's built-in
+  instrumentation does the same but costs about 60 us a request here (attribute validation of every
+  semantic-convention attribute, a walk of the middleware stack, query parsing), three times a whole
+  cache hit; the span is built once at the end instead (`ServerSpans` in src/observability/tracing.py).
+- Security headers (src/api/security.py) are added in the same pass over the response headers.
 
 - `X-Request-Id`: the gateway's value when it is a plain token (at most 128 of `A-Z a-z 0-9 . _ : -`),
   otherwise a new one; always returned on the response.
@@ -28,13 +30,14 @@ import re
 import time
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from src.api.security import SecurityHeaders
 from src.observability.logging import access_log
-from src.observability.metrics import REQUEST_METRICS, REQUESTS_INFLIGHT
+from src.observability.metrics import REQUEST_METRICS
+from src.observability.tracing import ServerSpans
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -69,12 +72,20 @@ def _cache_label(cache: str) -> str:
 
 
 class ObservabilityMiddleware:
-    """Request id, server span, metrics and the access log around the rest of the app."""
+    """Request id, server span, metrics, security headers and the access log around the rest of the app."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool = True, tracer: trace.Tracer | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        access_log: bool = True,
+        spans: ServerSpans | None = None,
+        security_headers: SecurityHeaders | None = None,
+    ) -> None:
         self.app = app
         self.access_log = access_log
-        self.tracer = tracer
+        self.spans = spans
+        self.security = security_headers or SecurityHeaders()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,63 +104,64 @@ class ObservabilityMiddleware:
             request_id = new_request_id()
         raw_id = request_id.encode("ascii")
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
-        outcome: dict[str, Any] = {"status": 500, "cache": "-", "size": 0}
+        security = self.security.for_path(scope["path"])
+        security_names = self.security.names
+        outcome: list[Any] = [500, b"-", 0]  # status, X-Cache, body bytes
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                outcome["status"] = message["status"]
-                headers = [(name, value) for name, value in message.get("headers", []) if name != REQUEST_ID_HEADER]
-                for name, value in headers:
+                outcome[0] = message["status"]
+                headers = []
+                own: set[bytes] | None = None
+                for header in message.get("headers", ()):
+                    name = header[0]
+                    if name == REQUEST_ID_HEADER:
+                        continue
                     if name == b"x-cache":
-                        outcome["cache"] = value.decode("latin-1")
+                        outcome[1] = header[1]
+                    elif name in security_names:
+                        own = own or set()
+                        own.add(name)
+                    headers.append(header)
+                headers.extend(security if own is None else [header for header in security if header[0] not in own])
                 headers.append((REQUEST_ID_HEADER, raw_id))
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body":
-                outcome["size"] += len(message.get("body", b""))
+                outcome[2] += len(message.get("body", b""))
             await send(message)
 
-        span: trace.Span | None = None
-        token = None
-        if self.tracer is not None:
-            parent = propagate.extract(carrier) if carrier else None
-            span = self.tracer.start_span(
-                method,
-                context=parent,
-                kind=SpanKind.SERVER,
-                attributes={"http.request.method": method, "url.path": scope["path"], "url.scheme": scope["scheme"]},
-            )
-            token = otel_context.attach(trace.set_span_in_context(span, parent))
-        REQUESTS_INFLIGHT.inc()
+        span = None
+        if self.spans is not None:
+            attributes: dict[str, AttributeValue] = {
+                "http.request.method": method,
+                "url.path": scope["path"],
+                "url.scheme": scope["scheme"],
+            }
+            span = self.spans.start(carrier, method, attributes)
+        error: BaseException | None = None
+        REQUEST_METRICS.inflight += 1
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         except BaseException as err:
-            if span is not None:
-                span.record_exception(err)
+            error = err
             raise
         finally:
-            REQUESTS_INFLIGHT.dec()
+            REQUEST_METRICS.inflight -= 1
             route = route_template(scope)
-            status, cache = int(outcome["status"]), str(outcome["cache"])
+            status, cache = int(outcome[0]), outcome[1].decode("latin-1")
             span_context = None
-            if span is not None:
-                if span.is_recording():
-                    span.update_name(f"{method} {route}")
-                    span.set_attributes(
-                        {
-                            "http.route": route,
-                            "http.response.status_code": status,
-                            "http.request.id": request_id,
-                            "search_api.cache": _cache_label(cache),
-                        }
-                    )
-                    if status >= 500:
-                        span.set_status(StatusCode.ERROR)
-                        span.set_attribute("error.type", str(status))
-                span.end()
-                span_context = span.get_span_context()
-            if token is not None:
-                otel_context.detach(token)
-            self._record(scope, method, route, started, status, cache, int(outcome["size"]), request_id, span_context,
+            if span is not None and self.spans is not None:
+                ended = {
+                    "http.route": route,
+                    "http.response.status_code": status,
+                    "http.request.id": request_id,
+                    "search_api.cache": _cache_label(cache),
+                }
+                if status >= 500:
+                    ended["error.type"] = str(status)
+                self.spans.end(span, f"{method} {route}", ended, error=error, failed=status >= 500)
+                span_context = span.context
+            self._record(scope, method, route, started, status, cache, int(outcome[2]), request_id, span_context,
                          carrier)  # fmt: skip
 
     def _record(

@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from src.observability.logging import access_log
 from src.serverless.emf import api_request_record, write_record
 from src.serverless.environment import PerEnvironment
 from src.serverless.secrets import load_secrets
@@ -49,6 +50,7 @@ class ApiRuntime:
     def __call__(self, event: LambdaEvent, context: object) -> LambdaResponse:
         started = time.perf_counter()
         response = self.adapter(event, context)  # type: ignore[arg-type]  # Mangum's context is a Protocol
+        access_log().flush()  # the environment may be frozen once this returns: no batch waits for a timer
         write_record(api_request_record(event, response, duration_ms=(time.perf_counter() - started) * 1000))
         return response
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from src.api.fast_hits import _MEMO_ENTRIES, FastHitMiddleware, parse_search_query
+from src.api.fast_hits import _MEMO_ENTRIES, _RESPONSE_ENTRIES, FastHitMiddleware, parse_search_query
 from src.search.service import SearchRequest
 
 
@@ -84,3 +84,39 @@ async def test_fast_path_when_hit_matches_route_response(client: httpx.AsyncClie
         assert fast.headers[name] == routed.headers[name]
     assert fast.headers["content-length"] == routed.headers["content-length"]
     assert fast.headers["content-encoding"] == routed.headers["content-encoding"] == "gzip"
+
+
+async def test_fast_path_when_hit_again_serves_the_remembered_response_per_encoding(
+    client: httpx.AsyncClient,
+) -> None:
+    params = {"filter": "category:web", "q": "server", "highlight": "1"}  # a body large enough for gzip
+    routed = await client.get("/v1/search", params=params)
+    gzip_hits = [await client.get("/v1/search", params=params) for _ in range(2)]
+    plain_hits = [
+        await client.get("/v1/search", params=params, headers={"accept-encoding": "identity"}) for _ in range(2)
+    ]
+    for hit in gzip_hits:
+        assert hit.headers["x-cache"] == "HIT"
+        assert hit.headers["content-encoding"] == "gzip"
+        assert hit.headers["etag"] == routed.headers["etag"]
+        assert hit.content == routed.content
+    for hit in plain_hits:
+        assert hit.headers["x-cache"] == "HIT"
+        assert "content-encoding" not in hit.headers
+        assert hit.headers["etag"] != routed.headers["etag"]  # the identity representation has its own tag
+        assert hit.content == routed.content
+    assert gzip_hits[0].headers["x-request-id"] != gzip_hits[1].headers["x-request-id"]  # per request, not remembered
+    revalidated = await client.get("/v1/search", params=params, headers={"if-none-match": routed.headers["etag"]})
+    assert (revalidated.status_code, revalidated.headers["x-cache"]) == (304, "HIT")
+
+
+async def test_fast_path_when_many_entries_hit_bounds_the_response_memo(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    for number in range(_RESPONSE_ENTRIES + 6):
+        await client.get("/v1/search", params={"q": f"memo {number}"})
+        assert (await client.get("/v1/search", params={"q": f"memo {number}"})).headers["x-cache"] == "HIT"
+    layer: object = app.middleware_stack
+    while not isinstance(layer, FastHitMiddleware):
+        layer = getattr(layer, "app")  # noqa: B009 -- each middleware's inner app
+    assert len(layer._responses) == _RESPONSE_ENTRIES

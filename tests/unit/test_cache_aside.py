@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 import fakeredis
 import pytest
 
+from src.cache import aside as aside_module
 from src.cache.aside import CacheAside, CachePolicy, Computed
 from src.cache.base import CacheUnavailable
+from src.cache.entries import decode_entry
 from src.cache.keys import lock_key, search_key
 from src.cache.memory import MemoryCache
+from src.cache.models import CacheEntry
 from src.cache.null import NullCache
 from src.cache.redis import RedisCache
 from src.resilience import CircuitBreaker
@@ -371,3 +374,35 @@ async def test_null_cache_when_used_computes_every_request() -> None:
     assert (first.x_cache, second.x_cache, backend.calls) == ("MISS", "MISS", 2)
     assert await NullCache().incr("g") == 0
     assert await NullCache().acquire("l", 1) is not None
+
+
+async def test_peek_fresh_when_same_stored_value_decodes_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    await aside.fetch_generational(KEY, backend.compute, route="search")
+    decoded: list[bytes] = []
+
+    def counting(raw: bytes) -> CacheEntry:
+        decoded.append(raw)
+        return decode_entry(raw)
+
+    monkeypatch.setattr("src.cache.aside.decode_entry", counting)
+    aside._decoded.clear()
+    first = await aside.peek_fresh(KEY, route="search")
+    second = await aside.peek_fresh(KEY, route="search")
+    assert first is not None
+    assert second is not None
+    assert second.entry is first.entry
+    assert len(decoded) == 1
+    clock.now += POLICY.soft_ttl_seconds + 1  # the memo never makes a stale entry look fresh
+    assert await aside.peek_fresh(KEY, route="search") is None
+
+
+async def test_peek_fresh_when_many_stored_values_bounds_the_decode_memo() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    keys = [search_key("t", "schema:v1", f"request-{number}".encode()) for number in range(80)]
+    for key in keys:
+        await aside.fetch_generational(key, backend.compute, route="search")
+        assert await aside.peek_fresh(key, route="search") is not None
+    assert len(aside._decoded) == aside_module._DECODED_ENTRIES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import pytest
 from loguru import logger
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from src.observability.logging import configure_logging
+from src.observability.logging import AccessLog, configure_logging
 from src.observability.tracing import span
 
 
@@ -70,3 +71,32 @@ def test_configure_logging_when_inside_a_span_adds_its_ids(
     assert inside["trace_id"] == format(current.get_span_context().trace_id, "032x")
     assert inside["span_id"] == format(current.get_span_context().span_id, "016x")
     assert "trace_id" not in outside
+
+
+async def test_access_log_when_lines_are_written_batches_them_until_the_flush_delay() -> None:
+    stream = io.StringIO()
+    log = AccessLog("api", stream)
+    log.write({"route": "/v1/search", "status": 200})
+    log.write({"route": "/healthz", "status": 200})
+    assert stream.getvalue() == ""  # not one write per request
+    await asyncio.sleep(AccessLog.FLUSH_SECONDS * 3)
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["route"] for line in lines] == ["/v1/search", "/healthz"]
+    assert all(line["logger"] == "access" and line["process"] == "api" for line in lines)
+
+
+async def test_access_log_when_pending_lines_reach_the_byte_bound_writes_at_once() -> None:
+    stream = io.StringIO()
+    log = AccessLog("api", stream)
+    written = 0
+    while not stream.getvalue():  # no timer can fire: this loop never yields
+        log.write({"path": "x" * 1000})
+        written += 1
+        assert written <= AccessLog.MAX_PENDING_BYTES // 1000
+    assert len(stream.getvalue().splitlines()) == written
+
+
+def test_access_log_when_no_event_loop_runs_writes_at_once() -> None:
+    stream = io.StringIO()
+    AccessLog("indexer", stream).write({"status": 200})
+    assert orjson.loads(stream.getvalue())["process"] == "indexer"
