@@ -114,17 +114,10 @@ class AccessLog:
         self._timestamps = _Timestamps()
 
     def write(self, fields: dict[str, object]) -> None:
-        line = orjson.dumps(
-            {
-                "ts": self._timestamps.now(),
-                "level": "INFO",
-                "logger": "access",
-                "message": "access",
-                "process": self._process,
-                **fields,
-            },
-            default=str,
-        )
+        """One line: `fields` after ts, level, logger, message and process (the dict is used as given,
+        those five first when it has them already, as the middleware's does)."""
+        fields.update(ts=self._timestamps.now(), level="INFO", logger="access", message="access", process=self._process)
+        line = orjson.dumps(fields, default=str)
         self._pending.append(line)
         self._pending_bytes += len(line) + 1
         if self._pending_bytes >= self.MAX_PENDING_BYTES:

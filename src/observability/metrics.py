@@ -49,8 +49,11 @@ class RequestMetrics(Collector):
         self.inflight = 0
         """Requests being answered now (the middleware counts; `search_api_requests_inflight` reads it)."""
         self._counts: dict[tuple[str, str, str, str], int] = {}
-        # per (method, route, cache): per-bucket counts (non-cumulative, +Inf last), sum, exemplars
-        self._histograms: dict[tuple[str, str, str], tuple[list[int], list[float], list[Exemplar | None]]] = {}
+        # per (method, route, cache): per-bucket counts (non-cumulative, +Inf last), sum, and the latest
+        # sampled request per bucket as (trace id, seconds, when): made an Exemplar at scrape time
+        self._histograms: dict[
+            tuple[str, str, str], tuple[list[int], list[float], list[tuple[str, float, float] | None]]
+        ] = {}
 
     def observe(self, method: str, route: str, status: str, cache: str, seconds: float, trace_id: str | None) -> None:
         """One answered request."""
@@ -67,7 +70,7 @@ class RequestMetrics(Collector):
         histogram[0][position] += 1
         histogram[1][0] += seconds
         if trace_id is not None:
-            histogram[2][position] = Exemplar({"trace_id": trace_id}, seconds, time.time())
+            histogram[2][position] = (trace_id, seconds, time.time())
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -87,9 +90,12 @@ class RequestMetrics(Collector):
         for series, (counts, total, exemplars) in list(self._histograms.items()):
             cumulative = 0
             buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
-            for bound, count, exemplar in zip(bounds, counts, exemplars, strict=True):
+            for bound, count, latest in zip(bounds, counts, exemplars, strict=True):
                 cumulative += count
-                buckets.append((bound, cumulative) if exemplar is None else (bound, cumulative, exemplar))
+                if latest is None:
+                    buckets.append((bound, cumulative))
+                else:
+                    buckets.append((bound, cumulative, Exemplar({"trace_id": latest[0]}, latest[1], latest[2])))
             duration.add_metric(series, buckets, total[0])
         yield duration
 

@@ -190,6 +190,11 @@ class ObservabilityMiddleware:
             peer = scope.get("client")
             client = believed if isinstance(believed, str) else (peer[0] if peer else None)
             fields: dict[str, object] = {
+                "ts": "",
+                "level": "INFO",
+                "logger": "access",
+                "message": "access",
+                "process": "",
                 "method": scope["method"],
                 "route": route,
                 "path": scope["path"],

@@ -504,3 +504,12 @@ async def test_request_reindex_when_authorized_publishes_a_request_and_answers_2
     )
     assert refused.status_code == 403
     assert 'scope="search:reindex"' in refused.headers["www-authenticate"]
+
+
+def test_parse_networks_when_parsed_hashes_once_and_equals_a_plain_tuple() -> None:
+    networks = parse_networks("10.0.0.0/8, 192.168.1.1")
+    assert hash(networks) == hash(networks) == hash(tuple(networks))
+    assert networks == parse_networks("10.0.0.0/8,192.168.1.1")
+    assert client_address({"client": ("10.1.2.3", 1), "headers": [(b"x-forwarded-for", b"203.0.113.9")]}, networks) == (
+        "203.0.113.9"
+    )
