@@ -14,6 +14,7 @@ import re
 from collections import OrderedDict
 from urllib.parse import parse_qsl, unquote
 
+from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from src.api.deps import Services
@@ -31,6 +32,8 @@ _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 _DOCUMENTS_PREFIX = "/v1/documents/"
 _MEMO_ENTRIES = 4096
 _RESPONSE_ENTRIES = 64
+_LOOKED_UP = "search_api.fast_hit_looked_up"
+"""Scope key: an instance nearer the client already looked this GET up and found no fresh hit."""
 
 
 def parse_search_query(query_string: str) -> SearchRequest | None:
@@ -79,15 +82,20 @@ class FastHitMiddleware:
         ] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] == "GET" and _LOOKED_UP not in scope:
             services: Services | None = getattr(scope["app"].state, "services", None)
             if services is not None and services.aside.cache.kind == "none":
                 services = None  # the cache is off: nothing can be a hit, so no key is worth computing
-            served = await self._lookup(scope, services) if services is not None else None
+            try:
+                served = await self._lookup(scope, services) if services is not None else None
+            except Exception:  # a fault of this shortcut must not fail the request: the route does the job
+                logger.opt(exception=True).warning("fast hit lookup failed for {}; the route answers", scope["path"])
+                served = None
             if served is not None and services is not None:
                 scope[ROUTE_KEY] = "/v1/search" if scope["path"] == "/v1/search" else "/v1/documents/{doc_id}"
                 await self._respond(scope, send, served, services)
                 return
+            scope[_LOOKED_UP] = True  # a second instance further in (HEAD, CORS) does not look again
         await self.app(scope, receive, send)
 
     async def _lookup(self, scope: Scope, services: Services) -> Served | None:

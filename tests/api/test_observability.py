@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from loguru import logger
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from src.api.deps import Services
 from src.main import create_app
@@ -165,3 +166,29 @@ async def test_access_log_when_request_served_writes_one_json_line_with_its_fiel
     assert document["route"] == "/v1/documents/{doc_id}"
     assert document["path"] == '/v1/documents/evil\n{"level":"ERROR"}'  # escaped: still one line
     assert all(line.count("\n") == 0 for line in stream.getvalue().splitlines())
+
+
+async def test_search_when_the_route_crashes_answers_a_500_problem_with_headers_and_an_error_span(
+    traced: FastAPI, span_exporter: InMemorySpanExporter
+) -> None:
+    services: Services = traced.state.services
+
+    async def crash(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("secret internals")
+
+    broken = dataclasses.replace(services, backend=services.backend)
+    object.__setattr__(broken.backend, "search", crash)
+    traced.state.services = broken
+    transport = httpx.ASGITransport(app=traced, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/v1/search", params={"q": "crash"}, headers={"x-request-id": "crash-1"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert b"secret internals" not in response.content
+    assert response.headers["x-request-id"] == "crash-1"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    server = _by_name(span_exporter.get_finished_spans(), "GET /v1/search")
+    assert server.status.status_code is StatusCode.ERROR
+    assert server.attributes is not None
+    assert server.attributes["http.response.status_code"] == 500
+    assert [event.name for event in server.events] == ["exception"]

@@ -513,3 +513,17 @@ def test_parse_networks_when_parsed_hashes_once_and_equals_a_plain_tuple() -> No
     assert client_address({"client": ("10.1.2.3", 1), "headers": [(b"x-forwarded-for", b"203.0.113.9")]}, networks) == (
         "203.0.113.9"
     )
+
+
+async def test_rate_limit_when_cors_is_on_refusals_carry_cors_headers(settings: Settings) -> None:
+    configured = settings.model_copy(
+        update={"rate_limit_enabled": True, "rate_limit": "1/minute", "cors_allow_origins": "https://app.example"}
+    )
+    async for _, client in _started(configured):
+        origin = {"origin": "https://app.example"}
+        assert (await client.get("/v1/search", params={"q": "server"}, headers=origin)).status_code == 200
+        refused = await client.get("/v1/search", params={"q": "server"}, headers=origin)
+        assert refused.status_code == 429
+        assert refused.headers["access-control-allow-origin"] == "https://app.example"  # a browser can read it
+        assert refused.headers["content-security-policy"] == API_CSP
+        assert refused.headers["x-request-id"]

@@ -27,6 +27,7 @@ def test_main_when_run_serves_settings_host_and_port(monkeypatch: pytest.MonkeyP
                 "access_log": False,  # the app's own JSON access log instead
                 "log_config": None,  # uvicorn's loggers routed into the app's JSON logging
                 "proxy_headers": False,  # X-Forwarded-For is read by the app, from TRUSTED_PROXIES
+                "server_header": False,  # nothing names the software to a client
             },
         )
     ]
