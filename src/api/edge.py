@@ -12,6 +12,8 @@ Both sit outside the fast-hit middleware, so every response, fast hits included,
 
 from __future__ import annotations
 
+import itertools
+
 from http import HTTPStatus
 
 import orjson
@@ -54,7 +56,8 @@ class RequestLimitsMiddleware:
                     send, 414, f"the request target is over {self.max_target_bytes} bytes", "/"
                 )  # the path itself may be what is too long: not echoed
                 return
-            header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            headers = scope["headers"]
+            header_bytes = sum(map(len, itertools.chain.from_iterable(headers))) + 4 * len(headers)
             if header_bytes > self.max_header_bytes:
                 await send_problem(
                     send, 431, f"the request headers are over {self.max_header_bytes} bytes", scope["path"][:256]

@@ -30,7 +30,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
@@ -139,6 +139,8 @@ class ServerSpan:
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_UNSET = Status(StatusCode.UNSET)
+_ERROR = Status(StatusCode.ERROR)
 
 
 class ServerSpans:
@@ -160,6 +162,9 @@ class ServerSpans:
         if not isinstance(sdk_tracer, Tracer):  # pragma: no cover - a provider of the SDK gives SDK tracers
             raise TypeError(f"not an SDK tracer: {type(sdk_tracer).__name__}")
         self._sampler = sdk_tracer.sampler
+        self._always_on = sdk_tracer.sampler is DEFAULT_ON
+        """The SDK's default sampler (parent-based, always on): a request without a parent is sampled,
+        so its decision needs no sampler call."""
         self._processor = sdk_tracer.span_processor
         self._ids = sdk_tracer.id_generator
         self._resource = sdk_tracer.resource
@@ -171,19 +176,23 @@ class ServerSpans:
         parent: SpanContext | None = trace.get_current_span(parent_context).get_span_context()
         if parent is None or not parent.is_valid:
             parent_context, parent = None, None
-        trace_id = parent.trace_id if parent is not None else self._ids.generate_trace_id()
-        sampling = self._sampler.should_sample(parent_context, trace_id, name, SpanKind.SERVER, attributes)
-        context = SpanContext(
-            trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=_SAMPLED if sampling.decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED,
-            trace_state=sampling.trace_state,
-        )
-        if sampling.attributes:
-            attributes.update(sampling.attributes)
+        if parent is None and self._always_on:
+            context = SpanContext(self._ids.generate_trace_id(), self._ids.generate_span_id(), False, _SAMPLED)
+            recording = True
+        else:
+            trace_id = parent.trace_id if parent is not None else self._ids.generate_trace_id()
+            sampling = self._sampler.should_sample(parent_context, trace_id, name, SpanKind.SERVER, attributes)
+            context = SpanContext(
+                trace_id,
+                self._ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=_SAMPLED if sampling.decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED,
+                trace_state=sampling.trace_state,
+            )
+            if sampling.attributes:
+                attributes.update(sampling.attributes)
+            recording = sampling.decision is not Decision.DROP
         token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(context), parent_context))
-        recording = sampling.decision is not Decision.DROP
         return ServerSpan(context, parent, recording, time.time_ns(), attributes, token)
 
     def end(
@@ -201,7 +210,7 @@ class ServerSpans:
             return
         end_ns = time.time_ns()
         events: tuple[Event, ...] = ()
-        status = Status(StatusCode.ERROR) if failed or error is not None else Status(StatusCode.UNSET)
+        status = _ERROR if failed or error is not None else _UNSET
         span.attributes.update(attributes)
         if error is not None:
             span.attributes.setdefault("error.type", type(error).__qualname__)
