@@ -13,7 +13,6 @@ Both sit outside the fast-hit middleware, so every response, fast hits included,
 from __future__ import annotations
 
 import itertools
-
 from http import HTTPStatus
 
 import orjson
