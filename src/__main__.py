@@ -2,6 +2,7 @@
 
 import uvicorn
 
+from src.serving import CoalescingHttpToolsProtocol
 from src.settings import settings_or_exit
 
 
@@ -18,6 +19,7 @@ def main() -> None:
         log_config=None,  # uvicorn's loggers go through the app's JSON logging
         proxy_headers=False,  # the app reads X-Forwarded-For itself, from TRUSTED_PROXIES only
         server_header=False,  # no `server: uvicorn`: nothing that names the software to a client
+        http=CoalescingHttpToolsProtocol,  # a response's head and body in one write (src/serving.py)
     )
 
 

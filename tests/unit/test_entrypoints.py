@@ -9,6 +9,7 @@ import pytest
 import uvicorn
 
 from src.__main__ import main as serve
+from src.serving import CoalescingHttpToolsProtocol
 
 
 def test_main_when_run_serves_settings_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,6 +29,7 @@ def test_main_when_run_serves_settings_host_and_port(monkeypatch: pytest.MonkeyP
                 "log_config": None,  # uvicorn's loggers routed into the app's JSON logging
                 "proxy_headers": False,  # X-Forwarded-For is read by the app, from TRUSTED_PROXIES
                 "server_header": False,  # nothing names the software to a client
+                "http": CoalescingHttpToolsProtocol,
             },
         )
     ]
