@@ -175,3 +175,20 @@ async def test_coalescing_protocol_when_the_client_asks_to_close_sends_the_respo
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_coalescing_transport_when_a_turn_writes_a_lot_lets_it_through_at_once() -> None:
+    recorder = Recorder()
+    transport = CoalescingTransport(recorder, asyncio.get_running_loop())
+    chunk = b"x" * (CoalescingTransport.MAX_HELD_BYTES // 2)
+    transport.write(b"head")
+    transport.write(chunk)
+    assert recorder.writes == []
+    transport.write(chunk)  # over the bound: written now, in order, without waiting for the turn to end
+    assert recorder.writes == [b"head" + chunk + chunk]
+    assert transport.get_write_buffer_size() == 0
+    await asyncio.sleep(0)
+    assert len(recorder.writes) == 1  # the scheduled flush found nothing more
+    transport.write(b"head")
+    transport.write(b"y" * CoalescingTransport.MAX_HELD_BYTES)  # large on its own: no copy, after the head
+    assert recorder.writes[1:] == [b"head", b"y" * CoalescingTransport.MAX_HELD_BYTES]
