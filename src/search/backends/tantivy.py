@@ -249,13 +249,16 @@ def _add_prepared(doc: tantivy.Document, prepared: PreparedDocument, version: in
 @dataclass(frozen=True, slots=True)
 class _Entry:
     key: JSONScalar
-    id: str
+    id: str | None
+    """None until needed: a hit whose key no other hit shares is placed by its key alone, and a page's
+    hits read their id with their document."""
     score: float | None
     address: tantivy.DocAddress
 
 
-def _compare(a: tuple[JSONScalar, str], b: tuple[JSONScalar, str], descending: bool) -> int:
-    """Order by sort key (missing last in both directions), then id ascending."""
+def _compare(a: tuple[JSONScalar, str | None], b: tuple[JSONScalar, str | None], descending: bool) -> int:
+    """Order by sort key (missing last in both directions), then id ascending (read only on equal keys,
+    where both ids are known)."""
     (key_a, id_a), (key_b, id_b) = a, b
     if key_a != key_b:
         if key_a is None:
@@ -264,7 +267,19 @@ def _compare(a: tuple[JSONScalar, str], b: tuple[JSONScalar, str], descending: b
             return -1
         less = cast(float, key_a) < cast(float, key_b)
         return (1 if less else -1) if descending else (-1 if less else 1)
+    assert id_a is not None and id_b is not None  # entries sharing a key have their ids (see _tied_keys)
     return (id_a > id_b) - (id_a < id_b)
+
+
+def _tied_keys(keys: list[object], after: tuple[JSONScalar, str] | None) -> set[object]:
+    """The keys whose hits the id must order: shared by several hits, or the previous page's last key."""
+    seen: set[object] = set()
+    tied: set[object] = set()
+    for key in keys:
+        (tied if key in seen else seen).add(key)
+    if after is not None:
+        tied.add(after[0])
+    return tied
 
 
 def _ordered(entries: list[_Entry], descending: bool) -> list[_Entry]:
@@ -461,17 +476,20 @@ class TantivyBackend:
 
         tquery = build_tantivy_query(query, self._schema, self._tschema, expand)
         entries, total = self._page(searcher, tquery, query)
-        hits = tuple(
-            BackendHit(
-                id=entry.id,
-                score=entry.score,
-                sort_values=(entry.key, entry.id),
-                document=cast(Document, orjson.loads(cast(bytes, searcher.doc(entry.address).get_first("_source")))),
-            )
-            for entry in entries
-        )
+        hits = tuple(self._hit(searcher, entry) for entry in entries)
         facets = self._facets(searcher, tquery, query.facets, query.facet_size)
         return BackendPage(hits=hits, total=total, total_exact=True, facets=facets)
+
+    @staticmethod
+    def _hit(searcher: tantivy.Searcher, entry: _Entry) -> BackendHit:
+        stored = searcher.doc(entry.address)  # one stored read gives the document and, if not known yet, its id
+        doc_id = entry.id if entry.id is not None else cast(str, stored.get_first("id"))
+        return BackendHit(
+            id=doc_id,
+            score=entry.score,
+            sort_values=(entry.key, doc_id),
+            document=cast(Document, orjson.loads(cast(bytes, stored.get_first("_source")))),
+        )
 
     def _page(self, searcher: tantivy.Searcher, tquery: tantivy.Query, query: BackendQuery) -> tuple[list[_Entry], int]:
         sort = query.sort
@@ -493,7 +511,11 @@ class TantivyBackend:
                 order=tantivy.Order.Desc if descending else tantivy.Order.Asc,
             )
             total = int(getattr(result, "count", 0) or 0)  # `count` is missing from tantivy's stubs
-            entries = [self._entry(searcher, raw_key, address, sort, by_id, ids) for raw_key, address in result.hits]
+            tied = set() if by_id else _tied_keys([raw_key for raw_key, _ in result.hits], after)
+            entries = [
+                self._entry(searcher, raw_key, address, sort, by_id, ids if raw_key in tied else None)
+                for raw_key, address in result.hits
+            ]
             exhausted = len(result.hits) < window
             boundary = entries[-1].key if entries and not exhausted else None
             ordered = _ordered(entries, descending)
@@ -532,14 +554,17 @@ class TantivyBackend:
         address: tantivy.DocAddress,
         sort: SortSpec,
         by_id: bool,
-        ids: dict[tuple[int, int], str],
+        ids: dict[tuple[int, int], str] | None,
     ) -> _Entry:
+        """`ids` (the stored-id reads so far) when this hit's id is needed to order it, else None."""
         if by_id:
             return _Entry(key=1.0, id=cast(str, raw_key), score=1.0, address=address)
-        slot = (address.segment_ord, address.doc)
-        doc_id = ids.get(slot)
-        if doc_id is None:
-            doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
+        doc_id = None
+        if ids is not None:
+            slot = (address.segment_ord, address.doc)
+            doc_id = ids.get(slot)
+            if doc_id is None:
+                doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
         if sort.field is None:
             return _Entry(key=cast(float, raw_key), id=doc_id, score=cast(float, raw_key), address=address)
         return _Entry(key=cast(JSONScalar, raw_key), id=doc_id, score=None, address=address)
