@@ -267,7 +267,9 @@ def _compare(a: tuple[JSONScalar, str | None], b: tuple[JSONScalar, str | None],
             return -1
         less = cast(float, key_a) < cast(float, key_b)
         return (1 if less else -1) if descending else (-1 if less else 1)
-    assert id_a is not None and id_b is not None  # entries sharing a key have their ids (see _tied_keys)
+    # Entries sharing a key have their ids (see _tied_keys).
+    assert id_a is not None
+    assert id_b is not None
     return (id_a > id_b) - (id_a < id_b)
 
 
