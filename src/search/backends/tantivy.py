@@ -108,20 +108,18 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
     Occur, Query = tantivy.Occur, tantivy.Query
 
     def clause(alternatives: tuple[Alternative, ...], prefix: str) -> tantivy.Query:
-        budget = max((alt.edits for alt in alternatives), default=0)
-        expanded: list[Expansion] | None = None
+        grouped: dict[tuple[str, int], list[tuple[str, float]]] | None = None
         queries: list[tantivy.Query] = []
         for alt in alternatives:
             if alt.kind != "typo" or expand is None:
                 queries.append(_alternative(alt, prefix, tschema))
                 continue
-            if expanded is None:  # one expansion per word, shared by every field and edit count
-                expanded = expand(prefix, alt.text, budget)
+            if grouped is None:  # one expansion per word, shared by every field and edit count
+                grouped = _by_field_and_edits(expand(prefix, alt.text, max(a.edits for a in alternatives)))
             field = f"{prefix}_{alt.field}"
-            terms = [  # a term no document has in this field would only cost a lookup per segment
+            terms = [  # only where the term occurs: elsewhere it would only cost a lookup per segment
                 Query.boost_query(Query.term_query(tschema, field, term), blend)
-                for term, edits, blend, holders in expanded
-                if edits == alt.edits and field in holders
+                for term, blend in grouped.get((field, alt.edits), ())
             ]
             if terms:
                 queries.append(Query.boost_query(_dis_max(terms), alt.weight))
@@ -153,7 +151,19 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
         clauses.extend((Occur.Should, clause) for clause in nearby)  # a bonus: Must clauses decide the match
     clauses.extend((Occur.Must, Query.const_score_query(_filter_query(item, tschema), 0.0)) for item in plan.filters)
     clauses.extend((Occur.MustNot, clause) for clause in _negative_clauses(plan, tschema))
+    if len(clauses) == 1 and clauses[0][0] == Occur.Must:
+        # A lone required clause scores and matches as itself; wrapping it would copy the whole tree again.
+        return clauses[0][1]
     return Query.boolean_query(clauses)
+
+
+def _by_field_and_edits(expanded: list[Expansion]) -> dict[tuple[str, int], list[tuple[str, float]]]:
+    """(term, blended boost) of each expansion under every (field holding it, edit count), in order."""
+    grouped: dict[tuple[str, int], list[tuple[str, float]]] = {}
+    for term, edits, blend, holders in expanded:
+        for field in holders:
+            grouped.setdefault((field, edits), []).append((term, blend))
+    return grouped
 
 
 def _dis_max(queries: list[tantivy.Query]) -> tantivy.Query:
