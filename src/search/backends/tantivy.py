@@ -20,7 +20,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,8 @@ _WRITER_HEAP_BYTES = 64_000_000
 _VOCABULARY_REFRESH_SECONDS = 5.0
 _EXPANSION_CACHE_ENTRIES = 4096
 _DEEP_PAGE_OFFSET = 500
+_INLINE_MAX_DEPTH = 100
+"""Pages ending at most this deep, without facets, may be searched on the event loop (see `search`)."""
 """From this depth, id-ordered pages come from the id term dictionary instead of a sorted top-k."""
 _FIELD_TYPES = {
     "integer": tantivy.FieldType.Integer,
@@ -319,6 +322,11 @@ def blended(expanded: list[tuple[str, int]], frequency: dict[str, int], document
     return [(term, edits, shared / max(idf(frequency.get(term, 1)), 1e-9)) for term, edits in expanded]
 
 
+class _Busy(Exception):
+    """Raised instead of waiting when a search on the event loop would block (a vocabulary rebuild due
+    or running, an index not open yet): that search goes to a worker thread instead."""
+
+
 class _IndexHandle:
     """One open Tantivy index (reader side, plus a lazily created writer and the typo vocabularies)."""
 
@@ -332,15 +340,29 @@ class _IndexHandle:
         self._expansions: OrderedDict[tuple[tuple[str, ...], str, int], list[Expansion]] = OrderedDict()
         self._vocabulary_lock = threading.Lock()
 
-    def vocabulary(self, searcher: tantivy.Searcher, fields: tuple[str, ...]) -> FieldVocabulary:
+    @contextmanager
+    def _locked(self, wait: bool) -> Iterator[None]:
+        if not self._vocabulary_lock.acquire(blocking=wait):
+            raise _Busy("the typo vocabularies are being rebuilt")
+        try:
+            yield
+        finally:
+            self._vocabulary_lock.release()
+
+    def vocabulary(self, searcher: tantivy.Searcher, fields: tuple[str, ...], *, wait: bool = True) -> FieldVocabulary:
         """The fields' terms together, rebuilt from the term dictionaries when the index changed (at most
-        every `_VOCABULARY_REFRESH_SECONDS`, so a busy stream does not rebuild it on every commit)."""
+        every `_VOCABULARY_REFRESH_SECONDS`, so a busy stream does not rebuild it on every commit).
+
+        With `wait=False`, raises `_Busy` rather than rebuild or wait for a rebuild.
+        """
         version = (searcher.num_docs, searcher.num_segments)
-        with self._vocabulary_lock:
+        with self._locked(wait):
             held = self._vocabularies.get(fields)
             now = time.monotonic()
             if held is not None and (held[1] == version or now - held[2] < _VOCABULARY_REFRESH_SECONDS):
                 return held[0]
+            if not wait:
+                raise _Busy("a typo vocabulary rebuild is due")
             counts: dict[str, int] = {}
             masks: dict[str, int] = {}
             for bit, field in enumerate(fields):
@@ -357,13 +379,15 @@ class _IndexHandle:
             self._expansions.clear()
             return vocabulary
 
-    def expand(self, searcher: tantivy.Searcher, fields: tuple[str, ...], word: str, edits: int) -> list[Expansion]:
+    def expand(
+        self, searcher: tantivy.Searcher, fields: tuple[str, ...], word: str, edits: int, *, wait: bool = True
+    ) -> list[Expansion]:
         """The terms of `fields` within `edits` of `word`, with their blended boosts and the fields holding
         them (recent expansions are remembered, blended once: the cache is cleared when the vocabulary is
-        rebuilt)."""
-        vocabulary = self.vocabulary(searcher, fields)
+        rebuilt). With `wait=False`, raises `_Busy` rather than rebuild or wait (see `vocabulary`)."""
+        vocabulary = self.vocabulary(searcher, fields, wait=wait)
         key = (fields, word, edits)
-        with self._vocabulary_lock:
+        with self._locked(wait):
             found = self._expansions.get(key)
             if found is not None:
                 self._expansions.move_to_end(key)
@@ -377,7 +401,7 @@ class _IndexHandle:
                 searcher.num_docs,
             )
         ]
-        with self._vocabulary_lock:
+        with self._locked(wait):
             self._expansions[key] = found
             if len(self._expansions) > _EXPANSION_CACHE_ENTRIES:
                 self._expansions.popitem(last=False)
@@ -435,10 +459,15 @@ class TantivyBackend:
                 return await asyncio.to_thread(fn)
         except TimeoutError as err:
             raise SearchUnavailable(f"tantivy {what} timed out") from err
-        except TypeError as err:  # values of the wrong type for the index: this request's input
-            raise SearchRejected(f"tantivy refused the {what} request: {err}") from err
-        except (ValueError, OSError, RuntimeError) as err:
-            raise SearchUnavailable(f"tantivy {what} failed: {err}") from err
+        except _TANTIVY_ERRORS as err:
+            raise _classified(what, err) from err
+
+    def _run_inline[T](self, what: str, fn: Callable[[], T]) -> T:
+        """`_run` on the calling thread (the event loop) for work bounded by construction (no timeout)."""
+        try:
+            return fn()
+        except _TANTIVY_ERRORS as err:
+            raise _classified(what, err) from err
 
     def _handle(self, name: str) -> _IndexHandle:
         with self._lock:
@@ -476,15 +505,38 @@ class TantivyBackend:
     # --- reads ---------------------------------------------------------------------------------
 
     async def search(self, query: BackendQuery) -> BackendPage:
-        """Run one page of a search."""
+        """Run one page of a search.
+
+        A shallow page without facets costs under a millisecond here, most of it Python that holds the
+        GIL whichever thread runs it (the plan, the typo expansion, the query's construction); a worker
+        thread only adds its hand-offs, about a tenth of such a search on one core. So it runs on the
+        event loop when nothing slow is due: the alias needs no re-check, the typo vocabularies are
+        built, nothing holds their lock. Deeper pages and facets (costs that grow with the depth or the
+        matches), alias re-checks and vocabulary rebuilds keep the worker thread and its timeout.
+        """
+        if not query.facets and query.offset + query.limit <= _INLINE_MAX_DEPTH:
+            handle = self._fresh_reader()
+            if handle is not None:
+                try:
+                    return self._run_inline("search", functools.partial(self._search_sync, query, handle))
+                except _Busy:
+                    pass  # the worker thread rebuilds or waits
         return await self._run("search", functools.partial(self._search_sync, query))
 
-    def _search_sync(self, query: BackendQuery) -> BackendPage:
-        handle = self._reader()
+    def _fresh_reader(self) -> _IndexHandle | None:
+        """The aliased index when it needs no re-check now (no file read, no reload, no lock), else None."""
+        if self._current is None or time.monotonic() - self._checked_at >= self._reload_interval:
+            return None
+        return self._handles.get(self._current)
+
+    def _search_sync(self, query: BackendQuery, inline: _IndexHandle | None = None) -> BackendPage:
+        """One page; `inline` is the fresh reader when on the event loop (then nothing may block: `_Busy`)."""
+        handle = inline or self._reader()
         searcher = handle.index.searcher()
+        wait = inline is None
 
         def expand(group: str, word: str, max_edits: int) -> list[Expansion]:
-            return handle.expand(searcher, self._vocabulary_fields[group], word, max_edits)
+            return handle.expand(searcher, self._vocabulary_fields[group], word, max_edits, wait=wait)
 
         tquery = build_tantivy_query(query, self._schema, self._tschema, expand)
         entries, total = self._page(searcher, tquery, query)
@@ -754,3 +806,13 @@ def _facet_key(field: FieldSpec, key: object) -> JSONScalar:
     if field.type == "integer" and isinstance(key, float) and key.is_integer():
         return int(key)
     return cast(JSONScalar, key)
+
+
+_TANTIVY_ERRORS = (TypeError, ValueError, OSError, RuntimeError)
+
+
+def _classified(what: str, err: Exception) -> SearchRejected | SearchUnavailable:
+    """Our exception for one of `_TANTIVY_ERRORS` (the adapter's choke point, thread or not)."""
+    if isinstance(err, TypeError):  # values of the wrong type for the index: this request's input
+        return SearchRejected(f"tantivy refused the {what} request: {err}")
+    return SearchUnavailable(f"tantivy {what} failed: {err}")
