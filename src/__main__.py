@@ -1,7 +1,10 @@
 """`python -m src`: serve the read API with uvicorn on APP_HOST:APP_PORT."""
 
+import gc
+
 import uvicorn
 
+from src.main import create_app
 from src.serving import CoalescingHttpToolsProtocol
 from src.settings import settings_or_exit
 
@@ -9,9 +12,13 @@ from src.settings import settings_or_exit
 def main() -> None:
     """Run the server (one process; scale out with more processes behind the gateway)."""
     settings = settings_or_exit()
+    app = create_app(settings)
+    # Everything built so far (modules, FastAPI's routes and their pydantic validators) lives as long as
+    # the process: frozen, the collector no longer walks it. A full collection otherwise took about 50 ms
+    # here, every few seconds under load, with the event loop stopped (most of the typo benchmark's p99).
+    gc.freeze()
     uvicorn.run(
-        "src.main:create_app",
-        factory=True,
+        app,
         host=settings.app_host,
         port=settings.app_port,
         log_level=settings.log_level.lower(),

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict, cast
 
@@ -116,6 +116,22 @@ class IndexSchema:
     """Normalised word to the words it also finds, sorted by word (one-way pairs and equivalence groups)."""
     ranking: tuple[str, bool] | None = None
     """The custom ranking rule: (sortable numeric field, descending), or None."""
+    # Derived once (every search reads them, some several times): see __post_init__.
+    _searchable: tuple[FieldSpec, ...] = field(init=False, repr=False, compare=False)
+    _value_fields: tuple[FieldSpec, ...] = field(init=False, repr=False, compare=False)
+    _returned: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _fingerprint: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_searchable", tuple(f for f in self.fields if f.searchable))
+        object.__setattr__(self, "_value_fields", tuple(f for f in self.fields if f.has_value_column))
+        object.__setattr__(self, "_returned", tuple(f.name for f in self.fields if f.returned))
+        if not self.synonyms and self.ranking is None:
+            fingerprint = f"{self.name}:v{self.version}"
+        else:
+            digest = hashlib.sha256(json.dumps([self.synonyms, self.ranking]).encode()).hexdigest()[:8]
+            fingerprint = f"{self.name}:v{self.version}:{digest}"
+        object.__setattr__(self, "_fingerprint", fingerprint)
 
     def synonyms_of(self, word: str) -> tuple[str, ...]:
         """The words `word` also finds (normalised), none when it has no synonyms."""
@@ -128,26 +144,23 @@ class IndexSchema:
     @property
     def searchable(self) -> tuple[FieldSpec, ...]:
         """Fields matched by `q`, in schema order."""
-        return tuple(f for f in self.fields if f.searchable)
+        return self._searchable
 
     @property
     def value_fields(self) -> tuple[FieldSpec, ...]:
         """Fields with an exact-value column (filter, facet or sort)."""
-        return tuple(f for f in self.fields if f.has_value_column)
+        return self._value_fields
 
     @property
     def returned(self) -> tuple[str, ...]:
         """Names of the fields included in responses."""
-        return tuple(f.name for f in self.fields if f.returned)
+        return self._returned
 
     @property
     def fingerprint(self) -> str:
         """A short stable identity of the schema (name and version, plus a digest of the synonyms when
         there are any, so changing them retires cached results even without a version bump)."""
-        if not self.synonyms and self.ranking is None:
-            return f"{self.name}:v{self.version}"
-        digest = hashlib.sha256(json.dumps([self.synonyms, self.ranking]).encode()).hexdigest()[:8]
-        return f"{self.name}:v{self.version}:{digest}"
+        return self._fingerprint
 
 
 def parse_schema(raw: object, *, base: Path | None = None) -> IndexSchema:

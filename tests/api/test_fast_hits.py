@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 
-from src.api.fast_hits import _MEMO_ENTRIES, _RESPONSE_ENTRIES, FastHitMiddleware, parse_search_query
+from src.api.fast_hits import (
+    _MEMO_ENTRIES,
+    _RESPONSE_ENTRIES,
+    FastHitMiddleware,
+    _exception_handler,
+    parse_search_query,
+)
+from src.api.routes import search as search_routes
+from src.main import create_app
+from src.search.errors import Overloaded, SearchUnavailable
 from src.search.service import SearchRequest
+from src.settings import Settings
+from tests.api.conftest import install_fake_backend
 
 
 def test_parse_search_query_when_all_parameters_binds_like_the_route() -> None:
@@ -138,3 +152,92 @@ async def test_fast_path_when_the_lookup_fails_lets_the_route_answer(app: FastAP
         aside.peek_fresh = original
     assert response.status_code == 200
     assert response.headers["x-cache"] == "HIT"  # the route's own cache-aside read found it
+
+
+@pytest.fixture
+async def uncached(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app with the cache off (every search reaches the backend) and a client calling it."""
+    app = create_app(settings.model_copy(update={"cache_enabled": False}))
+    async with app.router.lifespan_context(app):
+        await install_fake_backend(app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield app, http
+
+
+def _route_must_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the route ran")
+
+    monkeypatch.setattr(search_routes, "cached_response", refuse)
+
+
+async def test_fast_path_when_miss_serves_it_without_the_route(
+    uncached: tuple[FastAPI, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, client = uncached
+    _route_must_not_run(monkeypatch)
+    response = await client.get("/v1/search", params={"q": "server"})
+    assert response.status_code == 200
+    assert response.headers["x-cache"] == "MISS"
+    assert response.json()["hits"]
+
+
+async def test_fast_path_when_miss_matches_route_response(uncached: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, client = uncached
+    fast = await client.get("/v1/search", params={"q": "server", "highlight": "false"})
+    routed = await client.get("/v1/search", params={"q": "server", "highlight": "no"})  # pydantic's spelling only
+    assert fast.status_code == routed.status_code == 200
+
+    def body(response: httpx.Response) -> object:
+        page = orjson.loads(response.content)
+        page.pop("took_ms")
+        return page
+
+    assert body(fast) == body(routed)
+    varying = {"etag", "content-length", "x-request-id"}  # took_ms is in the body
+    assert {k: v for k, v in fast.headers.items() if k not in varying} == {
+        k: v for k, v in routed.headers.items() if k not in varying
+    }
+
+
+async def test_fast_path_when_service_refuses_answers_the_apps_problem(
+    uncached: tuple[FastAPI, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, client = uncached
+    _route_must_not_run(monkeypatch)
+    refused = await client.get("/v1/search", params={"q": "x" * 65})  # the settings allow 64 characters
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["errors"][0]["parameter"] == "q"
+    assert refused.json()["instance"] == "/v1/search"
+
+
+async def test_fast_path_when_backend_fails_unexpectedly_propagates_to_the_500_problem(
+    uncached: tuple[FastAPI, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, client = uncached
+
+    async def broken(query: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app.state.services.backend, "search", broken)
+    failed = await client.get("/v1/search", params={"q": "server"})
+    assert failed.status_code == 500
+    assert failed.json()["detail"] == "an internal error occurred; it has been logged"
+    assert failed.headers["content-type"] == "application/problem+json"
+    assert failed.headers["x-request-id"]  # answered in front of Starlette's stack, still inside the edge
+    assert failed.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_exception_handler_when_subclass_raised_finds_the_nearest_registered_base(app: FastAPI) -> None:
+    scope = {"type": "http", "app": app}
+    assert _exception_handler(scope, Overloaded("full")) is app.exception_handlers[SearchUnavailable]
+    assert _exception_handler(scope, RuntimeError("a bug")) is None  # the outermost error middleware's
+
+
+async def test_fast_path_when_not_modified_sends_no_content_length_like_the_route(client: httpx.AsyncClient) -> None:
+    first = await client.get("/v1/search", params={"q": "server"})
+    again = await client.get("/v1/search", params={"q": "server"}, headers={"If-None-Match": first.headers["etag"]})
+    assert (again.status_code, again.headers["x-cache"]) == (304, "HIT")
+    assert "content-length" not in again.headers

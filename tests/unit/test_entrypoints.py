@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import runpy
 import sys
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from src.__main__ import main as serve
 from src.serving import CoalescingHttpToolsProtocol
@@ -15,24 +17,29 @@ from src.serving import CoalescingHttpToolsProtocol
 def test_main_when_run_serves_settings_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # the test process must stay collectable
     monkeypatch.setenv("APP_PORT", "8123")
     serve()
-    assert calls == [
-        (
-            ("src.main:create_app",),
-            {
-                "factory": True,
-                "host": "127.0.0.1",
-                "port": 8123,
-                "log_level": "info",
-                "access_log": False,  # the app's own JSON access log instead
-                "log_config": None,  # uvicorn's loggers routed into the app's JSON logging
-                "proxy_headers": False,  # X-Forwarded-For is read by the app, from TRUSTED_PROXIES
-                "server_header": False,  # nothing names the software to a client
-                "http": CoalescingHttpToolsProtocol,
-            },
-        )
-    ]
+    [(args, kwargs)] = calls
+    assert isinstance(args[0], FastAPI)
+    assert kwargs == {
+        "host": "127.0.0.1",
+        "port": 8123,
+        "log_level": "info",
+        "access_log": False,  # the app's own JSON access log instead
+        "log_config": None,  # uvicorn's loggers routed into the app's JSON logging
+        "proxy_headers": False,  # X-Forwarded-For is read by the app, from TRUSTED_PROXIES
+        "server_header": False,  # nothing names the software to a client
+        "http": CoalescingHttpToolsProtocol,  # a response's head and body in one write
+    }
+
+
+def test_main_when_run_freezes_the_built_app_before_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: events.append("freeze"))
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: events.append("run"))
+    serve()
+    assert events == ["freeze", "run"]
 
 
 def test_indexer_module_when_run_exits_with_cli_code(

@@ -41,3 +41,10 @@ def test_blended_when_a_variant_is_rare_scores_it_as_common_as_the_most_common()
     assert (term, edits) == ("libary", 1)
     assert 0 < boost < 1  # the rare variant is damped to the common one's rarity
     assert blended([], {}, 10) == []
+
+
+def test_expand_when_word_has_no_more_distinct_characters_than_edits_still_filters_by_added_ones() -> None:
+    vocabulary = FieldVocabulary.build([("aaab", 3), ("aaaaa", 5), ("bbbb", 9), ("aabc", 1)])
+    # One distinct character and one edit: the lacked-characters bound rules nothing out, the added one does.
+    assert vocabulary.expand("aaaa", 1, max_expansions=10) == [("aaaaa", 1), ("aaab", 1)]
+    assert vocabulary.expand("aaaa", 2, max_expansions=10) == [("aaaaa", 1), ("aaab", 1), ("aabc", 2)]

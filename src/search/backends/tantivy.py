@@ -20,7 +20,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,8 @@ _WRITER_HEAP_BYTES = 64_000_000
 _VOCABULARY_REFRESH_SECONDS = 5.0
 _EXPANSION_CACHE_ENTRIES = 4096
 _DEEP_PAGE_OFFSET = 500
+_INLINE_MAX_DEPTH = 100
+"""Pages ending at most this deep, without facets, may be searched on the event loop (see `search`)."""
 """From this depth, id-ordered pages come from the id term dictionary instead of a sorted top-k."""
 _FIELD_TYPES = {
     "integer": tantivy.FieldType.Integer,
@@ -108,20 +111,18 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
     Occur, Query = tantivy.Occur, tantivy.Query
 
     def clause(alternatives: tuple[Alternative, ...], prefix: str) -> tantivy.Query:
-        budget = max((alt.edits for alt in alternatives), default=0)
-        expanded: list[Expansion] | None = None
+        grouped: dict[tuple[str, int], list[tuple[str, float]]] | None = None
         queries: list[tantivy.Query] = []
         for alt in alternatives:
             if alt.kind != "typo" or expand is None:
                 queries.append(_alternative(alt, prefix, tschema))
                 continue
-            if expanded is None:  # one expansion per word, shared by every field and edit count
-                expanded = expand(prefix, alt.text, budget)
+            if grouped is None:  # one expansion per word, shared by every field and edit count
+                grouped = _by_field_and_edits(expand(prefix, alt.text, max(a.edits for a in alternatives)))
             field = f"{prefix}_{alt.field}"
-            terms = [  # a term no document has in this field would only cost a lookup per segment
+            terms = [  # only where the term occurs: elsewhere it would only cost a lookup per segment
                 Query.boost_query(Query.term_query(tschema, field, term), blend)
-                for term, edits, blend, holders in expanded
-                if edits == alt.edits and field in holders
+                for term, blend in grouped.get((field, alt.edits), ())
             ]
             if terms:
                 queries.append(Query.boost_query(_dis_max(terms), alt.weight))
@@ -153,7 +154,19 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
         clauses.extend((Occur.Should, clause) for clause in nearby)  # a bonus: Must clauses decide the match
     clauses.extend((Occur.Must, Query.const_score_query(_filter_query(item, tschema), 0.0)) for item in plan.filters)
     clauses.extend((Occur.MustNot, clause) for clause in _negative_clauses(plan, tschema))
+    if len(clauses) == 1 and clauses[0][0] == Occur.Must:
+        # A lone required clause scores and matches as itself; wrapping it would copy the whole tree again.
+        return clauses[0][1]
     return Query.boolean_query(clauses)
+
+
+def _by_field_and_edits(expanded: list[Expansion]) -> dict[tuple[str, int], list[tuple[str, float]]]:
+    """(term, blended boost) of each expansion under every (field holding it, edit count), in order."""
+    grouped: dict[tuple[str, int], list[tuple[str, float]]] = {}
+    for term, edits, blend, holders in expanded:
+        for field in holders:
+            grouped.setdefault((field, edits), []).append((term, blend))
+    return grouped
 
 
 def _dis_max(queries: list[tantivy.Query]) -> tantivy.Query:
@@ -249,13 +262,16 @@ def _add_prepared(doc: tantivy.Document, prepared: PreparedDocument, version: in
 @dataclass(frozen=True, slots=True)
 class _Entry:
     key: JSONScalar
-    id: str
+    id: str | None
+    """None until needed: a hit whose key no other hit shares is placed by its key alone, and a page's
+    hits read their id with their document."""
     score: float | None
     address: tantivy.DocAddress
 
 
-def _compare(a: tuple[JSONScalar, str], b: tuple[JSONScalar, str], descending: bool) -> int:
-    """Order by sort key (missing last in both directions), then id ascending."""
+def _compare(a: tuple[JSONScalar, str | None], b: tuple[JSONScalar, str | None], descending: bool) -> int:
+    """Order by sort key (missing last in both directions), then id ascending (read only on equal keys,
+    where both ids are known)."""
     (key_a, id_a), (key_b, id_b) = a, b
     if key_a != key_b:
         if key_a is None:
@@ -264,7 +280,21 @@ def _compare(a: tuple[JSONScalar, str], b: tuple[JSONScalar, str], descending: b
             return -1
         less = cast(float, key_a) < cast(float, key_b)
         return (1 if less else -1) if descending else (-1 if less else 1)
+    # Entries sharing a key have their ids (see _tied_keys).
+    assert id_a is not None
+    assert id_b is not None
     return (id_a > id_b) - (id_a < id_b)
+
+
+def _tied_keys(keys: list[object], after: tuple[JSONScalar, str] | None) -> set[object]:
+    """The keys whose hits the id must order: shared by several hits, or the previous page's last key."""
+    seen: set[object] = set()
+    tied: set[object] = set()
+    for key in keys:
+        (tied if key in seen else seen).add(key)
+    if after is not None:
+        tied.add(after[0])
+    return tied
 
 
 def _ordered(entries: list[_Entry], descending: bool) -> list[_Entry]:
@@ -292,6 +322,11 @@ def blended(expanded: list[tuple[str, int]], frequency: dict[str, int], document
     return [(term, edits, shared / max(idf(frequency.get(term, 1)), 1e-9)) for term, edits in expanded]
 
 
+class _Busy(Exception):
+    """Raised instead of waiting when a search on the event loop would block (a vocabulary rebuild due
+    or running, an index not open yet): that search goes to a worker thread instead."""
+
+
 class _IndexHandle:
     """One open Tantivy index (reader side, plus a lazily created writer and the typo vocabularies)."""
 
@@ -305,15 +340,29 @@ class _IndexHandle:
         self._expansions: OrderedDict[tuple[tuple[str, ...], str, int], list[Expansion]] = OrderedDict()
         self._vocabulary_lock = threading.Lock()
 
-    def vocabulary(self, searcher: tantivy.Searcher, fields: tuple[str, ...]) -> FieldVocabulary:
+    @contextmanager
+    def _locked(self, wait: bool) -> Iterator[None]:
+        if not self._vocabulary_lock.acquire(blocking=wait):
+            raise _Busy("the typo vocabularies are being rebuilt")
+        try:
+            yield
+        finally:
+            self._vocabulary_lock.release()
+
+    def vocabulary(self, searcher: tantivy.Searcher, fields: tuple[str, ...], *, wait: bool = True) -> FieldVocabulary:
         """The fields' terms together, rebuilt from the term dictionaries when the index changed (at most
-        every `_VOCABULARY_REFRESH_SECONDS`, so a busy stream does not rebuild it on every commit)."""
+        every `_VOCABULARY_REFRESH_SECONDS`, so a busy stream does not rebuild it on every commit).
+
+        With `wait=False`, raises `_Busy` rather than rebuild or wait for a rebuild.
+        """
         version = (searcher.num_docs, searcher.num_segments)
-        with self._vocabulary_lock:
+        with self._locked(wait):
             held = self._vocabularies.get(fields)
             now = time.monotonic()
             if held is not None and (held[1] == version or now - held[2] < _VOCABULARY_REFRESH_SECONDS):
                 return held[0]
+            if not wait:
+                raise _Busy("a typo vocabulary rebuild is due")
             counts: dict[str, int] = {}
             masks: dict[str, int] = {}
             for bit, field in enumerate(fields):
@@ -330,13 +379,15 @@ class _IndexHandle:
             self._expansions.clear()
             return vocabulary
 
-    def expand(self, searcher: tantivy.Searcher, fields: tuple[str, ...], word: str, edits: int) -> list[Expansion]:
+    def expand(
+        self, searcher: tantivy.Searcher, fields: tuple[str, ...], word: str, edits: int, *, wait: bool = True
+    ) -> list[Expansion]:
         """The terms of `fields` within `edits` of `word`, with their blended boosts and the fields holding
         them (recent expansions are remembered, blended once: the cache is cleared when the vocabulary is
-        rebuilt)."""
-        vocabulary = self.vocabulary(searcher, fields)
+        rebuilt). With `wait=False`, raises `_Busy` rather than rebuild or wait (see `vocabulary`)."""
+        vocabulary = self.vocabulary(searcher, fields, wait=wait)
         key = (fields, word, edits)
-        with self._vocabulary_lock:
+        with self._locked(wait):
             found = self._expansions.get(key)
             if found is not None:
                 self._expansions.move_to_end(key)
@@ -350,7 +401,7 @@ class _IndexHandle:
                 searcher.num_docs,
             )
         ]
-        with self._vocabulary_lock:
+        with self._locked(wait):
             self._expansions[key] = found
             if len(self._expansions) > _EXPANSION_CACHE_ENTRIES:
                 self._expansions.popitem(last=False)
@@ -408,10 +459,15 @@ class TantivyBackend:
                 return await asyncio.to_thread(fn)
         except TimeoutError as err:
             raise SearchUnavailable(f"tantivy {what} timed out") from err
-        except TypeError as err:  # values of the wrong type for the index: this request's input
-            raise SearchRejected(f"tantivy refused the {what} request: {err}") from err
-        except (ValueError, OSError, RuntimeError) as err:
-            raise SearchUnavailable(f"tantivy {what} failed: {err}") from err
+        except _TANTIVY_ERRORS as err:
+            raise _classified(what, err) from err
+
+    def _run_inline[T](self, what: str, fn: Callable[[], T]) -> T:
+        """`_run` on the calling thread (the event loop) for work bounded by construction (no timeout)."""
+        try:
+            return fn()
+        except _TANTIVY_ERRORS as err:
+            raise _classified(what, err) from err
 
     def _handle(self, name: str) -> _IndexHandle:
         with self._lock:
@@ -449,29 +505,55 @@ class TantivyBackend:
     # --- reads ---------------------------------------------------------------------------------
 
     async def search(self, query: BackendQuery) -> BackendPage:
-        """Run one page of a search."""
+        """Run one page of a search.
+
+        A shallow page without facets costs under a millisecond here, most of it Python that holds the
+        GIL whichever thread runs it (the plan, the typo expansion, the query's construction); a worker
+        thread only adds its hand-offs, about a tenth of such a search on one core. So it runs on the
+        event loop when nothing slow is due: the alias needs no re-check, the typo vocabularies are
+        built, nothing holds their lock. Deeper pages and facets (costs that grow with the depth or the
+        matches), alias re-checks and vocabulary rebuilds keep the worker thread and its timeout.
+        """
+        if not query.facets and query.offset + query.limit <= _INLINE_MAX_DEPTH:
+            handle = self._fresh_reader()
+            if handle is not None:
+                try:
+                    return self._run_inline("search", functools.partial(self._search_sync, query, handle))
+                except _Busy:
+                    pass  # the worker thread rebuilds or waits
         return await self._run("search", functools.partial(self._search_sync, query))
 
-    def _search_sync(self, query: BackendQuery) -> BackendPage:
-        handle = self._reader()
+    def _fresh_reader(self) -> _IndexHandle | None:
+        """The aliased index when it needs no re-check now (no file read, no reload, no lock), else None."""
+        if self._current is None or time.monotonic() - self._checked_at >= self._reload_interval:
+            return None
+        return self._handles.get(self._current)
+
+    def _search_sync(self, query: BackendQuery, inline: _IndexHandle | None = None) -> BackendPage:
+        """One page; `inline` is the fresh reader when on the event loop (then nothing may block: `_Busy`)."""
+        handle = inline or self._reader()
         searcher = handle.index.searcher()
+        wait = inline is None
 
         def expand(group: str, word: str, max_edits: int) -> list[Expansion]:
-            return handle.expand(searcher, self._vocabulary_fields[group], word, max_edits)
+            return handle.expand(searcher, self._vocabulary_fields[group], word, max_edits, wait=wait)
 
         tquery = build_tantivy_query(query, self._schema, self._tschema, expand)
         entries, total = self._page(searcher, tquery, query)
-        hits = tuple(
-            BackendHit(
-                id=entry.id,
-                score=entry.score,
-                sort_values=(entry.key, entry.id),
-                document=cast(Document, orjson.loads(cast(bytes, searcher.doc(entry.address).get_first("_source")))),
-            )
-            for entry in entries
-        )
+        hits = tuple(self._hit(searcher, entry) for entry in entries)
         facets = self._facets(searcher, tquery, query.facets, query.facet_size)
         return BackendPage(hits=hits, total=total, total_exact=True, facets=facets)
+
+    @staticmethod
+    def _hit(searcher: tantivy.Searcher, entry: _Entry) -> BackendHit:
+        stored = searcher.doc(entry.address)  # one stored read gives the document and, if not known yet, its id
+        doc_id = entry.id if entry.id is not None else cast(str, stored.get_first("id"))
+        return BackendHit(
+            id=doc_id,
+            score=entry.score,
+            sort_values=(entry.key, doc_id),
+            document=cast(Document, orjson.loads(cast(bytes, stored.get_first("_source")))),
+        )
 
     def _page(self, searcher: tantivy.Searcher, tquery: tantivy.Query, query: BackendQuery) -> tuple[list[_Entry], int]:
         sort = query.sort
@@ -493,7 +575,11 @@ class TantivyBackend:
                 order=tantivy.Order.Desc if descending else tantivy.Order.Asc,
             )
             total = int(getattr(result, "count", 0) or 0)  # `count` is missing from tantivy's stubs
-            entries = [self._entry(searcher, raw_key, address, sort, by_id, ids) for raw_key, address in result.hits]
+            tied = set() if by_id else _tied_keys([raw_key for raw_key, _ in result.hits], after)
+            entries = [
+                self._entry(searcher, raw_key, address, sort, by_id, ids if raw_key in tied else None)
+                for raw_key, address in result.hits
+            ]
             exhausted = len(result.hits) < window
             boundary = entries[-1].key if entries and not exhausted else None
             ordered = _ordered(entries, descending)
@@ -532,14 +618,17 @@ class TantivyBackend:
         address: tantivy.DocAddress,
         sort: SortSpec,
         by_id: bool,
-        ids: dict[tuple[int, int], str],
+        ids: dict[tuple[int, int], str] | None,
     ) -> _Entry:
+        """`ids` (the stored-id reads so far) when this hit's id is needed to order it, else None."""
         if by_id:
             return _Entry(key=1.0, id=cast(str, raw_key), score=1.0, address=address)
-        slot = (address.segment_ord, address.doc)
-        doc_id = ids.get(slot)
-        if doc_id is None:
-            doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
+        doc_id = None
+        if ids is not None:
+            slot = (address.segment_ord, address.doc)
+            doc_id = ids.get(slot)
+            if doc_id is None:
+                doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
         if sort.field is None:
             return _Entry(key=cast(float, raw_key), id=doc_id, score=cast(float, raw_key), address=address)
         return _Entry(key=cast(JSONScalar, raw_key), id=doc_id, score=None, address=address)
@@ -717,3 +806,13 @@ def _facet_key(field: FieldSpec, key: object) -> JSONScalar:
     if field.type == "integer" and isinstance(key, float) and key.is_integer():
         return int(key)
     return cast(JSONScalar, key)
+
+
+_TANTIVY_ERRORS = (TypeError, ValueError, OSError, RuntimeError)
+
+
+def _classified(what: str, err: Exception) -> SearchRejected | SearchUnavailable:
+    """Our exception for one of `_TANTIVY_ERRORS` (the adapter's choke point, thread or not)."""
+    if isinstance(err, TypeError):  # values of the wrong type for the index: this request's input
+        return SearchRejected(f"tantivy refused the {what} request: {err}")
+    return SearchUnavailable(f"tantivy {what} failed: {err}")

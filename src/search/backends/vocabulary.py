@@ -16,8 +16,11 @@ with its edits are one contiguous slice, and a 64-bit mask of the characters eac
 most of them out before any edit distance is computed. An edit adds at most one character the word
 lacks and removes at most one it has (a transposition neither), so a term within `e` edits has at most
 `e` mask bits the word lacks and lacks at most `e` of the word's (a necessary condition, whatever
-characters share a bit). Only the survivors, a few hundred of tens of thousands, are compared, in C++
-(rapidfuzz). The filter is a handful of numpy operations over the slice, not one per length.
+characters share a bit). With each term's bit count kept beside its mask, both bounds follow from one
+count of the bits it shares with the word (`shared`): the term adds `bits - shared`, lacks
+`word bits - shared`; one 64-bit popcount per term instead of two. Only the survivors, a few hundred of
+tens of thousands, are compared, in C++ (rapidfuzz). The filter is a handful of numpy operations over
+the slice, not one per length.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class FieldVocabulary:
 
     terms: npt.NDArray[np.object_] = field(default_factory=lambda: np.array([], dtype=object))
     masks: npt.NDArray[np.uint64] = field(default_factory=lambda: np.array([], dtype=np.uint64))
+    bits: npt.NDArray[np.uint8] = field(default_factory=lambda: np.array([], dtype=np.uint8))
+    """The number of bits set in each mask."""
     starts: tuple[int, ...] = (0,)
     """`starts[n]` is the position of the first term of length `n` or longer (one past the end for longer)."""
     frequency: dict[str, int] = field(default_factory=dict)
@@ -64,7 +69,8 @@ class FieldVocabulary:
         terms_array = np.empty(len(ordered), dtype=object)
         terms_array[:] = ordered
         masks = np.fromiter((character_mask(term) for term in ordered), dtype=np.uint64, count=len(ordered))
-        return cls(terms=terms_array, masks=masks, starts=starts, frequency=frequency)
+        bits = np.bitwise_count(masks).astype(np.uint8)
+        return cls(terms=terms_array, masks=masks, bits=bits, starts=starts, frequency=frequency)
 
     def __len__(self) -> int:
         return len(self.frequency)
@@ -78,11 +84,14 @@ class FieldVocabulary:
         low, high = self._slice(len(word) - max_edits, len(word) + max_edits)
         if low >= high:
             return []
-        mask = np.uint64(character_mask(word))
-        masks = self.masks[low:high]
-        close = np.flatnonzero(
-            (np.bitwise_count(masks & ~mask) <= max_edits) & (np.bitwise_count(mask & ~masks) <= max_edits)
-        )
+        mask = character_mask(word)
+        shared = np.bitwise_count(self.masks[low:high] & np.uint64(mask))
+        # added = bits - shared <= max_edits, lacked = word bits - shared <= max_edits (no uint8 underflow)
+        near = self.bits[low:high] <= shared + np.uint8(max_edits)
+        lacking = mask.bit_count() - max_edits
+        if lacking > 0:
+            near &= shared >= np.uint8(lacking)
+        close = np.flatnonzero(near)
         if not len(close):
             return []
         candidates = self.terms[low:high][close].tolist()
