@@ -1,6 +1,7 @@
 """Pure ASGI middleware at the edge of the app: request size limits and HEAD.
 
-Both sit outside the fast-hit middleware, so every response, fast hits included, passes through them.
+Both answer before any fast hit is looked up: the size limits in front of the fast-hit middleware that
+runs ahead of Starlette's stack, HEAD in front of the one inside it (src/main.py, `install_edge`).
 
 - `RequestLimitsMiddleware`: a request target (path and query) over `max_target_bytes` is a 414
   problem, request headers over `max_header_bytes` in total a 431 problem; nothing behind it runs.

@@ -86,9 +86,8 @@ class FastHitMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._search_keys: OrderedDict[str, GenerationalKey | None] = OrderedDict()
-        self._requests: dict[str, SearchRequest] = {}
-        """The parsed request of each query string in `_search_keys` that parsed."""
+        self._search_keys: OrderedDict[str, tuple[GenerationalKey | None, SearchRequest | None]] = OrderedDict()
+        """Per raw query string: its cache key (None when the route must answer) and its parsed request."""
         self._responses: OrderedDict[
             tuple[int, str, bool], tuple[CacheEntry, int, tuple[tuple[bytes, bytes], ...], bytes]
         ] = OrderedDict()
@@ -115,7 +114,7 @@ class FastHitMiddleware:
         key = self._search_key(query_string, services) if cache_on else None
         if cache_on and key is None:
             return False  # not understood, or invalid: the route answers (its 422 names the parameter)
-        request = parse_search_query(query_string) if key is None else self._requests.get(query_string)
+        request = parse_search_query(query_string) if key is None else self._search_keys[query_string][1]
         if request is None:
             return False
         scope[ROUTE_KEY] = _SEARCH_PATH
@@ -153,11 +152,10 @@ class FastHitMiddleware:
         memo = self._search_keys
         if query_string in memo:
             memo.move_to_end(query_string)
-            return memo[query_string]
+            return memo[query_string][0]
         key = None
         request = parse_search_query(query_string)
         if request is not None:
-            self._requests[query_string] = request
             try:
                 prepared = prepare_search(
                     request, schema=services.schema, options=services.options, backend_kind=services.backend.kind
@@ -167,10 +165,9 @@ class FastHitMiddleware:
                 )
             except SearchError:
                 key = None  # the route answers with the 422
-        memo[query_string] = key
+        memo[query_string] = (key, request)
         if len(memo) > _MEMO_ENTRIES:
-            evicted, _ = memo.popitem(last=False)
-            self._requests.pop(evicted, None)
+            memo.popitem(last=False)
         return key
 
     async def _respond(self, scope: Scope, send: Send, served: Served, services: Services) -> None:
@@ -229,13 +226,8 @@ def _exception_handler(scope: Scope, err: Exception) -> _Handler | None:
 
 
 def _last_resort(scope: Scope) -> _Handler:
-    """The app's catch-all handler (a bare 500 problem): this middleware may run in front of Starlette's
-    error middleware (src/main.py), so it answers an unexpected error itself, as that middleware would."""
-    handler: _Handler | None = scope["app"].exception_handlers.get(Exception)
-    if handler is None:  # pragma: no cover - install_problem_handlers always registers one
-
-        async def plain(request: Request, err: Exception) -> Response:
-            return Response("Internal Server Error", status_code=500, media_type="text/plain")
-
-        return plain
+    """The app's catch-all handler (a bare 500 problem, registered by install_problem_handlers): this
+    middleware may run in front of Starlette's error middleware (src/main.py), so it answers an
+    unexpected error itself, as that middleware would."""
+    handler: _Handler = scope["app"].exception_handlers[Exception]
     return handler

@@ -149,20 +149,21 @@ class ObservabilityMiddleware:
             REQUEST_METRICS.inflight -= 1
             route = route_template(scope)
             status, cache = int(outcome[0]), outcome[1].decode("latin-1")
+            cache_label = _cache_label(cache)
             span_context = None
             if span is not None and self.spans is not None:
                 ended = {
                     "http.route": route,
                     "http.response.status_code": status,
                     "http.request.id": request_id,
-                    "search_api.cache": _cache_label(cache),
+                    "search_api.cache": cache_label,
                 }
                 if status >= 500:
                     ended["error.type"] = str(status)
                 self.spans.end(span, f"{method} {route}", ended, error=error, failed=status >= 500)
                 span_context = span.context
-            self._record(scope, method, route, started, status, cache, int(outcome[2]), request_id, span_context,
-                         carrier)  # fmt: skip
+            self._record(scope, method, route, started, status, cache, cache_label, int(outcome[2]), request_id,
+                         span_context, carrier)  # fmt: skip
 
     def _record(
         self,
@@ -172,13 +173,13 @@ class ObservabilityMiddleware:
         started: float,
         status: int,
         cache: str,
+        cache_label: str,
         size: int,
         request_id: str,
         context: trace.SpanContext | None,
         carrier: dict[str, str] | None,
     ) -> None:
         elapsed = time.perf_counter() - started
-        cache_label = _cache_label(cache)
         trace_id = format(context.trace_id, "032x") if context is not None and context.is_valid else None
         if trace_id is None and carrier and "traceparent" in carrier:
             parent = _TRACEPARENT.fullmatch(carrier["traceparent"].encode("latin-1"))  # tracing off: log the gateway's

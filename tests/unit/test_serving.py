@@ -7,6 +7,7 @@ with uvicorn and `CoalescingHttpToolsProtocol` on a real socket and speak HTTP/1
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -122,6 +123,16 @@ async def served() -> AsyncIterator[int]:
         await task
 
 
+@contextlib.asynccontextmanager
+async def _connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
 async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     length = next(
@@ -131,8 +142,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 
 async def test_coalescing_protocol_when_requests_are_pipelined_answers_each_in_order(served: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", served)
-    try:
+    async with _connection(served) as (reader, writer):
         writer.write(b"GET /first HTTP/1.1\r\nhost: t\r\n\r\nGET /second HTTP/1.1\r\nhost: t\r\n\r\n")
         await writer.drain()
         first_head, first = await _read_response(reader)
@@ -145,36 +155,25 @@ async def test_coalescing_protocol_when_requests_are_pipelined_answers_each_in_o
         empty_head, empty = await _read_response(reader)
         assert empty_head.startswith(b"HTTP/1.1 304")
         assert empty == b""
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 async def test_coalescing_protocol_when_the_body_is_streamed_delivers_all_of_it(served: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", served)
-    try:
+    async with _connection(served) as (reader, writer):
         writer.write(b"GET /big HTTP/1.1\r\nhost: t\r\n\r\n")
         await writer.drain()
         head, body = await _read_response(reader)
         assert head.startswith(b"HTTP/1.1 200 OK")
         assert body == b"x" * 3145728
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 async def test_coalescing_protocol_when_the_client_asks_to_close_sends_the_response_then_closes(served: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", served)
-    try:
+    async with _connection(served) as (reader, writer):
         writer.write(b"GET /bye HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
         await writer.drain()
         head, body = await _read_response(reader)
         assert b"connection: close" in head.lower()
         assert body == b"/bye"
         assert await reader.read() == b""  # then the server closed the connection
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 async def test_coalescing_transport_when_a_turn_writes_a_lot_lets_it_through_at_once() -> None:
