@@ -177,14 +177,16 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
             metrics_scope=config.metrics_scope,
             indexer_status=indexer_status_reader(config),
         )
+        budget = None
         if config.rate_limit_enabled:
-            services.aside.admit = EngineBudget(
+            budget = EngineBudget(
                 config.rate_limit_engine,
                 redis_url=config.redis_url,
                 cluster=config.redis_cluster,
                 timeout_seconds=config.redis_timeout_seconds,
                 key_prefix=f"{services.aside.policy.namespace}:limits",
-            ).charge
+            )
+            services.aside.admit = budget.charge
         subscribe = config.broker_url and config.broker_subscribe
         broker = await start_events(config, services) if subscribe else None
         publisher = LazyReindexPublisher(config.broker_url) if config.broker_url and not subscribe else None
@@ -206,6 +208,8 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
             if publisher is not None:
                 await publisher.close()
             await services.aside.close()
+            if budget is not None:
+                await budget.close()
             await services.backend.close()
             flush_tracing()
             access_log().flush()

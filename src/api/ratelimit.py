@@ -276,3 +276,12 @@ class EngineBudget:
             return
         RATE_LIMITED.labels("engine").inc()
         raise RateLimited("engine", self.item.amount, self.item.get_expiry(), stats.reset_time - time.time())
+
+    async def close(self) -> None:
+        """Close the Redis client behind the budget (at shutdown: an open connection would outlive the loop).
+
+        `limits` has no close of its own; its redis-py bridge holds the client as `bridge.storage`."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            await close()

@@ -93,3 +93,17 @@ def test_sliding_window_counter_when_clients_go_idle_forgets_them() -> None:
     clock.now = 3.5
     counter.hit("new")
     assert list(counter._counts) == ["new"]
+
+
+async def test_engine_budget_when_closed_closes_its_redis_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    budget = EngineBudget("1/minute", redis_url="redis://127.0.0.1:1/0", timeout_seconds=0.2)
+    client = budget.storage.bridge.storage  # type: ignore[attr-defined]
+    closed: list[bool] = []
+
+    async def aclose() -> None:
+        closed.append(True)
+
+    monkeypatch.setattr(client, "aclose", aclose)
+    await budget.close()
+    assert closed == [True]
+    await EngineBudget("1/minute").close()  # in memory: nothing to close
