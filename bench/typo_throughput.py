@@ -10,7 +10,9 @@ edit each, fixed seed). `/healthz` on the same process is the floor.
     git worktree add /tmp/before <commit>
     .venv/bin/python bench/typo_throughput.py --data /tmp/debian-full.jsonl.gz --against /tmp/before
 
-Needs `wrk`. Prints req/s, p50/p99 and non-2xx per checkout, and the ratio; `--rounds N` measures the
+Needs `wrk`. Prints req/s, p50/p99 and non-2xx per checkout (and, on Elasticsearch, the segments
+behind each alias: each checkout's own loader decides them), and the ratio; `--force-merge` merges every
+checkout's index into one segment after loading, so only the queries differ; `--rounds N` measures the
 checkouts in turn N times (order reversed each round, so neither always meets a cold engine) and keeps
 each one's best.
 """
@@ -96,6 +98,9 @@ def measure(
     python = sys.executable
     if load:
         subprocess.run([python, "-m", "indexer", "load", str(args.data)], cwd=checkout, env=env, check=True)
+        if args.engine == "elasticsearch" and args.force_merge:
+            url = f"{os.environ['ELASTICSEARCH_URL']}/{alias}/_forcemerge"
+            httpx.post(url, params={"max_num_segments": 1}, timeout=600).raise_for_status()
     command = [python, "-m", "src"]
     server = subprocess.Popen(
         ["taskset", "-c", "0", *command] if shutil.which("taskset") else command, cwd=checkout, env=env
@@ -109,7 +114,14 @@ def measure(
     finally:
         server.terminate()
         server.wait(timeout=15)
-    return {"typos": typos, "healthz": floor}
+    found = segments(alias) if args.engine == "elasticsearch" else -1
+    return {"typos": typos, "healthz": floor, "segments": (float(found), 0.0, 0.0, 0)}
+
+
+def segments(alias: str) -> int:
+    """The number of Lucene segments behind a bench alias (what a typo query expands over)."""
+    url = f"{os.environ['ELASTICSEARCH_URL']}/_cat/segments/{alias}"
+    return len(httpx.get(url, params={"format": "json"}, timeout=10).json())
 
 
 def drop(alias: str) -> None:
@@ -127,6 +139,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--force-merge",
+        action="store_true",
+        help="merge every checkout's Elasticsearch index into one segment after loading: compares the queries alone",
+    )
     parser.add_argument(
         "--rounds", type=int, default=1, help="checkouts measured in turn this often, order reversed each round"
     )
@@ -154,11 +171,16 @@ def main() -> None:
         print(f"{checkout}: typo req/s per round {[round(run['typos'][0]) for run in found]}")
     rounds = f", best of {args.rounds} rounds" if args.rounds > 1 else ""
     print(f"\n{args.engine}, {args.data.name}, wrk -t1 -c{args.connections} -d{args.seconds}s, cache off{rounds}\n")
-    print("| checkout | typo req/s | p50 ms | p99 ms | non-2xx | /healthz req/s |\n|---|---:|---:|---:|---:|---:|")
+    print(
+        "| checkout | typo req/s | p50 ms | p99 ms | non-2xx | /healthz req/s | segments |\n"
+        "|---|---:|---:|---:|---:|---:|---:|"
+    )
     for checkout, result in results.items():
         rps, p50, p99, errors = result["typos"]
         floor = result["healthz"][0]
-        print(f"| {checkout} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {floor:.0f} |")
+        count = int(result["segments"][0])
+        shown = str(count) if count >= 0 else "-"
+        print(f"| {checkout} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {floor:.0f} | {shown} |")
     if args.against:
         now, before = (results[checkout]["typos"][0] for checkout in checkouts)
         print(f"\nthis checkout / {args.against} = {now / before:.2f}")

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import IO, cast
 
 import orjson
+from loguru import logger
 
 from src.search.backends.base import IndexAction, SearchBackend
 from src.search.documents import DocumentInvalid, document_id
+from src.search.errors import SearchUnavailable
 from src.search.models import Document
 
 
@@ -117,9 +119,25 @@ async def load_file(
                 on_progress(len(batch))
     await backend.refresh(summary.index)
     if summary.created:
+        await optimize(backend, summary.index)
         await backend.point_alias(summary.index)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+async def optimize(backend: SearchBackend, index: str) -> None:
+    """Compact the freshly built `index` before its alias moves (see `SearchBackend.optimize`).
+
+    Best effort: a failure is logged and the alias still moves, since searches are correct unmerged (only
+    slower, until the engine merges on its own); an unreachable engine fails the alias swap next anyway.
+    """
+    started = time.perf_counter()
+    try:
+        await backend.optimize(index)
+    except SearchUnavailable as err:
+        logger.warning("{}: not compacted ({}); serving it as written", index, err)
+        return
+    logger.info("{}: compacted in {:.1f} s", index, time.perf_counter() - started)
 
 
 def _record_error(summary: LoadSummary, message: str, limit: int) -> None:

@@ -21,6 +21,7 @@ from loguru import logger
 
 from src.indexer.checkpoint import CheckpointStore
 from src.indexer.errors import ReindexFailed
+from src.indexer.load import optimize
 from src.indexer.models import ChangeBatch, Checkpoint
 from src.indexer.pipeline import Invalidate, Sink, apply_batch
 from src.indexer.source import ChangeSource
@@ -102,6 +103,7 @@ async def run_reindex(
         raise ReindexFailed(
             f"{index} holds {indexed} documents but the collection {expected}: the alias stays where it was"
         )
+    await optimize(backend, index)
     previous = await backend.current_index()
     await backend.point_alias(index)
     logger.info("reindex: alias now on {} ({} documents, previous {})", index, indexed, previous)

@@ -4,7 +4,7 @@ Matching (the same on Elasticsearch, Tantivy and the test fake):
 
 - **All words**: each `WordClause` matches when any of its alternatives does (the exact word, one of its
   synonyms from the schema, a prefix when it is the last word, or a typo within the word's budget, in any
-  searchable field), and each
+  searchable field; a two-typo match keeps the word's first letter), and each
   `PhraseClause` matches consecutive tokens in one field; a document must match every one of them.
 - **Or the whole query as a name**: the `WholeClause` matches a keyword field whose whole normalised value
   is the query (exactly, as a prefix while typing, or within the whole query's typo budget). It admits a
@@ -41,6 +41,11 @@ PROXIMITY_WEIGHT = 1.0
 PROXIMITY_SLOP = 2
 FUZZY_MAX_EXPANSIONS = 50
 """Index terms one typo alternative may expand to (Elasticsearch's `max_expansions`)."""
+TYPO_PREFIX_LENGTHS = {1: 0, 2: 1}
+"""Leading characters a typo match keeps as typed, by its edit count: one typo may be anywhere, but a
+two-typo match keeps the word's first letter. Two edits anywhere make the costliest expansion there is
+(most of an Elasticsearch typo query's time: the automaton walks the whole term dictionary), and a term
+two edits away that also differs in its first letter is rarely the word meant."""
 
 type MatchKind = Literal["exact", "prefix", "typo"]
 
@@ -57,6 +62,8 @@ class Alternative:
     """Tier weight times the field's boost."""
     edits: int = 0
     """For a typo alternative: exactly this many edits (1 or 2; a transposition counts as one)."""
+    prefix_length: int = 0
+    """For a typo alternative: a matched term starts with the first `prefix_length` characters of `text`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +179,16 @@ def _alternatives(term: Term, fields: list[tuple[str, float]], *, whole: bool = 
         if term.prefix:
             found.append(Alternative("prefix", term.text, field, boost * prefix))
         for edits in range(1, term.edits + 1):
-            found.append(Alternative("typo", term.text, field, boost * typos[edits], edits=edits))
+            found.append(
+                Alternative(
+                    "typo",
+                    term.text,
+                    field,
+                    boost * typos[edits],
+                    edits=edits,
+                    prefix_length=TYPO_PREFIX_LENGTHS[edits],
+                )
+            )
     return tuple(found)
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 
 from src.search.backends.base import IndexAction, SearchBackend
+from src.search.errors import SearchUnavailable
 from src.search.models import Document, SearchPage
 from src.search.service import SearchOptions, SearchRequest, get_document, search_documents
 from tests.conftest import load
@@ -51,6 +52,12 @@ async def test_search_when_three_letter_word_allows_no_typo(catalog_backend: Sea
 async def test_search_when_two_typos_in_eight_letter_word_finds_it(catalog_backend: SearchBackend) -> None:
     found = await ids(catalog_backend, "dxtabasx ")
     assert {"postgresql", "postgis", "redis-server"} <= set(found)
+
+
+async def test_search_when_two_typos_change_the_first_letter_finds_nothing(catalog_backend: SearchBackend) -> None:
+    assert not {"postgresql", "postgis", "redis-server"} & set(await ids(catalog_backend, "ratabasx "))
+    # one typo may be anywhere, the first letter too
+    assert {"postgresql", "postgis", "redis-server"} <= set(await ids(catalog_backend, "ratabase "))
 
 
 async def test_search_when_two_typos_in_five_letter_word_finds_nothing(catalog_backend: SearchBackend) -> None:
@@ -304,6 +311,29 @@ async def test_bulk_when_older_version_arrives_late_keeps_newer(empty_backend: S
     stored = await empty_backend.get("a")
     assert stored is not None
     assert stored["name"] == "newer"
+
+
+async def test_optimize_when_index_written_in_batches_keeps_every_document_searchable(
+    empty_backend: SearchBackend,
+) -> None:
+    index = await empty_backend.create_index()
+    for batch in (DOCS[:4], DOCS[4:8], DOCS[8:]):
+        await empty_backend.bulk(
+            [IndexAction(op="upsert", doc_id=str(d["id"]), document=d) for d in batch], index=index
+        )
+        await empty_backend.refresh(index)
+    await empty_backend.optimize(index)
+    await empty_backend.point_alias(index)
+    assert await ids(empty_backend) == ALL_IDS
+    assert (await ids(empty_backend, "tmix "))[:1] == ["tmux"]
+    await empty_backend.bulk([IndexAction(op="delete", doc_id="tmux")], index=index)  # still writable
+    await empty_backend.refresh(index)
+    assert "tmux" not in await ids(empty_backend)
+
+
+async def test_optimize_when_index_missing_raises_unavailable(empty_backend: SearchBackend) -> None:
+    with pytest.raises(SearchUnavailable):
+        await empty_backend.optimize("contract-no-such-index")
 
 
 async def test_point_alias_when_swapped_readers_see_new_index_only_after(catalog_backend: SearchBackend) -> None:

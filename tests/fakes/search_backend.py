@@ -29,7 +29,11 @@ def _weight(alt: Alternative, values: list[str]) -> float:
             return alt.weight
         if alt.kind == "prefix" and value.startswith(alt.text):
             return alt.weight
-        if alt.kind == "typo" and damerau_levenshtein(value, alt.text, limit=alt.edits) <= alt.edits:
+        if (
+            alt.kind == "typo"
+            and value.startswith(alt.text[: alt.prefix_length])
+            and damerau_levenshtein(value, alt.text, limit=alt.edits) <= alt.edits
+        ):
             return alt.weight
     return 0.0
 
@@ -81,6 +85,8 @@ class FakeSearchBackend:
     down: bool = False
     indices: dict[str, dict[str, tuple[PreparedDocument, int]]] = field(default_factory=dict)
     current: str | None = None
+    optimized: list[str] = field(default_factory=list)
+    """The indices `optimize` was called on, in order."""
     _counter: int = 0
 
     def _check(self) -> None:
@@ -241,6 +247,10 @@ class FakeSearchBackend:
 
     async def refresh(self, index: str | None = None) -> None:
         self._docs(index)
+
+    async def optimize(self, index: str) -> None:
+        self._docs(index)  # nothing to compact in memory; an unknown index still fails as on the engines
+        self.optimized.append(index)
 
     async def count(self, index: str | None = None) -> int:
         return len(self._docs(index))

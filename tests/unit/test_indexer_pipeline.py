@@ -297,6 +297,7 @@ async def test_run_reindex_when_done_swaps_alias_and_keeps_previous() -> None:
         options=ReindexOptions(batch_size=3, keep_previous=1),
     )
     assert h.backend.current == third.index
+    assert h.backend.optimized == [first.index, second.index, third.index]  # every new index compacted
     assert sorted(h.backend.indices) == [second.index, third.index]
     assert third.dropped == (first.index,)
     assert third.documents == third.copied == 7
@@ -322,6 +323,7 @@ async def test_run_reindex_when_counts_never_match_leaves_alias_alone() -> None:
             options=ReindexOptions(verify_rounds=2),
         )
     assert h.backend.current == before
+    assert h.backend.optimized == []  # a copy that failed its check is neither compacted nor served
 
 
 async def test_run_reindex_when_not_owning_checkpoint_leaves_it() -> None:

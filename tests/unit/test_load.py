@@ -9,9 +9,11 @@ from typing import cast
 
 import orjson
 import pytest
+from loguru import logger
 
 from src.indexer.load import LoadSummary, ParsedLine, batched, load_file, open_lines, parse_lines
 from src.search.backends.base import BulkItemResult, IndexAction, SearchBackend
+from src.search.errors import SearchUnavailable
 from src.search.models import Document
 
 
@@ -165,9 +167,12 @@ def test_open_lines_missing_file(tmp_path: Path) -> None:
 class _RecordingBackend:
     """Just the calls load_file makes, recorded; bulk refuses the ids listed in `refuse`."""
 
-    def __init__(self, *, current: str | None, refuse: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, *, current: str | None, refuse: frozenset[str] = frozenset(), optimize_fails: bool = False
+    ) -> None:
         self.current = current
         self.refuse = refuse
+        self.optimize_fails = optimize_fails
         self.calls: list[tuple[str, object]] = []
 
     async def current_index(self) -> str | None:
@@ -189,6 +194,11 @@ class _RecordingBackend:
 
     async def refresh(self, index: str | None = None) -> None:
         self.calls.append(("refresh", index))
+
+    async def optimize(self, index: str) -> None:
+        self.calls.append(("optimize", index))
+        if self.optimize_fails:
+            raise SearchUnavailable("force merge timed out")
 
     async def point_alias(self, index: str) -> None:
         self.calls.append(("point_alias", index))
@@ -229,6 +239,7 @@ async def test_load_file_creates_index_and_alias_when_none(tmp_path: Path) -> No
         ("bulk", ("docs-2", ["a"])),
         ("bulk", ("docs-2", ["b", "3"])),
         ("refresh", "docs-2"),
+        ("optimize", "docs-2"),
         ("point_alias", "docs-2"),
     ]
 
@@ -248,6 +259,20 @@ async def test_load_file_recreate_builds_new_index(tmp_path: Path) -> None:
     summary, _ = await _load(path, backend, recreate=True)
     assert (summary.index, summary.created) == ("docs-2", True)
     assert backend.calls[-1] == ("point_alias", "docs-2")
+
+
+async def test_load_file_when_compaction_fails_still_moves_the_alias_and_warns(tmp_path: Path) -> None:
+    path = _write(tmp_path, [b'{"id": "a"}'])
+    backend = _RecordingBackend(current="docs-1", optimize_fails=True)
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message.record["message"])), level="WARNING")
+    try:
+        summary, _ = await _load(path, backend, recreate=True)
+    finally:
+        logger.remove(sink)
+    assert (summary.documents, summary.index) == (1, "docs-2")
+    assert backend.calls[-2:] == [("optimize", "docs-2"), ("point_alias", "docs-2")]
+    assert warnings == ["docs-2: not compacted (force merge timed out); serving it as written"]
 
 
 async def test_load_file_batch_of_errors_only_skips_bulk(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from src.search.plan import (
     EXACT_WEIGHT,
     PREFIX_WEIGHT,
     PROXIMITY_SLOP,
+    TYPO_PREFIX_LENGTHS,
     TYPO_WEIGHTS,
     WHOLE_EXACT_WEIGHT,
     build_plan,
@@ -31,6 +32,16 @@ def test_build_plan_when_word_is_long_offers_exact_prefix_and_each_typo_count_pe
         ("typo", 2, boost * TYPO_WEIGHTS[2]),
     ]
     assert {alt.field for alt in word.alternatives} == {spec.name for spec in SCHEMA.searchable}
+
+
+def test_build_plan_when_word_allows_two_typos_keeps_the_first_letter_for_two_only() -> None:
+    plan = build_plan(_parse("postgresq "), (), SCHEMA)
+    assert plan.whole is not None
+    for alternatives in (plan.words[0].alternatives, plan.whole.alternatives):
+        kept = {(alt.edits, alt.prefix_length) for alt in alternatives if alt.kind == "typo"}
+        assert kept == {(1, 0), (2, 1)}
+    assert TYPO_PREFIX_LENGTHS == {1: 0, 2: 1}
+    assert {alt.prefix_length for alt in plan.words[0].alternatives if alt.kind != "typo"} == {0}
 
 
 def test_build_plan_when_tiers_compared_orders_exact_prefix_one_typo_two_typos() -> None:

@@ -253,7 +253,10 @@ def test_build_search_body_two_edits_for_long_terms_scores_each_edit_count() -> 
         if "fuzzy" in q and "t.name" in q["fuzzy"]
     ]
     assert typos == [(1, 6.0), (2, 3.0)]  # one typo outweighs two
-    assert [q["fuzzy"]["x.name"]["fuzziness"] for q in _whole(body) if "fuzzy" in q] == [1, 2]
+    whole = [q["fuzzy"]["x.name"] for q in _whole(body) if "fuzzy" in q]
+    assert [(fuzzy["fuzziness"], fuzzy["prefix_length"]) for fuzzy in whole] == [(1, 0), (2, 1)]
+    kept = [q["fuzzy"]["t.name"]["prefix_length"] for q in queries if "fuzzy" in q and "t.name" in q["fuzzy"]]
+    assert kept == [0, 1]  # two typos keep the first letter
 
 
 def test_build_search_body_one_clause_per_term() -> None:

@@ -14,6 +14,18 @@ def test_expand_when_word_has_typos_finds_terms_by_distance_then_frequency() -> 
     assert vocabulary.expand("rendr", 1, max_expansions=10) == [("render", 1)]
 
 
+def test_expand_when_two_edits_must_keep_the_first_letter_drops_the_others_before_the_bound() -> None:
+    vocabulary = FieldVocabulary.build([("sender", 50), ("tenders", 40), ("rendered", 1), ("venders", 30)])
+    assert vocabulary.expand("renders", 2, max_expansions=10) == [
+        ("tenders", 1),
+        ("venders", 1),
+        ("sender", 2),
+        ("rendered", 2),
+    ]
+    kept = vocabulary.expand("renders", 2, max_expansions=3, prefix_lengths={1: 0, 2: 1})
+    assert kept == [("tenders", 1), ("venders", 1), ("rendered", 2)]  # one typo anywhere; two keep the "r"
+
+
 def test_expand_when_transposed_counts_one_edit() -> None:
     vocabulary = FieldVocabulary.build(TERMS)
     assert vocabulary.expand("rnederer", 1, max_expansions=10) == [("renderer", 1)]

@@ -33,6 +33,14 @@ from src.search.schema import IndexSchema
 
 ADMIN_TIMEOUT_SECONDS = 60.0
 """Index creation, alias swaps, deletes and refreshes may take longer than a search."""
+FORCE_MERGE_MAX_BYTES = 5 * 1024**3
+"""A freshly built index up to this size (its primaries' store) is merged into one segment before its
+alias points at it; a bigger one keeps the engine's own merging. Lucene's merge policy produces
+segments of at most 5 GB and leaves larger ones out of later merges until a fifth of them is deleted,
+so a larger forced segment would carry its updates' dead weight for long (Elasticsearch's force-merge
+advice)."""
+FORCE_MERGE_TIMEOUT_SECONDS = 900.0
+"""How long a load or reindex waits for the merge; past that the engine finishes it in the background."""
 
 
 class ClusterBackend[Client](ABC):
@@ -129,6 +137,14 @@ class ClusterBackend[Client](ABC):
         """GET <index>/_count."""
 
     @abstractmethod
+    async def _store_bytes(self, index: str) -> int:
+        """GET <index>/_stats/store: the primaries' store size in bytes."""
+
+    @abstractmethod
+    async def _force_merge(self, index: str, *, timeout_seconds: float) -> None:
+        """POST <index>/_forcemerge?max_num_segments=1, waiting for it."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Close the client's connections."""
 
@@ -203,6 +219,22 @@ class ClusterBackend[Client](ABC):
         """Make acknowledged writes searchable now."""
         async with self._translate_errors("refresh", budget_seconds=ADMIN_TIMEOUT_SECONDS):
             await self._refresh(index or self._alias)
+
+    async def optimize(self, index: str) -> None:
+        """Merge the new `index` into one segment, unless it is larger than `FORCE_MERGE_MAX_BYTES`.
+
+        Typo queries are mostly the expansion of each fuzzy word over every segment's term dictionary, so
+        a bulk load's dozen segments cost about 1.5 times the single one's time (see the README).
+        """
+        async with self._translate_errors("index stats", budget_seconds=ADMIN_TIMEOUT_SECONDS):
+            size = await self._store_bytes(index)
+        if size > FORCE_MERGE_MAX_BYTES:
+            return
+        async with self._translate_errors("force merge", budget_seconds=FORCE_MERGE_TIMEOUT_SECONDS):
+            await self._force_merge(index, timeout_seconds=FORCE_MERGE_TIMEOUT_SECONDS)
+        # OpenSearch keeps searching the merged-away segments until the next refresh (Elasticsearch
+        # refreshes after a force merge itself): make the searchers open the one left.
+        await self.refresh(index)
 
     async def count(self, index: str | None = None) -> int:
         """Documents in `index` (default: the alias)."""

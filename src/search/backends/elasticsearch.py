@@ -83,6 +83,13 @@ class ElasticsearchBackend(ClusterBackend[AsyncElasticsearch]):
         response = await self._client.count(index=index)
         return int(response["count"])
 
+    async def _store_bytes(self, index: str) -> int:
+        response = await self._client.indices.stats(index=index, metric="store")
+        return int(response["_all"]["primaries"]["store"]["size_in_bytes"])
+
+    async def _force_merge(self, index: str, *, timeout_seconds: float) -> None:
+        await self._client.options(request_timeout=timeout_seconds).indices.forcemerge(index=index, max_num_segments=1)
+
     async def close(self) -> None:
         """Close the client's connections."""
         await self._client.close()

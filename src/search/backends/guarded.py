@@ -91,6 +91,10 @@ class GuardedBackend:
         """Pass-through."""
         await self.inner.refresh(index)
 
+    async def optimize(self, index: str) -> None:
+        """Pass-through."""
+        await self.inner.optimize(index)
+
     async def count(self, index: str | None = None) -> int:
         """Pass-through."""
         return await self.inner.count(index)

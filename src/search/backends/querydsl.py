@@ -156,7 +156,7 @@ def _alternative(alt: Alternative, prefix: str) -> ESBody:
                 "value": alt.text,
                 "fuzziness": alt.edits,
                 "transpositions": True,
-                "prefix_length": 0,
+                "prefix_length": alt.prefix_length,
                 "max_expansions": FUZZY_MAX_EXPANSIONS,
                 "boost": alt.weight,
             }

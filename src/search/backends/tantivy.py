@@ -17,6 +17,7 @@ import bisect
 import functools
 import math
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -35,7 +36,7 @@ from src.search.backends.vocabulary import FieldVocabulary
 from src.search.documents import DocumentInvalid, PreparedDocument, prepare_document
 from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.models import Document, JSONScalar
-from src.search.plan import FUZZY_MAX_EXPANSIONS, Alternative, QueryPlan, build_plan
+from src.search.plan import FUZZY_MAX_EXPANSIONS, TYPO_PREFIX_LENGTHS, Alternative, QueryPlan, build_plan
 from src.search.query import BackendQuery, Filter, FilterValue, RangeFilter, SortSpec
 from src.search.schema import FieldSpec, IndexSchema
 
@@ -182,6 +183,11 @@ def _alternative(alt: Alternative, prefix: str, tschema: tantivy.Schema) -> tant
         matched = Query.fuzzy_term_query(tschema, field, alt.text, 0, True, True)
     else:
         matched = Query.fuzzy_term_query(tschema, field, alt.text, alt.edits, True, False)
+        if alt.prefix_length:  # the fuzzy query has no kept prefix of its own: require it beside, scoring nothing
+            kept = Query.regex_query(tschema, field, re.escape(alt.text[: alt.prefix_length]) + ".*")
+            matched = Query.boolean_query(
+                [(tantivy.Occur.Must, matched), (tantivy.Occur.Must, Query.const_score_query(kept, 0.0))]
+            )
     return Query.boost_query(matched, alt.weight)
 
 
@@ -396,7 +402,7 @@ class _IndexHandle:
         found = [
             (term, distance, boost, holders.get(term, frozenset(fields)))
             for term, distance, boost in blended(
-                vocabulary.expand(word, edits, max_expansions=FUZZY_MAX_EXPANSIONS),
+                vocabulary.expand(word, edits, max_expansions=FUZZY_MAX_EXPANSIONS, prefix_lengths=TYPO_PREFIX_LENGTHS),
                 vocabulary.frequency,
                 searcher.num_docs,
             )
@@ -788,6 +794,24 @@ class TantivyBackend:
     async def refresh(self, index: str | None = None) -> None:
         """Commits are durable and visible at once; this only reloads the reader."""
         await self._run("refresh", lambda: self._target(index).index.reload())
+
+    async def optimize(self, index: str) -> None:
+        """Let the writer's background merges finish, then reload the reader on the merged segments.
+
+        tantivy-py has no call to merge on demand, so the segments left are what Tantivy's merge policy
+        chose; finishing its merges before the alias moves still serves fewer of them from the start.
+        """
+        handle = self._handle(index)
+
+        def finish() -> None:
+            handle.close()
+            handle.index.reload()
+            # Take the directory's writer lock again at once, as the copy held it: another process's
+            # backend (a stream following the alias) may only write here once the alias has moved.
+            handle.writer()
+
+        async with self._write_lock:
+            await self._run("optimize", finish, budget_seconds=600)
 
     async def close(self) -> None:
         """Finish merges and release the writers' directory locks."""

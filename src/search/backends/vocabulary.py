@@ -4,7 +4,8 @@ Tantivy's fuzzy query gives every match one constant score, so typo matches woul
 boost and id, not by how well they match. Instead the Tantivy backend expands each typo alternative of
 the query plan into the index's real terms within its distance (optimal string alignment: a
 transposition is one edit, as everywhere else in this service) and scores those terms like any other
-(BM25), the edit count deciding the tier. At most `max_expansions` terms per word and field are kept,
+(BM25), the edit count deciding the tier (a term two edits away keeps the word's first letter, as the
+plan's `TYPO_PREFIX_LENGTHS` says for every engine). At most `max_expansions` terms per word and field are kept,
 closest first, then the most frequent: the same bound as Elasticsearch's `max_expansions`.
 
 `FieldVocabulary` is pure (built from `(term, document frequency)` pairs); the backend builds one per
@@ -26,7 +27,7 @@ the slice, not one per length.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,8 +80,14 @@ class FieldVocabulary:
         last = len(self.starts) - 1
         return self.starts[min(max(shortest, 0), last)], self.starts[min(max(longest + 1, 0), last)]
 
-    def expand(self, word: str, max_edits: int, *, max_expansions: int) -> list[tuple[str, int]]:
-        """`(term, edits)` for the terms 1..`max_edits` edits from `word`, closest then most frequent first."""
+    def expand(
+        self, word: str, max_edits: int, *, max_expansions: int, prefix_lengths: Mapping[int, int] | None = None
+    ) -> list[tuple[str, int]]:
+        """`(term, edits)` for the terms 1..`max_edits` edits from `word`, closest then most frequent first.
+
+        `prefix_lengths` maps an edit count to the leading characters of `word` a term that far away must
+        keep (the query plan's `TYPO_PREFIX_LENGTHS`); the bound counts only the terms kept.
+        """
         low, high = self._slice(len(word) - max_edits, len(word) + max_edits)
         if low >= high:
             return []
@@ -96,7 +103,12 @@ class FieldVocabulary:
             return []
         candidates = self.terms[low:high][close].tolist()
         matches = process.extract(word, candidates, scorer=OSA.distance, score_cutoff=max_edits, limit=None)
-        found = [(term, int(distance)) for term, distance, _ in matches if distance > 0]
+        kept = prefix_lengths or {}
+        found = [
+            (term, int(distance))
+            for term, distance, _ in matches
+            if distance > 0 and term.startswith(word[: kept.get(int(distance), 0)])
+        ]
         frequency = self.frequency
         found.sort(key=lambda item: (item[1], -frequency[item[0]], item[0]))
         return found[:max_expansions]
