@@ -32,6 +32,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -75,9 +76,16 @@ def lua_script(queries: list[str], directory: Path) -> Path:
     return path
 
 
-def measure(
-    checkout: Path, args: argparse.Namespace, script: Path, directory: Path, alias: str, load: bool
-) -> dict[str, tuple[float, float, float, int]]:
+class Run(NamedTuple):
+    """One checkout's measurement: wrk's (req/s, p50 ms, p99 ms, non-2xx) for the typo queries and for
+    /healthz, and the segments behind its Elasticsearch alias (None on Tantivy)."""
+
+    typos: tuple[float, float, float, int]
+    healthz: tuple[float, float, float, int]
+    segments: int | None
+
+
+def measure(checkout: Path, args: argparse.Namespace, script: Path, directory: Path, alias: str, load: bool) -> Run:
     port = free_port()
     env = os.environ | {
         "TANTIVY_DATA_DIR": str(directory / f"tantivy-{checkout.name}"),
@@ -114,8 +122,7 @@ def measure(
     finally:
         server.terminate()
         server.wait(timeout=15)
-    found = segments(alias) if args.engine == "elasticsearch" else -1
-    return {"typos": typos, "healthz": floor, "segments": (float(found), 0.0, 0.0, 0)}
+    return Run(typos, floor, segments(alias) if args.engine == "elasticsearch" else None)
 
 
 def segments(alias: str) -> int:
@@ -155,7 +162,7 @@ def main() -> None:
         directory = Path(tmp)
         script = lua_script(typo_queries(args.data, args.queries, args.seed), directory)
         aliases = {checkout: f"typos-{uuid.uuid4().hex[:8]}" for checkout in checkouts}
-        runs: dict[Path, list[dict[str, tuple[float, float, float, int]]]] = {checkout: [] for checkout in checkouts}
+        runs: dict[Path, list[Run]] = {checkout: [] for checkout in checkouts}
         try:
             for round_number in range(args.rounds):
                 for checkout in checkouts if round_number % 2 == 0 else list(reversed(checkouts)):
@@ -166,9 +173,9 @@ def main() -> None:
             if args.engine == "elasticsearch":
                 for alias in aliases.values():
                     drop(alias)
-    results = {checkout: max(found, key=lambda run: run["typos"][0]) for checkout, found in runs.items()}
+    results = {checkout: max(found, key=lambda run: run.typos[0]) for checkout, found in runs.items()}
     for checkout, found in runs.items():
-        print(f"{checkout}: typo req/s per round {[round(run['typos'][0]) for run in found]}")
+        print(f"{checkout}: typo req/s per round {[round(run.typos[0]) for run in found]}")
     rounds = f", best of {args.rounds} rounds" if args.rounds > 1 else ""
     print(f"\n{args.engine}, {args.data.name}, wrk -t1 -c{args.connections} -d{args.seconds}s, cache off{rounds}\n")
     print(
@@ -176,13 +183,12 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|"
     )
     for checkout, result in results.items():
-        rps, p50, p99, errors = result["typos"]
-        floor = result["healthz"][0]
-        count = int(result["segments"][0])
-        shown = str(count) if count >= 0 else "-"
+        rps, p50, p99, errors = result.typos
+        floor = result.healthz[0]
+        shown = "-" if result.segments is None else str(result.segments)
         print(f"| {checkout} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {floor:.0f} | {shown} |")
     if args.against:
-        now, before = (results[checkout]["typos"][0] for checkout in checkouts)
+        now, before = (results[checkout].typos[0] for checkout in checkouts)
         print(f"\nthis checkout / {args.against} = {now / before:.2f}")
 
 

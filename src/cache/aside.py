@@ -110,9 +110,10 @@ class CacheAside:
         self.engine_inflight = 0
         """Engine computations running now (admission control's count)."""
         self.admit: Callable[[], Awaitable[None]] | None = None
-        self._decoded: OrderedDict[int, tuple[bytes, CacheEntry]] = OrderedDict()
         """Called once per request that will reach the engine (a miss), before it joins a single flight:
         the per-client engine budget (its RateLimited refuses this request only)."""
+        self._decoded: OrderedDict[int, tuple[bytes, CacheEntry]] = OrderedDict()
+        """Stored values decoded lately, by identity (see `_decode_memoised`)."""
 
     async def fetch_generational(self, key: GenerationalKey, compute: Compute, *, route: str) -> Served:
         """Serve the entry under `key` at the current generation (one cache round trip)."""

@@ -45,9 +45,9 @@ _WRITER_HEAP_BYTES = 64_000_000
 _VOCABULARY_REFRESH_SECONDS = 5.0
 _EXPANSION_CACHE_ENTRIES = 4096
 _DEEP_PAGE_OFFSET = 500
+"""From this depth, id-ordered pages come from the id term dictionary instead of a sorted top-k."""
 _INLINE_MAX_DEPTH = 100
 """Pages ending at most this deep, without facets, may be searched on the event loop (see `search`)."""
-"""From this depth, id-ordered pages come from the id term dictionary instead of a sorted top-k."""
 _FIELD_TYPES = {
     "integer": tantivy.FieldType.Integer,
     "float": tantivy.FieldType.Float,

@@ -5,8 +5,8 @@ boost and id, not by how well they match. Instead the Tantivy backend expands ea
 the query plan into the index's real terms within its distance (optimal string alignment: a
 transposition is one edit, as everywhere else in this service) and scores those terms like any other
 (BM25), the edit count deciding the tier (a term two edits away keeps the word's first letter, as the
-plan's `TYPO_PREFIX_LENGTHS` says for every engine). At most `max_expansions` terms per word and field are kept,
-closest first, then the most frequent: the same bound as Elasticsearch's `max_expansions`.
+plan's `TYPO_PREFIX_LENGTHS` says for every engine). At most `max_expansions` terms per word and field
+are kept, closest first, then the most frequent: the same bound as Elasticsearch's `max_expansions`.
 
 `FieldVocabulary` is pure (built from `(term, document frequency)` pairs); the backend builds one per
 field group from `Searcher.terms_with_prefix(field, "")` and rebuilds it when the index changed, at most
