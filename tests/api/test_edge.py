@@ -140,7 +140,7 @@ async def test_create_app_when_production_has_unsafe_secret_refuses_to_start(
 
 async def test_create_app_when_production_has_strong_secret_starts(settings: Settings) -> None:
     strong = settings.model_copy(update={"app_env": "production"})
-    strong = Settings(**{**strong.model_dump(), "cursor_secret": "s" * 32})
+    strong = Settings(**{**strong.model_dump(), "cursor_secret": "s" * 32, "metrics_public": True})
     app = create_app(strong)
     async with app.router.lifespan_context(app):
         await install_fake_backend(app)
