@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     search_max_inflight: int = Field(default=32, ge=1)
     http_max_target_bytes: int = Field(default=8192, ge=256)
     http_max_header_bytes: int = Field(default=16384, ge=1024)
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """A request body over this is a 413: at once when Content-Length says so, else as soon as the bytes
+    received pass it (twice the largest purge: 1000 ids of 512 ASCII characters)."""
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A connection whose request head (request line and headers) is not complete this long after its first
+    byte gets a 408 and is closed (`python -m src`; src/serving.py)."""
     http_max_age_seconds: int = Field(default=30, ge=0)
     http_s_maxage_seconds: int = Field(default=60, ge=0)
     http_stale_while_revalidate_seconds: int = Field(default=30, ge=0)

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from src.api.ratelimit import client_address, parse_networks
-from src.api.security import API_CSP, DOCS_CSP
+from src.api.security import API_CSP, DOCS_CSP, relative_location
 from src.main import create_app
 from src.settings import Settings, UnsafeSettings
 from tests.api.conftest import started_client
@@ -148,6 +148,22 @@ async def test_security_headers_when_any_response_is_sent_are_on_it(secured: tup
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(
+    ("location", "relative"),
+    [
+        (b"http://evil.example/v1/search?q=vim", b"/v1/search?q=vim"),
+        (b"https://evil.example:8443/v1/documents/a#top", b"/v1/documents/a"),
+        (b"//evil.example/x", b"/x"),
+        (b"http://h//evil.example/x", b"/evil.example/x"),
+        (b"/\\evil.example/x", b"/evil.example/x"),
+        (b"/v1/search", b"/v1/search"),
+        (b"http://h", b"/"),
+    ],
+)
+def test_relative_location_never_names_a_host(location: bytes, relative: bytes) -> None:
+    assert relative_location(location) == relative
 
 
 async def test_cors_when_origin_is_allowed_answers_the_preflight_and_exposes_headers(
