@@ -10,8 +10,8 @@ runs ahead of Starlette's stack, HEAD in front of the one inside it (src/main.py
   at once; a body of unknown length (chunked) is counted as the app reads it, and the request is
   answered 413 as soon as the count passes the limit (what the app sends after that is dropped, and
   it reads an `http.disconnect`). A 413 says `Connection: close`: the server does not read the rest
-  (src/serving.py also closes any connection whose response went out before its request's body was
-  all received). The gateway (nginx `large_client_header_buffers`, `client_max_body_size`) is the
+  (src/serving.py bounds, in bytes and time, the rest of any body a response went out before, a 401's
+  included). The gateway (nginx `large_client_header_buffers`, `client_max_body_size`) is the
   first line; this is the one that holds when the app is reached directly. FastAPI's own
   `max_body_size` is not used: it answers a too-long Content-Length only when the route responds
   (after it ran), with a plain-text or `{"detail"}` body, behind the fast paths.
