@@ -153,6 +153,7 @@ def main() -> int:
         "CURSOR_SECRET": "cold-start-benchmark-secret-of-40-bytes!",
         "RATE_LIMIT_ENABLED": "false",
         "BROKER_SUBSCRIBE": "false",
+        "METRICS_SCOPE": "search:metrics",  # as the CDK app sets it (production refuses an open /metrics)
         "OTEL_SDK_DISABLED": "true",
         "REDIS_URL": args.redis,
         "REDIS_CLUSTER": "false",

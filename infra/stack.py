@@ -97,6 +97,8 @@ COLLECTION = "packages"
 INDEX_ALIAS = "packages"
 REINDEX_QUEUE = "search.reindex"
 METRICS_NAMESPACE = "SearchApi"  # src/serverless/emf.py NAMESPACE
+METRICS_SCOPE = "search:metrics"
+"""The scope GET /metrics needs on the Lambda API (APP_ENV=production refuses an open /metrics)."""
 CA_BUNDLE = "/var/task/global-bundle.pem"  # staged by infra/stage_lambda.py --ca-bundle
 EVENT_SOURCE_NETWORK_ACTIONS = ["ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]
 
@@ -362,6 +364,9 @@ class SearchStack(cdk.Stack):
             # One request per instance: per-client limits in memory mean nothing; API Gateway throttles.
             "RATE_LIMIT_ENABLED": "false",
             "BROKER_SUBSCRIBE": "false",
+            # CloudFront routes every path, /metrics included: a token with this scope is needed (the
+            # function's metrics are EMF lines in CloudWatch; with no AUTH_JWKS_URL, /metrics is a 401).
+            "METRICS_SCOPE": METRICS_SCOPE,
             "SECRETS_FROM": self._secrets_from(broker=True),
         }
         self.api_function = self._function(

@@ -118,6 +118,7 @@ def install_edge(app: SearchApp, config: Settings, provider: TracerProvider | No
     limits: dict[str, Any] = {
         "max_target_bytes": config.http_max_target_bytes,
         "max_header_bytes": config.http_max_header_bytes,
+        "max_body_bytes": config.http_max_body_bytes,
     }
     rate_limit: dict[str, Any] = {
         "limit": config.rate_limit if config.rate_limit_enabled else None,

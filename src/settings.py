@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     search_max_inflight: int = Field(default=32, ge=1)
     http_max_target_bytes: int = Field(default=8192, ge=256)
     http_max_header_bytes: int = Field(default=16384, ge=1024)
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """A request body over this is a 413: at once when Content-Length says so, else as soon as the bytes
+    received pass it (twice the largest purge: 1000 ids of 512 ASCII characters)."""
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A connection whose request head (request line and headers) is not complete this long after its first
+    byte gets a 408 and is closed (`python -m src`; src/serving.py)."""
     http_max_age_seconds: int = Field(default=30, ge=0)
     http_s_maxage_seconds: int = Field(default=60, ge=0)
     http_stale_while_revalidate_seconds: int = Field(default=30, ge=0)
@@ -165,11 +171,19 @@ class Settings(BaseSettings):
     """The search preview page at / and /preview; unset: on, except with APP_ENV=production."""
     metrics_scope: str = ""
     """When set, GET /metrics needs a bearer token granting this scope."""
+    metrics_public: bool = False
+    """/metrics without METRICS_SCOPE is meant (only the scraper's network reaches the API's port); with
+    APP_ENV=production an open /metrics is refused at start without it."""
     auth_jwks_url: str = ""
     auth_static_key: SecretStr | None = None
     """A PEM public key (or an HMAC secret for HS* algorithms) for development; refused in production."""
     auth_issuer: str = ""
     auth_audience: str = ""
+    auth_allow_any_issuer: bool = False
+    """With APP_ENV=production and AUTH_JWKS_URL, an empty AUTH_ISSUER is refused at start unless this says
+    any issuer the JWKS keys verify is meant."""
+    auth_allow_any_audience: bool = False
+    """The same for an empty AUTH_AUDIENCE: a token the issuer minted for any other API of yours would pass."""
     auth_algorithms: str = "RS256,ES256"
     auth_leeway_seconds: float = Field(default=30.0, ge=0)
     auth_jwks_cache_seconds: float = Field(default=300.0, gt=0)
@@ -239,6 +253,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_metrics_access(self) -> Settings:
+        if self.metrics_public and self.metrics_scope:
+            raise ValueError("METRICS_PUBLIC=true and METRICS_SCOPE are both set: /metrics is either open or scoped")
+        return self
+
+    @model_validator(mode="after")
     def _check_cache_ttls(self) -> Settings:
         if self.cache_hard_ttl_seconds < self.cache_soft_ttl_seconds:
             raise ValueError("cache_hard_ttl_seconds must be >= cache_soft_ttl_seconds")
@@ -260,19 +280,39 @@ class Settings(BaseSettings):
         return self.preview_enabled if self.preview_enabled is not None else self.app_env != "production"
 
     def check_serving(self) -> None:
-        """Refuse, in production, what is only safe in development (UnsafeSettings names the setting)."""
+        """Refuse, in production, what is only safe in development: UnsafeSettings names every such setting
+        at once (one restart fixes them all)."""
         if self.app_env != "production":
             return
+        unsafe = []
         if self.auth_static_key is not None and self.auth_static_key.get_secret_value():
-            raise UnsafeSettings("AUTH_STATIC_KEY is for development; use AUTH_JWKS_URL in production")
+            unsafe.append("AUTH_STATIC_KEY is for development; use AUTH_JWKS_URL in production")
         name = "CURSOR_SECRETS" if self.cursor_secrets.get_secret_value().strip() else "CURSOR_SECRET"
         for key in self.cursor_keys():
             if key == DEV_CURSOR_SECRET.encode():
-                raise UnsafeSettings(f"{name} is the public development default; set a secret of your own")
+                unsafe.append(f"{name} is the public development default; set a secret of your own")
+                break
             if len(key) < MIN_PRODUCTION_SECRET_BYTES:
-                raise UnsafeSettings(
-                    f"{name}: every key must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"
-                )
+                unsafe.append(f"{name}: every key must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production")
+                break
+        # Without a JWKS URL no token verifies (the admin API refuses every request): nothing to narrow.
+        if self.auth_jwks_url and not self.auth_issuer and not self.auth_allow_any_issuer:
+            unsafe.append(
+                "AUTH_ISSUER is empty: a token of any issuer the JWKS keys verify would pass; set it "
+                "(or AUTH_ALLOW_ANY_ISSUER=true)"
+            )
+        if self.auth_jwks_url and not self.auth_audience and not self.auth_allow_any_audience:
+            unsafe.append(
+                "AUTH_AUDIENCE is empty: a token the issuer minted for any other API would pass; set it "
+                "(or AUTH_ALLOW_ANY_AUDIENCE=true)"
+            )
+        if not self.metrics_scope and not self.metrics_public:
+            unsafe.append(
+                "METRICS_SCOPE is empty: /metrics would be open to anyone who reaches the API; set it, or "
+                "METRICS_PUBLIC=true when only the scraper can reach the API's port"
+            )
+        if unsafe:
+            raise UnsafeSettings("; ".join(unsafe))
 
     @property
     def backend_kind(self) -> Literal["elasticsearch", "opensearch", "tantivy"]:

@@ -13,16 +13,24 @@ A missing token is a 401 with `WWW-Authenticate: Bearer realm="search-api"`; a b
 `error="invalid_token"`; a good one without the scope a 403 with `error="insufficient_scope"` and the
 scope needed (RFC 6750). Every refusal is a problem document; the reason is in its detail and is safe
 to show (it never echoes the token).
+
+The token is checked before the request body is read: FastAPI reads and decodes a declared body
+before it solves any dependency, so a route class of our own (`AuthorizedFirstRoute`, the admin
+router's) checks the scopes its `require_scope` dependencies name first. An unauthenticated request is
+a 401 whatever its body (the body is never read); the dependency then reuses the verified claims.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from loguru import logger
 
 if TYPE_CHECKING:  # PyJWT (with its crypto) and httpx load on the first token: not at a Lambda cold start
@@ -221,19 +229,67 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+def require_granted(claims: dict[str, Any], scope: str) -> None:
+    """AuthError 403 unless the verified `claims` grant `scope`."""
+    if scope not in scopes_of(claims):
+        raise AuthError(403, f"the token does not grant the {scope} scope", error="insufficient_scope", scope=scope)
+
+
 async def authorize(request: Request, verifier: TokenVerifier, scope: str) -> dict[str, Any]:
     """The claims of the request's token when it grants `scope`, else AuthError."""
     claims = await verifier.verify(bearer_token(request))
-    if scope not in scopes_of(claims):
-        raise AuthError(403, f"the token does not grant the {scope} scope", error="insufficient_scope", scope=scope)
+    require_granted(claims, scope)
     return claims
 
 
-def require_scope(scope: str) -> Callable[[Request], Awaitable[dict[str, Any]]]:
+CLAIMS_KEY = "search_api.claims"
+"""Scope key: the claims `AuthorizedFirstRoute` verified before the body was read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequireScope:
+    """A FastAPI dependency: the token's claims when it grants `scope` (the token verified once per request)."""
+
+    scope: str
+
+    async def __call__(self, request: Request) -> dict[str, Any]:
+        claims: dict[str, Any] | None = request.scope.get(CLAIMS_KEY)
+        if claims is None:  # a route of another class: verify here
+            return await authorize(request, request.app.state.services.verifier, self.scope)
+        require_granted(claims, self.scope)
+        return claims
+
+
+def require_scope(scope: str) -> RequireScope:
     """A FastAPI dependency: the token's claims when it grants `scope`."""
+    return RequireScope(scope)
 
-    async def dependency(request: Request) -> dict[str, Any]:
-        return await authorize(request, request.app.state.services.verifier, scope)
 
-    dependency.__name__ = f"require_{scope.replace(':', '_').replace('-', '_')}"
-    return dependency
+def _required_scopes(dependant: Dependant) -> Iterator[str]:
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, RequireScope):
+            yield dependency.call.scope
+        yield from _required_scopes(dependency)
+
+
+class AuthorizedFirstRoute(APIRoute):
+    """An APIRoute whose bearer token is checked before its request body is read or parsed.
+
+    The scopes are those of the route's `require_scope` dependencies (the one place that says what a
+    route needs); a route without one is served as FastAPI serves it.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        scopes = tuple(dict.fromkeys(_required_scopes(self.dependant)))
+        if not scopes:
+            return handler
+
+        async def authorized_first(request: Request) -> Response:
+            claims = await request.app.state.services.verifier.verify(bearer_token(request))
+            for scope in scopes:
+                require_granted(claims, scope)
+            request.scope[CLAIMS_KEY] = claims
+            return await handler(request)
+
+        return authorized_first

@@ -2,8 +2,8 @@
 
 FastAPI documents every error body as `application/json` and its own validation schema; the service
 sends RFC 9457 `application/problem+json` with the `Problem` schema. This rewrites every error response
-(4xx/5xx) of every operation to that, adds the errors the edge middleware can send on any route (414,
-431), and writes the limits that only settings know (the length of `q`) into the parameters.
+(4xx/5xx) of every operation to that, adds the errors the edge middleware can send on any route (413,
+414, 431), and writes the limits that only settings know (the length of `q`) into the parameters.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _EDGE_ERRORS = {
+    "413": "The request body is over `HTTP_MAX_BODY_BYTES` (any method; the connection is closed).",
     "414": "The request target (path and query) is too long.",
     "431": "The request headers are too large.",
 }

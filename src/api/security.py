@@ -9,9 +9,15 @@
 - `Strict-Transport-Security` when `HSTS_MAX_AGE_SECONDS` > 0 (TLS ends at the gateway or CDN).
 
 A route that sets one of these itself keeps its own value.
+
+Redirects are relative (`relative_location`): a `Location` keeps its path and query only, so no redirect
+ever sends a client to the host a request's `Host` header named (Starlette's trailing-slash redirect
+builds its absolute URL from it).
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 DOCS_CSP = (
@@ -52,3 +58,12 @@ class SecurityHeaders:
     def for_path(self, path: str) -> tuple[tuple[bytes, bytes], ...]:
         """The headers a response to `path` gets."""
         return self._docs if path.startswith(DOCS_PATHS) else self._api
+
+
+def relative_location(location: bytes) -> bytes:
+    """A redirect target as a path and query on this host (pure): the scheme, host and fragment dropped,
+    and leading slashes (or backslashes, which browsers read as slashes) made one, so the result can
+    never be read as another host (`//evil.example/`)."""
+    parts = urlsplit(location)
+    path = b"/" + parts.path.lstrip(b"/\\")
+    return path + b"?" + parts.query if parts.query else path

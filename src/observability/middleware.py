@@ -11,7 +11,12 @@ hit is counted, timed, traced and logged like every other request.
   instrumentation does the same but costs about 60 us a request here (attribute validation of every
   semantic-convention attribute, a walk of the middleware stack, query parsing), three times a whole
   cache hit; the span is built once at the end instead (`ServerSpans` in src/observability/tracing.py).
-- Security headers (src/api/security.py) are added in the same pass over the response headers.
+- Security headers (src/api/security.py) are added in the same pass over the response headers, and a
+  redirect's `Location` loses its scheme and host (`relative_location`): Starlette's trailing-slash
+  redirect builds an absolute URL from the request's `Host`, which is whatever the client sent.
+- The last resort: an app that ends without starting a response (an exception that escaped every
+  inner layer, or a plain return) gets a 500 problem here, with these headers; an exception is then
+  re-raised for the server to log. uvicorn's own 500 would be text/plain, without any of them.
 
 - `X-Request-Id`: the gateway's value when it is a plain token (at most 128 of `A-Z a-z 0-9 . _ : -`),
   otherwise a new one; always returned on the response.
@@ -25,16 +30,19 @@ hit is counted, timed, traced and logged like every other request.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
 from typing import Any
 
+from loguru import logger
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from src.api.security import SecurityHeaders
+from src.api.edge import send_problem
+from src.api.security import SecurityHeaders, relative_location
 from src.observability.logging import access_log
 from src.observability.metrics import REQUEST_METRICS
 from src.observability.tracing import ServerSpans
@@ -65,6 +73,10 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+async def _internal_error(send: Send, scope: Scope) -> None:
+    await send_problem(send, 500, "an internal error occurred; it has been logged", scope["path"][:256])
 
 
 def _cache_label(cache: str) -> str:
@@ -106,11 +118,13 @@ class ObservabilityMiddleware:
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
         security = self.security.for_path(scope["path"])
         security_names = self.security.names
-        outcome: list[Any] = [500, b"-", 0]  # status, X-Cache, body bytes
+        outcome: list[Any] = [500, b"-", 0, False]  # status, X-Cache, body bytes, response started
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                outcome[0] = message["status"]
+                status = outcome[0] = message["status"]
+                outcome[3] = True
+                redirect = 300 <= status < 400
                 headers = []
                 own: set[bytes] | None = None
                 for header in message.get("headers", ()):
@@ -122,6 +136,8 @@ class ObservabilityMiddleware:
                     elif name in security_names:
                         own = own or set()
                         own.add(name)
+                    elif redirect and name == b"location":
+                        header = (name, relative_location(header[1]))
                     headers.append(header)
                 headers.extend(security if own is None else [header for header in security if header[0] not in own])
                 headers.append((REQUEST_ID_HEADER, raw_id))
@@ -142,7 +158,16 @@ class ObservabilityMiddleware:
         REQUEST_METRICS.inflight += 1
         try:
             await self.app(scope, receive, send_with_headers)
-        except BaseException as err:
+            if not outcome[3]:
+                logger.error("no response to {} {}: the app ended without one", scope["method"], scope["path"][:256])
+                await _internal_error(send_with_headers, scope)
+        except Exception as err:
+            error = err
+            if not outcome[3]:
+                with contextlib.suppress(Exception):  # the error the server logs is the app's, not this one's
+                    await _internal_error(send_with_headers, scope)
+            raise
+        except BaseException as err:  # cancelled: the connection is gone, nothing to answer
             error = err
             raise
         finally:

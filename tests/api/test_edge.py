@@ -6,15 +6,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 
 import httpx
+import jwt
 import orjson
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Message
 
 from src.main import create_app
 from src.settings import DEV_CURSOR_SECRET, Settings, UnsafeSettings
-from tests.api.conftest import install_fake_backend
+from tests.api.conftest import install_fake_backend, started_client
 from tests.fakes.search_backend import FakeSearchBackend
 
 PROBLEM = "application/problem+json"
@@ -140,7 +147,7 @@ async def test_create_app_when_production_has_unsafe_secret_refuses_to_start(
 
 async def test_create_app_when_production_has_strong_secret_starts(settings: Settings) -> None:
     strong = settings.model_copy(update={"app_env": "production"})
-    strong = Settings(**{**strong.model_dump(), "cursor_secret": "s" * 32})
+    strong = Settings(**{**strong.model_dump(), "cursor_secret": "s" * 32, "metrics_public": True})
     app = create_app(strong)
     async with app.router.lifespan_context(app):
         await install_fake_backend(app)
@@ -174,3 +181,163 @@ def _secret(value: str) -> object:
     from pydantic import SecretStr
 
     return SecretStr(value)
+
+
+# --- request bodies ------------------------------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    """One request driven straight through the ASGI app, and what it took and answered."""
+
+    status: int = 0
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    body: bytes = b""
+    reads: int = 0
+    """How many times the app asked for body bytes."""
+
+    def problem(self) -> dict[str, object]:
+        assert self.headers[b"content-type"] == PROBLEM.encode()
+        parsed: dict[str, object] = orjson.loads(self.body)
+        return parsed
+
+
+async def exchange(
+    app: ASGIApp, method: str, path: str, headers: list[tuple[bytes, bytes]], chunks: Iterator[bytes]
+) -> Exchange:
+    """Send `chunks` as the request body (an endless iterator is an endless upload) and collect the answer."""
+    done = Exchange()
+
+    async def receive() -> Message:
+        done.reads += 1
+        chunk = next(chunks, None)
+        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            done.status = message["status"]
+            done.headers = dict(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            done.body += message.get("body", b"")
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test"), *headers],
+        "client": ("203.0.113.9", 5000),
+        "server": ("test", 80),
+    }
+    await app(scope, receive, send)
+    return done
+
+
+ENDLESS = itertools.repeat(b"x" * 65536)
+"""64 KiB chunks for ever: an upload that would only stop when the server stops reading it."""
+PURGE = "/v1/admin/cache/purge"
+JSON = (b"content-type", b"application/json")
+
+
+@pytest.mark.parametrize("method", ["POST", "GET", "HEAD"])
+async def test_request_when_content_length_is_over_the_limit_returns_413_without_reading(
+    app: FastAPI, method: str
+) -> None:
+    declared = [(b"content-length", b"157286400"), JSON]  # 150 MB announced
+    answered = await exchange(app, method, PURGE if method == "POST" else "/v1/search", declared, ENDLESS)
+    assert answered.status == 413
+    assert answered.reads == 0
+    assert answered.headers[b"connection"] == b"close"  # the server reads none of the rest
+    assert answered.headers[b"x-content-type-options"] == b"nosniff"
+    if method != "HEAD":
+        assert answered.problem()["detail"] == "the request body is over 1048576 bytes"
+
+
+DEV_KEY = "development-only-hmac-secret-of-32-bytes!"
+
+
+@pytest.fixture
+async def admin(settings: Settings) -> AsyncIterator[tuple[FastAPI, tuple[bytes, bytes]]]:
+    """The app with a development token key, and an Authorization header granting the purge."""
+    configured = settings.model_copy(update={"auth_static_key": SecretStr(DEV_KEY), "auth_algorithms": "HS256"})
+    minted = jwt.encode({"exp": int(time.time()) + 60, "scope": "search:cache:purge"}, DEV_KEY, algorithm="HS256")
+    async with started_client(configured) as (app, _):
+        yield app, (b"authorization", f"Bearer {minted}".encode())
+
+
+async def test_request_when_a_chunked_body_passes_the_limit_returns_413_and_stops_reading(
+    admin: tuple[FastAPI, tuple[bytes, bytes]],
+) -> None:
+    app, bearer = admin
+    refused = await exchange(app, "POST", PURGE, [(b"transfer-encoding", b"chunked"), JSON, bearer], ENDLESS)
+    assert refused.status == 413
+    assert refused.reads == 1_048_576 // 65536 + 1  # the chunk that passed the limit was the last one read
+    assert refused.headers[b"connection"] == b"close"
+    assert refused.problem()["detail"] == "the request body is over 1048576 bytes"  # not the route's own answer
+
+
+async def test_request_when_a_chunked_body_is_under_the_limit_reaches_the_route(
+    admin: tuple[FastAPI, tuple[bytes, bytes]],
+) -> None:
+    app, bearer = admin
+    headers = [(b"transfer-encoding", b"chunked"), JSON, bearer]
+    purged = await exchange(app, "POST", PURGE, headers, iter([b'{"ids": ', b'["a"]}']))
+    assert purged.status == 200, purged.body
+    assert orjson.loads(purged.body)["purged"] == "documents"
+    assert purged.reads == 3  # two chunks, then the end
+
+
+@pytest.mark.parametrize(
+    "authorization", [pytest.param(None, id="no-token"), pytest.param(b"Bearer not.a.jwt", id="bad-token")]
+)
+async def test_purge_cache_when_unauthenticated_is_401_without_reading_the_body(
+    app: FastAPI, authorization: bytes | None
+) -> None:
+    headers = [(b"transfer-encoding", b"chunked"), JSON]
+    if authorization is not None:
+        headers.append((b"authorization", authorization))
+    refused = await exchange(app, "POST", PURGE, headers, ENDLESS)
+    assert refused.status == 401
+    assert refused.reads == 0
+    assert refused.headers[b"www-authenticate"].startswith(b'Bearer realm="search-api"')
+
+
+async def test_purge_cache_when_unauthenticated_with_a_malformed_body_is_401_not_422(
+    client: httpx.AsyncClient,
+) -> None:
+    refused = await client.post(PURGE, content=b'{"all": tru', headers={"content-type": "application/json"})
+    assert refused.status_code == 401
+    assert refused.json()["type"] == "/problems/unauthorized"
+
+
+async def test_openapi_when_read_still_describes_the_purge_body_and_the_413(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    purge = document["paths"][PURGE]["post"]
+    assert purge["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PurgeRequest"
+    }
+    assert purge["security"] == [{"bearer": ["search:cache:purge"]}]
+    for path in (PURGE, "/v1/search"):
+        operation = next(iter(document["paths"][path].values()))
+        assert operation["responses"]["413"]["content"] == {
+            PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }
+
+
+# --- redirects -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8443", "127.0.0.1"])
+async def test_redirect_when_a_trailing_slash_is_dropped_never_names_the_request_host(
+    client: httpx.AsyncClient, host: str
+) -> None:
+    redirected = await client.get("/v1/search/", params={"q": "vim"}, headers={"host": host})
+    assert redirected.status_code == 307
+    assert redirected.headers["location"] == "/v1/search?q=vim"
+    assert "evil" not in str(redirected.headers)
+    assert redirected.headers["content-security-policy"]

@@ -192,3 +192,39 @@ async def test_search_when_the_route_crashes_answers_a_500_problem_with_headers_
     assert server.attributes is not None
     assert server.attributes["http.response.status_code"] == 500
     assert [event.name for event in server.events] == ["exception"]
+
+
+@pytest.mark.parametrize("ends", ["raising", "returning"])
+async def test_observability_when_the_app_ends_without_a_response_answers_a_500_problem_with_headers(
+    ends: str,
+) -> None:
+    from starlette.types import Message, Receive, Scope, Send
+
+    from src.observability.middleware import ObservabilityMiddleware
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        if ends == "raising":
+            raise RuntimeError("escaped every inner layer")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "/v1/search", "scheme": "http", "headers": []}
+    middleware = ObservabilityMiddleware(inner, access_log=False)
+    if ends == "raising":
+        with pytest.raises(RuntimeError):  # still the server's to log
+            await middleware(scope, receive, send)
+    else:
+        await middleware(scope, receive, send)
+    start, body = sent
+    assert start["status"] == 500
+    headers = dict(start["headers"])
+    assert headers[b"content-type"] == b"application/problem+json"
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert b"x-request-id" in headers
+    assert orjson.loads(body["body"])["status"] == 500

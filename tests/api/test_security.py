@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from src.api.ratelimit import client_address, parse_networks
-from src.api.security import API_CSP, DOCS_CSP
+from src.api.security import API_CSP, DOCS_CSP, relative_location
 from src.main import create_app
 from src.settings import Settings, UnsafeSettings
 from tests.api.conftest import started_client
@@ -150,6 +150,22 @@ async def test_security_headers_when_any_response_is_sent_are_on_it(secured: tup
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
 
 
+@pytest.mark.parametrize(
+    ("location", "relative"),
+    [
+        (b"http://evil.example/v1/search?q=vim", b"/v1/search?q=vim"),
+        (b"https://evil.example:8443/v1/documents/a#top", b"/v1/documents/a"),
+        (b"//evil.example/x", b"/x"),
+        (b"http://h//evil.example/x", b"/evil.example/x"),
+        (b"/\\evil.example/x", b"/evil.example/x"),
+        (b"/v1/search", b"/v1/search"),
+        (b"http://h", b"/"),
+    ],
+)
+def test_relative_location_never_names_a_host(location: bytes, relative: bytes) -> None:
+    assert relative_location(location) == relative
+
+
 async def test_cors_when_origin_is_allowed_answers_the_preflight_and_exposes_headers(
     secured: tuple[FastAPI, httpx.AsyncClient],
 ) -> None:
@@ -210,10 +226,78 @@ async def test_docs_when_in_production_are_off_unless_turned_on(settings: Settin
 
 def test_check_serving_when_production_has_a_static_key_refuses_it(settings: Settings) -> None:
     production = settings.model_copy(
-        update={"app_env": "production", "cursor_secret": "x" * 40, "auth_static_key": SecretStr("dev-secret")}
+        update={
+            "app_env": "production",
+            "cursor_secret": SecretStr("x" * 40),
+            "auth_static_key": SecretStr("dev-secret"),
+            "metrics_public": True,
+        }
     )
     with pytest.raises(UnsafeSettings, match="AUTH_STATIC_KEY"):
         production.check_serving()
+
+
+def _production(settings: Settings, **update: object) -> Settings:
+    """Production settings that pass every check but those `update` breaks."""
+    base: dict[str, object] = {
+        "app_env": "production",
+        "cursor_secret": SecretStr("x" * 40),
+        "auth_jwks_url": "https://issuer.test/.well-known/jwks.json",
+        "auth_issuer": ISSUER,
+        "auth_audience": AUDIENCE,
+        "metrics_scope": "search:metrics",
+    }
+    return settings.model_copy(update=base | update)
+
+
+@pytest.mark.parametrize(
+    ("update", "named"),
+    [
+        ({"auth_issuer": ""}, "AUTH_ISSUER"),
+        ({"auth_audience": ""}, "AUTH_AUDIENCE"),
+        ({"metrics_scope": ""}, "METRICS_SCOPE"),
+        ({"auth_issuer": "", "auth_audience": "", "metrics_scope": ""}, "AUTH_ISSUER.*AUTH_AUDIENCE.*METRICS_SCOPE"),
+    ],
+)
+def test_check_serving_when_production_auth_or_metrics_are_lax_refuses_naming_the_setting(
+    settings: Settings, update: dict[str, object], named: str
+) -> None:
+    with pytest.raises(UnsafeSettings, match=named):
+        _production(settings, **update).check_serving()
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        pytest.param({}, id="strict"),
+        pytest.param({"auth_issuer": "", "auth_allow_any_issuer": True}, id="any-issuer-opted-in"),
+        pytest.param({"auth_audience": "", "auth_allow_any_audience": True}, id="any-audience-opted-in"),
+        pytest.param({"metrics_scope": "", "metrics_public": True}, id="public-metrics-opted-in"),
+        pytest.param({"auth_jwks_url": "", "auth_issuer": "", "auth_audience": ""}, id="no-issuer-configured"),
+    ],
+)
+def test_check_serving_when_production_is_strict_or_opts_out_explicitly_passes(
+    settings: Settings, update: dict[str, object]
+) -> None:
+    _production(settings, **update).check_serving()
+
+
+def test_check_serving_when_in_development_allows_open_metrics_and_any_audience(settings: Settings) -> None:
+    settings.model_copy(update={"auth_jwks_url": "https://issuer.test/jwks", "metrics_scope": ""}).check_serving()
+
+
+def test_settings_when_metrics_are_both_public_and_scoped_refuses() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="METRICS_PUBLIC=true and METRICS_SCOPE are both set"):
+        Settings(metrics_public=True, metrics_scope="search:metrics")
+
+
+async def test_create_app_when_production_metrics_are_open_refuses_to_start(settings: Settings) -> None:
+    app = create_app(_production(settings, metrics_scope=""))
+    with pytest.raises(UnsafeSettings, match="METRICS_SCOPE"):
+        async with app.router.lifespan_context(app):
+            pass
 
 
 # --- rate limits -------------------------------------------------------------------------------

@@ -130,6 +130,7 @@ def test_synth_api_function_runs_the_handler_in_the_vpc_with_the_engine_and_secr
     assert env["RATE_LIMIT_ENABLED"] == "false"
     assert env["BROKER_SUBSCRIBE"] == "false"
     assert env["APP_ENV"] == "production"
+    assert env["METRICS_SCOPE"] == "search:metrics"  # CloudFront routes /metrics: never open in production
     assert "OPENSEARCH_URL" in env
     assert "ELASTICSEARCH_URL" not in env
     assert "AWS_REGION" not in env  # Lambda's own (SigV4 reads it)

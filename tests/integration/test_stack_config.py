@@ -120,6 +120,7 @@ def test_compose_api_runs_two_ready_checked_replicas_behind_the_gateway_only(res
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
     assert api["environment"]["APP_ENV"] == "production"
     assert api["environment"]["CURSOR_SECRET"] == SECRETS["CURSOR_SECRET"]
+    assert api["environment"]["METRICS_PUBLIC"] == "true"  # scraped inside the network; never routed out
     published = {name: published_ports(service) for name, service in services.items() if service.get("ports")}
     assert set(published) == {"gateway", "varnish", "prometheus", "grafana"}  # nothing else reachable from the host
     for name, ports in published.items():

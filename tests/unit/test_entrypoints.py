@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from src.__main__ import main as serve
-from src.serving import CoalescingHttpToolsProtocol
+from src.serving import EdgeHttpToolsProtocol
 
 
 def test_main_when_run_serves_settings_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,9 +19,17 @@ def test_main_when_run_serves_settings_host_and_port(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
     monkeypatch.setattr(gc, "freeze", lambda: None)  # the test process must stay collectable
     monkeypatch.setenv("APP_PORT", "8123")
+    monkeypatch.setenv("HTTP_HEADER_TIMEOUT_SECONDS", "7.5")
+    monkeypatch.setenv("HTTP_MAX_BODY_BYTES", "65536")
+    monkeypatch.setenv("HSTS_MAX_AGE_SECONDS", "600")
     serve()
     [(args, kwargs)] = calls
     assert isinstance(args[0], FastAPI)
+    protocol = kwargs.pop("http")
+    assert isinstance(protocol, type)
+    assert issubclass(protocol, EdgeHttpToolsProtocol)  # one write per response, deadlines, problem errors
+    assert (protocol.header_timeout_seconds, protocol.max_unread_body_bytes) == (7.5, 65536)
+    assert (b"strict-transport-security", b"max-age=600; includeSubDomains") in protocol.security_headers.for_path("/")
     assert kwargs == {
         "host": "127.0.0.1",
         "port": 8123,
@@ -30,8 +38,37 @@ def test_main_when_run_serves_settings_host_and_port(monkeypatch: pytest.MonkeyP
         "log_config": None,  # uvicorn's loggers routed into the app's JSON logging
         "proxy_headers": False,  # X-Forwarded-For is read by the app, from TRUSTED_PROXIES
         "server_header": False,  # nothing names the software to a client
-        "http": CoalescingHttpToolsProtocol,  # a response's head and body in one write
+        "ws": "none",  # no WebSocket routes: an upgrade request is an ordinary one
     }
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({}, "METRICS_SCOPE is empty"),
+        ({"METRICS_PUBLIC": "true", "AUTH_JWKS_URL": "https://issuer.test/jwks"}, "AUTH_ISSUER is empty"),
+        (
+            {
+                "METRICS_PUBLIC": "true",
+                "AUTH_JWKS_URL": "https://issuer.test/jwks",
+                "AUTH_ISSUER": "https://issuer.test/",
+            },
+            "AUTH_AUDIENCE is empty",
+        ),
+    ],
+)
+def test_main_when_production_settings_are_lax_exits_naming_them_before_serving(
+    variables: dict[str, str], named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("served with unsafe settings"))
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("CURSOR_SECRET", "c" * 40)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        serve()
+    assert str(exited.value.code).startswith("refusing to serve with APP_ENV=production: ")
+    assert named in str(exited.value.code)
 
 
 def test_main_when_run_freezes_the_built_app_before_serving(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,10 @@
-"""The server protocol: a response's writes of one event-loop turn reach the socket as one write.
+"""The server protocol: a response's writes of one event-loop turn reach the socket as one write; request
+heads have a deadline; a body nobody reads is bounded; the protocol's own errors are problem documents.
 
 Unit tests drive `CoalescingTransport` over a recording transport; the others serve a small ASGI app
-with uvicorn and `CoalescingHttpToolsProtocol` on a real socket and speak HTTP/1.1 to it by hand.
+with uvicorn and `CoalescingHttpToolsProtocol` / `EdgeHttpToolsProtocol` on a real socket and speak
+HTTP/1.1 to it by hand. Deadlines are short (a fraction of a second) and the tests wait for what the
+server does (a 408, a close) with a generous bound that only stops a hang: nothing asserts a duration.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 import pytest
 import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
-from src.serving import CoalescingHttpToolsProtocol, CoalescingTransport
+from src.api.security import API_CSP, SecurityHeaders
+from src.serving import CoalescingHttpToolsProtocol, CoalescingTransport, EdgeHttpToolsProtocol
 
 
 @dataclass
@@ -104,15 +110,16 @@ async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[int]:
+@contextlib.asynccontextmanager
+async def _serve(protocol: type[asyncio.Protocol], **config: Any) -> AsyncIterator[int]:
+    """`_app` served by uvicorn with `protocol` on a free loopback port, stopped at the end."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        _app, host="127.0.0.1", port=port, http=CoalescingHttpToolsProtocol, log_config=None, lifespan="off"
+    settings = uvicorn.Config(
+        _app, host="127.0.0.1", port=port, http=protocol, log_config=None, lifespan="off", **config
     )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(settings)
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
@@ -121,6 +128,29 @@ async def served() -> AsyncIterator[int]:
     finally:
         server.should_exit = True
         await task
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[int]:
+    async with _serve(CoalescingHttpToolsProtocol) as port:
+        yield port
+
+
+HEAD_SECONDS = 0.3
+UNREAD_BYTES = 1024
+HANG = 20.0
+"""Only a bound on a hang: every wait below ends as soon as the server acts."""
+
+
+@pytest.fixture
+async def edge_served() -> AsyncIterator[int]:
+    protocol = EdgeHttpToolsProtocol.configured(
+        header_timeout_seconds=HEAD_SECONDS,
+        max_unread_body_bytes=UNREAD_BYTES,
+        security_headers=SecurityHeaders(hsts_max_age_seconds=60),
+    )
+    async with _serve(protocol, timeout_keep_alive=1, ws="none") as port:
+        yield port
 
 
 @contextlib.asynccontextmanager
@@ -191,3 +221,157 @@ async def test_coalescing_transport_when_a_turn_writes_a_lot_lets_it_through_at_
     transport.write(b"head")
     transport.write(b"y" * CoalescingTransport.MAX_HELD_BYTES)  # large on its own: no copy, after the head
     assert recorder.writes[1:] == [b"head", b"y" * CoalescingTransport.MAX_HELD_BYTES]
+
+
+async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection (a reset counts as the close)."""
+    received = b""
+    with contextlib.suppress(ConnectionError):
+        async with asyncio.timeout(HANG):
+            while chunk := await reader.read(65536):
+                received += chunk
+    return received
+
+
+async def _trickle(writer: asyncio.StreamWriter, piece: bytes) -> None:
+    """Send `piece` every 50 ms until the connection is gone."""
+    with contextlib.suppress(ConnectionError):
+        for _ in range(int(HANG / 0.05)):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+
+def _problem(response: bytes, status: int) -> dict[str, Any]:
+    """The problem document of a whole response, after checking the headers every refusal has."""
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0].startswith(b"HTTP/1.1 %d " % status), lines[0]
+    headers = dict(line.split(b": ", 1) for line in lines[1:])
+    assert headers[b"content-type"] == b"application/problem+json"
+    assert headers[b"connection"] == b"close"
+    assert headers[b"content-security-policy"] == API_CSP.encode()
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert headers[b"strict-transport-security"] == b"max-age=60; includeSubDomains"
+    assert len(headers[b"x-request-id"]) == 32
+    assert int(headers[b"content-length"]) == len(body)
+    problem: dict[str, Any] = orjson.loads(body)
+    assert problem["status"] == status
+    return problem
+
+
+async def test_edge_protocol_when_a_head_trickles_past_the_deadline_answers_408_and_closes(edge_served: int) -> None:
+    async with _connection(edge_served) as (reader, writer):
+        writer.write(b"GET /slow HTTP/1.1\r\nhost: t\r\n")
+        await writer.drain()
+        sender = asyncio.create_task(_trickle(writer, b"x-more: 1\r\n"))  # each line well within the deadline
+        try:
+            response = await _read_until_closed(reader)
+        finally:
+            sender.cancel()
+    assert _problem(response, 408)["detail"] == f"the request head was not complete within {HEAD_SECONDS:g} s"
+
+
+async def test_edge_protocol_when_blank_lines_trickle_before_a_head_closes_the_connection(edge_served: int) -> None:
+    async with _connection(edge_served) as (reader, writer):
+        sender = asyncio.create_task(_trickle(writer, b"\r\n"))  # the parser skips them: no request ever begins
+        try:
+            response = await _read_until_closed(reader)
+        finally:
+            sender.cancel()
+    _problem(response, 408)
+
+
+async def test_edge_protocol_when_a_new_connection_sends_nothing_closes_it_silently(edge_served: int) -> None:
+    async with _connection(edge_served) as (reader, _):
+        assert await _read_until_closed(reader) == b""  # after the keep-alive timeout, as an idle kept-alive one
+
+
+async def test_edge_protocol_when_heads_arrive_whole_serves_them_on_one_connection(edge_served: int) -> None:
+    async with _connection(edge_served) as (reader, writer):
+        for path in (b"/first", b"/second"):
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nhost: t\r\n\r\n")
+            await writer.drain()
+            head, body = await _read_response(reader)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            assert body == path
+            await asyncio.sleep(HEAD_SECONDS * 2)  # idle between requests: the head deadline is not running
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"FOO / HTTP/1.1\r\nhost: t\r\n\r\n", id="unknown-method"),
+        pytest.param(b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nhost: t\r\n\r\n", id="target-too-long-to-parse"),
+        pytest.param(b"GET / HTTP/1.1\r\nbad header\r\n\r\n", id="malformed-header"),
+    ],
+)
+async def test_edge_protocol_when_the_parser_refuses_a_request_answers_a_400_problem(
+    edge_served: int, request_bytes: bytes
+) -> None:
+    async with _connection(edge_served) as (reader, writer):
+        writer.write(request_bytes)
+        await writer.drain()
+        response = await _read_until_closed(reader)
+    assert _problem(response, 400)["instance"] == "/"  # the target is not echoed
+
+
+async def test_edge_protocol_when_a_bad_request_follows_a_good_one_answers_it_then_closes(edge_served: int) -> None:
+    async with _connection(edge_served) as (reader, writer):
+        writer.write(b"GET /first HTTP/1.1\r\nhost: t\r\n\r\nFOO / HTTP/1.1\r\nhost: t\r\n\r\n")
+        await writer.drain()
+        response = await _read_until_closed(reader)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"connection: close" in head
+    assert body == b"/first"  # nothing written into or after it
+
+
+async def test_edge_protocol_when_an_unread_body_arrives_with_its_head_keeps_the_connection(edge_served: int) -> None:
+    async with _connection(edge_served) as (reader, writer):
+        writer.write(b"POST /ignored HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nhello")
+        writer.write(b"GET /next HTTP/1.1\r\nhost: t\r\n\r\n")
+        await writer.drain()
+        assert (await _read_response(reader))[1] == b"/ignored"
+        assert (await _read_response(reader))[1] == b"/next"
+
+
+async def test_edge_protocol_when_an_unread_body_goes_on_past_the_bound_closes_the_connection(
+    edge_served: int,
+) -> None:
+    async with _connection(edge_served) as (reader, writer):
+        writer.write(b"POST /ignored HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n")
+        await writer.drain()
+        head, body = await _read_response(reader)  # answered without reading the body
+        assert (head.split(b"\r\n")[0], body) == (b"HTTP/1.1 200 OK", b"/ignored")
+        sender = asyncio.create_task(_trickle(writer, b"1000\r\n" + b"x" * 4096 + b"\r\n"))  # 4 KiB chunks
+        try:
+            assert await _read_until_closed(reader) == b""
+        finally:
+            sender.cancel()
+
+
+async def test_edge_protocol_when_an_unread_body_trickles_past_the_deadline_closes_the_connection(
+    edge_served: int,
+) -> None:
+    async with _connection(edge_served) as (reader, writer):
+        writer.write(b"POST /ignored HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n")
+        await writer.drain()
+        assert (await _read_response(reader))[1] == b"/ignored"
+        sender = asyncio.create_task(_trickle(writer, b"1\r\nx\r\n"))  # a byte every 50 ms: never past the bound
+        try:
+            assert await _read_until_closed(reader) == b""
+        finally:
+            sender.cancel()
+
+
+async def test_edge_protocol_when_an_upgrade_is_asked_serves_an_ordinary_response(edge_served: int) -> None:
+    async with _connection(edge_served) as (reader, writer):
+        writer.write(
+            b"GET /plain HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: websocket\r\n"
+            b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+        )
+        await writer.drain()
+        head, body = await _read_response(reader)
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert body == b"/plain"

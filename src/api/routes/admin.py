@@ -9,14 +9,15 @@ from fastapi import APIRouter, Depends, HTTPException
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from src.api.auth import require_scope
+from src.api.auth import AuthorizedFirstRoute, require_scope
 from src.api.deps import ServicesDep
 from src.cache.base import CacheUnavailable
 from src.cache.invalidation import bump_search_generation, invalidate_documents
 from src.events import ReindexRequest
 from src.search.models import Problem
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=AuthorizedFirstRoute)
+"""Every route checks its token before FastAPI reads the body: unauthenticated is a 401 whatever the body."""
 
 PURGE_SCOPE = "search:cache:purge"
 STATUS_SCOPE = "search:read-status"
