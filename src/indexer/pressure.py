@@ -79,8 +79,10 @@ class PressureWatch:
         self._rounds, self._logged_at, self._alerted = 0, float("-inf"), False
 
     def blocked_seconds(self) -> float:
-        """How long the oldest write still refused has been refused (0 when none is)."""
-        return self.clock() - min(self._since.values()) if self._since else 0.0
+        """How long the oldest write still refused has been refused (0 when none is). Also read by the
+        metrics server's thread: one pass over the dict, no check-then-read."""
+        since = min(self._since.values(), default=None)
+        return 0.0 if since is None else self.clock() - since
 
     @property
     def stalled(self) -> bool:
