@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from src.events import REINDEX_QUEUE, ReindexRequest
 from src.indexer.errors import CollectionGone, ReindexFailed, SourceUnavailable
-from src.indexer.factory import Indexer, build_indexer, read_indexer_status, source_connection
+from src.indexer.factory import CLOSE_SECONDS, Indexer, build_indexer, read_indexer_status, source_connection
 from src.indexer.load import LoadSummary, load_file
 from src.indexer.preflight import PreflightTarget, preflight
 from src.indexer.reindex import ReindexResult, run_reindex
@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def run_stream_command(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
     """Run `stream` until `stop` is set (by default: until SIGTERM/SIGINT); exit 3 when the collection is
-    dropped or renamed."""
+    dropped or renamed. Once stopped it exits within INDEXER_SHUTDOWN_GRACE_SECONDS, whatever the stream
+    was doing (the batch in flight gets all but CLOSE_SECONDS of it, closing the clients the rest)."""
     indexer = build_indexer(settings)
     if stop is None:
         stop = asyncio.Event()
@@ -106,7 +107,7 @@ async def run_stream_command(settings: Settings, *, stop: asyncio.Event | None =
     finally:
         if requests is not None:
             await requests.close()
-        await indexer.close()
+        await indexer.close(timeout_seconds=CLOSE_SECONDS)
     return 0
 
 
@@ -240,6 +241,7 @@ async def run_load(args: argparse.Namespace, settings: Settings) -> int:
                 batch_size=args.batch_size or settings.load_batch_size,
                 recreate=args.recreate,
                 on_progress=advance,
+                max_document_bytes=settings.indexer_max_document_bytes,
             )
     finally:
         await backend.close()

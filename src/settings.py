@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     indexer_metrics_port: int = Field(default=9108, ge=0, le=65535)
     indexer_status_max_lag_seconds: float = Field(default=60.0, gt=0)
     indexer_status_stall_seconds: float = Field(default=60.0, gt=0)
+    indexer_max_document_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    """Documents whose JSON encoding is larger are dead-lettered unsent (stream, reindex, Lambda) or
+    reported as errors (load): a safe share of a 512 MB-heap Elasticsearch's indexing pressure (README)."""
+    indexer_pressure_alert_seconds: float = Field(default=60.0, gt=0)
+    """Writes the engine refuses for its load for longer than this are a stall (logged, alerted)."""
+    indexer_shutdown_grace_seconds: float = Field(default=10.0, gt=0)
+    """From SIGTERM to the stream's exit: the batch in flight may finish, then closing the clients."""
 
     # --- server -----------------------------------------------------------------------------------
     app_host: str = "127.0.0.1"

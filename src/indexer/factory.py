@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from src.cache.purge import PurgeQueue, Purger, create_purger
 from src.events import INVALIDATIONS, create_broker, invalidation_event, publish
 from src.indexer.checkpoint import MongoCheckpointStore, MongoDeadLetterStore
 from src.indexer.models import IndexerStatus
-from src.indexer.pipeline import Invalidate, Sink, StreamOptions
+from src.indexer.pipeline import Invalidate, Sink, StreamOptions, WriteLimits
 from src.indexer.reindex import ReindexOptions
 from src.indexer.requests import MongoReindexLog
 from src.indexer.retry import RetryPolicy
@@ -50,8 +51,16 @@ class Indexer:
         """The search backend the sink writes to."""
         return self.sink.backend
 
-    async def close(self) -> None:
-        """Send the pending CDN purges (a few seconds at most), then close the source and the backend."""
+    async def close(self, *, timeout_seconds: float | None = None) -> None:
+        """Send the pending CDN purges (a few seconds at most), then close the source and the backend;
+        within `timeout_seconds` when given (a shutdown's grace: what is left unsent is logged)."""
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await self._close()
+        except TimeoutError:
+            logger.warning("closing the indexer's clients took over {:g} s; exiting without waiting", timeout_seconds)
+
+    async def _close(self) -> None:
         if self.purges is not None:
             await self.purges.close()
         if self.broker is not None:
@@ -60,6 +69,16 @@ class Indexer:
             await self.cache.close()
         await self.source.close()
         await self.sink.backend.close()
+
+
+CLOSE_SECONDS = 2.0
+"""Of INDEXER_SHUTDOWN_GRACE_SECONDS, what closing the clients may take (the pending CDN purges are sent
+within it); the stream's batch in flight gets the rest, half the grace at least."""
+
+
+def stream_grace_seconds(grace_seconds: float) -> float:
+    """How long the stream's batch in flight may take after the stop, out of the whole shutdown grace."""
+    return max(grace_seconds - CLOSE_SECONDS, grace_seconds / 2)
 
 
 def source_connection(settings: Settings) -> SourceConnection:
@@ -104,6 +123,10 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
         dead_letters=MongoDeadLetterStore(database, settings.indexer_dead_letter_collection),
         consumer=settings.indexer_consumer,
         retry=retry,
+        limits=WriteLimits(
+            max_document_bytes=settings.indexer_max_document_bytes,
+            pressure_alert_seconds=settings.indexer_pressure_alert_seconds,
+        ),
     )
     invalidate = None
     purges = None
@@ -139,6 +162,7 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
             retry=retry,
             queue_batches=settings.indexer_queue_batches,
             token_retention_seconds=settings.indexer_token_retention_seconds,
+            shutdown_grace_seconds=stream_grace_seconds(settings.indexer_shutdown_grace_seconds),
         ),
         reindex_options=ReindexOptions(
             batch_size=settings.indexer_reindex_batch_size,

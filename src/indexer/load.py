@@ -1,8 +1,9 @@
 """Bulk-load a JSON Lines file (optionally gzipped) into the configured backend.
 
 Reading is streamed and batched, so memory stays bounded by one batch whatever the file size. A line
-that is not a JSON object with an id, or that the backend refuses, is counted as an error and
-reported with its line number; the load goes on.
+that is not a JSON object with an id, that is longer than the document size limit (the line is the
+document's JSON encoding), or that the backend refuses, is counted as an error and reported with its
+line number; the load goes on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import IO, cast
 import orjson
 from loguru import logger
 
+from src.indexer.transform import size_refusal
 from src.search.backends.base import IndexAction, SearchBackend
 from src.search.documents import DocumentInvalid, document_id
 from src.search.errors import SearchUnavailable
@@ -51,10 +53,15 @@ def open_lines(path: Path) -> IO[bytes]:
     return cast(IO[bytes], gzip.open(path, "rb")) if magic == b"\x1f\x8b" else path.open("rb")
 
 
-def parse_lines(lines: Iterator[bytes]) -> Iterator[ParsedLine]:
-    """Turn raw lines into upsert actions (pure); blank lines are skipped."""
+def parse_lines(lines: Iterator[bytes], *, max_document_bytes: int | None = None) -> Iterator[ParsedLine]:
+    """Turn raw lines into upsert actions (pure); blank lines are skipped, longer ones refused unread."""
     for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
+        line = raw.strip()
+        if not line:
+            continue
+        too_large = size_refusal(len(line), max_document_bytes) if max_document_bytes is not None else None
+        if too_large is not None:
+            yield ParsedLine(line_number=number, action=None, error=too_large)
             continue
         try:
             decoded = orjson.loads(raw)
@@ -88,6 +95,7 @@ async def load_file(
     recreate: bool = False,
     on_progress: Callable[[int], None] | None = None,
     max_error_samples: int = 20,
+    max_document_bytes: int | None = None,
 ) -> LoadSummary:
     """Load `path` into the alias, creating a versioned index and the alias when there is none.
 
@@ -103,7 +111,7 @@ async def load_file(
     else:
         summary.index = current
     with open_lines(path) as stream:
-        for batch in batched(parse_lines(iter(stream)), batch_size):
+        for batch in batched(parse_lines(iter(stream), max_document_bytes=max_document_bytes), batch_size):
             actions = [item.action for item in batch if item.action is not None]
             for item in batch:
                 if item.error is not None:

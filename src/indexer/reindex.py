@@ -1,7 +1,7 @@
 """The full reindex with zero downtime, on either backend.
 
 1. note the stream position; 2. create `<alias>-<timestamp>` from the schema; 3. copy the collection
-in batches (with the lowest version, so any replayed change wins); 4. replay the changes since the
+in batches (at `transform.COPY_VERSION`, the lowest, so any replayed change wins); 4. replay the changes since the
 noted position into the new index until caught up; 5. check the document count against the
 collection less the dead-lettered documents (replaying again while writes race it); 6. swap the
 alias atomically; 7. replay once more (changes a concurrently running stream wrote to the old index
@@ -25,11 +25,7 @@ from src.indexer.load import optimize
 from src.indexer.models import ChangeBatch, Checkpoint
 from src.indexer.pipeline import Invalidate, Sink, apply_batch
 from src.indexer.source import ChangeSource
-from src.search.backends.base import IndexAction
-
-COPY_VERSION = 1
-"""Copies go into a new, empty index before any replay, so the lowest version is right: every replayed
-change (versioned by its cluster time) then wins, whatever the clocks of this host and the database."""
+from src.indexer.transform import to_index_action
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +70,8 @@ async def run_reindex(
     logger.info("reindex into {}: copying the collection", index)
     copied = 0
     rejected: set[str] = set()  # ids whose latest write was refused (dead-lettered): not in the index
-    async for documents in source.snapshot(options.batch_size):
-        actions = [
-            IndexAction(op="upsert", doc_id=str(doc["id"]), document=doc, version=COPY_VERSION) for doc in documents
-        ]
+    async for documents in source.snapshot(options.batch_size):  # inserts at COPY_VERSION
+        actions = [to_index_action(document) for document in documents]
         copied += len(await sink.write(actions, index=index, rejected=rejected))
         if on_progress is not None:
             on_progress(len(documents))

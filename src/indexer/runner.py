@@ -4,6 +4,9 @@
 - Lost history (the resume point expired): logged loudly, a full reindex, then tailing again.
 - Source or backend trouble: the stream restarts from its last checkpoint after a growing pause.
 - The collection dropped or renamed: CollectionGone propagates and the job stops with its message.
+- `stop` set: the job returns within `StreamOptions.shutdown_grace_seconds` whatever it is doing (a batch
+  the engine keeps refusing, a reindex, a pause): past the grace it is cancelled, and what it had not
+  checkpointed is read again at the next start.
 """
 
 from __future__ import annotations
@@ -36,7 +39,58 @@ async def run_stream(
     stop: asyncio.Event,
     draw: Callable[[], float] = random.random,
 ) -> None:
-    """Keep the index in sync with the collection until `stop` is set."""
+    """Keep the index in sync with the collection until `stop` is set (then return within the grace)."""
+    job = asyncio.create_task(
+        _follow(
+            source=source,
+            sink=sink,
+            checkpoints=checkpoints,
+            invalidate=invalidate,
+            stream_options=stream_options,
+            reindex_options=reindex_options,
+            stop=stop,
+            draw=draw,
+        )
+    )
+    try:
+        await _until_stopped(job, stop, stream_options.shutdown_grace_seconds)
+    finally:
+        job.cancel()  # when this call itself is cancelled; a no-op on a finished job
+        await asyncio.gather(job, return_exceptions=True)
+
+
+async def _until_stopped(job: asyncio.Task[None], stop: asyncio.Event, grace_seconds: float) -> None:
+    """Wait for `job`; once `stop` is set, give it `grace_seconds` more, then cancel it. Re-raises what
+    ended it otherwise."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({job, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not job.done():
+            await asyncio.wait({job}, timeout=grace_seconds)
+    finally:
+        stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
+    if not job.done():
+        logger.warning(
+            "the stream was still busy {:g} s after the stop; cancelled (what it had not checkpointed is read "
+            "again at the next start)",
+            grace_seconds,
+        )
+        return
+    job.result()
+
+
+async def _follow(
+    *,
+    source: ChangeSource,
+    sink: Sink,
+    checkpoints: CheckpointStore,
+    invalidate: Invalidate | None,
+    stream_options: StreamOptions,
+    reindex_options: ReindexOptions,
+    stop: asyncio.Event,
+    draw: Callable[[], float],
+) -> None:
     failures = 0
     while not stop.is_set():
         try:

@@ -12,8 +12,9 @@ MongoDB wire protocol server, SecantusDB):
   resumes right after its last event.
 - A drop, rename or invalidate raises CollectionGone; a resume point no longer in the history raises
   HistoryLost; connection trouble raises SourceUnavailable.
-- `snapshot(batch_size)` yields the collection's documents (as JSON documents with a string `id`) in
-  `_id` order; `count()` counts them.
+- `snapshot(batch_size)` yields the collection's documents in `_id` order, each as the insert a copy
+  writes (`transform.to_copy_event`: a JSON document with a string `id` at `COPY_VERSION`, its `_id`
+  refused on the event when the index cannot hold it); `count()` counts them.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from src.indexer.errors import ChangeStreamsDisabled, CollectionGone, HistoryLost, SourceAuthFailed, SourceUnavailable
 from src.indexer.models import ChangeBatch, ChangeEvent, ClusterTime, ResumeToken
-from src.indexer.transform import UnsupportedEvent, cluster_time_of, to_change_event, to_document
-from src.search.models import Document
+from src.indexer.transform import UnsupportedEvent, cluster_time_of, to_change_event, to_copy_event
 
 # Only stages DocumentDB supports in change streams ($match, $project, $addFields, $replaceRoot, $redact).
 PIPELINE: list[dict[str, Any]] = [
@@ -74,8 +74,8 @@ class ChangeSource(Protocol):
         """Batches of changes after `resume_token` (tie-break counter continuing from cluster_time/seq)."""
         ...
 
-    def snapshot(self, batch_size: int) -> AsyncIterator[list[Document]]:
-        """The collection's documents, `batch_size` at a time, in `_id` order."""
+    def snapshot(self, batch_size: int) -> AsyncIterator[list[ChangeEvent]]:
+        """The collection's documents as copy inserts, `batch_size` at a time, in `_id` order."""
         ...
 
     async def count(self) -> int:
@@ -226,12 +226,12 @@ class MongoChangeSource:
         finally:
             await stream.close()
 
-    async def snapshot(self, batch_size: int) -> AsyncIterator[list[Document]]:
+    async def snapshot(self, batch_size: int) -> AsyncIterator[list[ChangeEvent]]:
         """Copy the collection in `_id` order."""
         try:
-            batch: list[Document] = []
+            batch: list[ChangeEvent] = []
             async for raw in self._collection.find({}, sort=[("_id", 1)], batch_size=batch_size):
-                batch.append(to_document(raw))
+                batch.append(to_copy_event(raw))
                 if len(batch) >= batch_size:
                     yield batch
                     batch = []

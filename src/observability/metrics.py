@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -154,10 +154,30 @@ INDEXER_CHECKPOINT_AGE = Gauge(
 _checkpoint_saved_at: dict[str, float] = {}
 
 
-def mark_checkpoint_saved(consumer: str) -> None:
-    """A checkpoint was saved: from now on the age gauge counts from this moment, read at each scrape
-    (a gauge set to 0 on save would never show a stalled stream)."""
+def mark_checkpoint_saved(consumer: str, *, age_seconds: float = 0.0) -> None:
+    """A checkpoint was saved `age_seconds` ago: from now on the age gauge counts from that moment, read
+    at each scrape (a gauge set to 0 on save would never show a stalled stream). The stream marks the
+    checkpoint it starts from too, so one that never gets a batch through still shows its age."""
     first = consumer not in _checkpoint_saved_at
-    _checkpoint_saved_at[consumer] = time.monotonic()
+    _checkpoint_saved_at[consumer] = time.monotonic() - age_seconds
     if first:
         INDEXER_CHECKPOINT_AGE.labels(consumer).set_function(lambda: time.monotonic() - _checkpoint_saved_at[consumer])
+
+
+INDEXER_WRITE_BLOCKED = Gauge(
+    "search_indexer_write_blocked_seconds",
+    "Seconds the oldest write still refused for the engine's load has been retried (0 when none is).",
+    ["consumer"],
+)
+INDEXER_WRITE_STALLED = Gauge(
+    "search_indexer_write_stalled",
+    "1 while a write has been refused for the engine's load longer than INDEXER_PRESSURE_ALERT_SECONDS.",
+    ["consumer"],
+)
+
+
+def watch_blocked_writes(consumer: str, blocked_seconds: Callable[[], float], alert_seconds: float) -> None:
+    """Export how long the engine has held `consumer`'s writes back, read at each scrape (the latest
+    sink built for a consumer is the one watched)."""
+    INDEXER_WRITE_BLOCKED.labels(consumer).set_function(blocked_seconds)
+    INDEXER_WRITE_STALLED.labels(consumer).set_function(lambda: float(blocked_seconds() > alert_seconds))

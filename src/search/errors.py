@@ -26,6 +26,21 @@ class Overloaded(SearchUnavailable):
         super().__init__(detail, dependency="capacity")
 
 
+class EnginePressure(SearchUnavailable):
+    """The engine refused a write request as a whole for its size or its load: 413 (request too large) or
+    429 (indexing pressure, a full write queue, a tripped circuit breaker).
+
+    Unavailability for everything that does not look closer (the request may pass later or smaller);
+    the indexer's sink splits such a request and tells a document too large alone from a busy engine.
+    """
+
+    def __init__(self, detail: str, *, status: int, reason: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        """The engine's own words (`error.reason`; empty for a 413, which carries no body)."""
+
+
 class SearchRejected(SearchError):
     """The backend answered, refusing this one request because of its input (a 400 at the edge).
 

@@ -21,7 +21,7 @@ import orjson
 from bson import json_util
 
 from src.indexer.models import ChangeBatch, ChangeEvent, Checkpoint, ClusterTime, ResumeToken
-from src.indexer.transform import UnsupportedEvent, cluster_time_of, id_string, to_change_event
+from src.indexer.transform import UnsupportedEvent, cluster_time_of, id_text, to_change_event
 
 EVENT_SOURCE = "aws:docdb"
 
@@ -77,7 +77,7 @@ def decode_record(record: Mapping[str, object]) -> Mapping[str, object]:
 def _key_of(raw: Mapping[str, object], position: int) -> str:
     key = raw.get("documentKey")
     if isinstance(key, Mapping) and "_id" in key:
-        return id_string(key["_id"])
+        return id_text(key["_id"])
     return f"?{position}"
 
 

@@ -153,9 +153,27 @@ async def test_snapshot_when_collection_has_documents_yields_all_in_id_order(
         await writer.insert({"_id": doc_id, "v": doc_id.upper()})
     chunks = [chunk async for chunk in source.snapshot(2)]
     assert [len(chunk) for chunk in chunks] == [2, 2, 1]
-    assert [doc["id"] for chunk in chunks for doc in chunk] == ["a", "b", "c", "d", "e"]
-    assert chunks[0][0] == {"v": "A", "id": "a"}
+    assert [event.doc_id for chunk in chunks for event in chunk] == ["a", "b", "c", "d", "e"]
+    first = chunks[0][0]
+    assert (first.op, first.document, first.version, first.refused) == ("insert", {"v": "A", "id": "a"}, 1, None)
     assert await source.count() == 5
+
+
+async def test_snapshot_when_an_id_has_no_index_id_yields_it_refused(
+    source_and_writer: tuple[ChangeSource, Writer],
+) -> None:
+    source, writer = source_and_writer
+    await writer.insert({"_id": {"a": 1}, "v": "doc"})
+    await writer.insert({"_id": 7, "v": "int"})
+    events = [event async for chunk in source.snapshot(10) for event in chunk]
+    by_id = {event.doc_id: event for event in events}
+    assert sorted(by_id) == ["7", '{"a": 1}']
+    assert by_id["7"].refused is None
+    assert (
+        by_id['{"a": 1}'].refused
+        == '_id {"a": 1} (dict) cannot be an index id: only strings, ObjectIds and integers can'
+    )
+    assert by_id['{"a": 1}'].document == {"v": "doc", "id": '{"a": 1}'}
 
 
 async def test_pending_age_when_changes_wait_reports_their_age(

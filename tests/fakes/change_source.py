@@ -17,8 +17,7 @@ from bson import Timestamp
 from src.indexer.errors import CollectionGone, HistoryLost, SourceUnavailable
 from src.indexer.models import ChangeBatch, ChangeEvent, Checkpoint, ClusterTime, DeadLetter, ResumeToken
 from src.indexer.source import BatchLimits
-from src.indexer.transform import UnsupportedEvent, to_change_event, to_document
-from src.search.models import Document
+from src.indexer.transform import UnsupportedEvent, to_change_event, to_copy_event
 
 
 @dataclass
@@ -33,7 +32,7 @@ class FakeCollection:
     shared_time: bool = False
     """When true, writes share one cluster time (as the operations of a transaction do)."""
 
-    def _event(self, op: str, doc_id: str, document: dict[str, object] | None) -> None:
+    def _event(self, op: str, doc_id: object, document: dict[str, object] | None) -> None:
         if not self.shared_time:
             self.inc += 1
         event: dict[str, object] = {
@@ -47,9 +46,9 @@ class FakeCollection:
         self.log.append(event)
 
     def insert(self, document: dict[str, object]) -> None:
-        doc_id = str(document["_id"])
-        self.documents[doc_id] = dict(document)
-        self._event("insert", doc_id, document)
+        """Insert; the change event carries the `_id` as it is (of any BSON kind), the dict keys its text."""
+        self.documents[str(document["_id"])] = dict(document)
+        self._event("insert", document["_id"], document)
 
     def update(self, doc_id: str, changes: dict[str, object]) -> None:
         self.documents[doc_id] = {**self.documents[doc_id], **changes}
@@ -143,9 +142,9 @@ class FakeChangeSource:
                 last_yield = time.monotonic()
             await asyncio.sleep(self.poll_seconds)
 
-    async def snapshot(self, batch_size: int) -> AsyncIterator[list[Document]]:
+    async def snapshot(self, batch_size: int) -> AsyncIterator[list[ChangeEvent]]:
         self._check()
-        ordered = [to_document(self.collection.documents[key]) for key in sorted(self.collection.documents)]
+        ordered = [to_copy_event(self.collection.documents[key]) for key in sorted(self.collection.documents)]
         for start in range(0, len(ordered), batch_size):
             yield ordered[start : start + batch_size]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import re
 import socket
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -161,6 +162,25 @@ async def test_handler_when_poison_document_dead_letters_it_and_the_batch_succee
         ("pkg-00002", True),
         ("pkg-00009", False),
     ]
+
+
+async def test_handler_when_an_id_or_a_size_is_refused_dead_letters_it_unsent_and_the_batch_succeeds(
+    settings: Settings, collection: Any, index: None
+) -> None:
+    limited = settings.model_copy(update={"indexer_max_document_bytes": 4096})
+    async with Recorder(collection) as recorder:
+        await collection.insert_many(
+            [package(1), {"_id": {"a": 1}, "name": "keyed by a document"}, package(3, description="word " * 2000)]
+        )
+        raw = await recorder.take(3)
+    [summary] = await asyncio.to_thread(invoke_all, limited, [docdb_event(raw, source_arn=ARN)])
+    assert (summary["written"], summary["dead_lettered"]) == (1, 2)
+    assert set(await _indexed(limited)) == {"pkg-00001"}
+    found = await collection.database[settings.indexer_dead_letter_collection].find({}).to_list()
+    reasons = {letter["doc_id"]: letter["reason"] for letter in found}
+    assert sorted(reasons) == ["pkg-00003", '{"a": 1}']
+    assert re.fullmatch(r"document is \d+ bytes, over INDEXER_MAX_DOCUMENT_BYTES=4096", reasons["pkg-00003"])
+    assert reasons['{"a": 1}'].startswith('_id {"a": 1} (dict) cannot be an index id')
 
 
 async def test_handler_when_older_event_is_replayed_keeps_the_newer_document(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -393,3 +395,188 @@ def test_mark_checkpoint_saved_when_time_passes_the_age_grows_until_the_next_sav
         assert age() == 42.5  # a stalled stream shows, scrape after scrape
         mark_checkpoint_saved("age-test")
         assert age() == 0.0
+
+
+# --- nothing one document does stops the stream; a stop is honoured whatever the queue holds ----------
+
+
+FRESH = Checkpoint("test", {"_data": "0"}, None, 0, saved_at=0, token_at=9e12)
+
+
+@dataclass
+class GatedBackend(FakeSearchBackend):
+    """Each bulk waits for `gate`; then acknowledges, or raises `failure` when set. Records cancellations."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: Exception | None = None
+    cancelled: int = 0
+
+    async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
+        self.entered.set()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.failure is not None:
+            raise self.failure
+        return await super().bulk(actions, index=index)
+
+
+async def full_queue_harness(count: int = 12) -> tuple[Harness, GatedBackend, asyncio.Event]:
+    """One event per batch, `count` of them; the returned event is set once the reader holds a batch it
+    cannot queue (one with the writer, `queue_batches` queued, one more read)."""
+    h = Harness()
+    h.source.limits = BatchLimits(max_events=1, heartbeat_seconds=0.02)
+    for number in range(count):
+        h.collection.insert({"_id": f"d{number:02d}"})
+    backend = GatedBackend(schema=SCHEMA)
+    await backend.point_alias(await backend.create_index())
+    h.backend = backend
+    h.sink = Sink(backend=backend, dead_letters=h.dead, consumer="test", retry=FAST)
+    reader_blocked = asyncio.Event()
+    original = h.source.batches
+    read = 0
+
+    async def counting(**kwargs: Any) -> AsyncIterator[ChangeBatch]:
+        nonlocal read
+        async for batch in original(**kwargs):
+            read += 1
+            if read == OPTIONS.queue_batches + 2:
+                reader_blocked.set()  # this batch's put waits: the queue is full
+            yield batch
+
+    h.source.batches = counting  # type: ignore[method-assign]
+    return h, backend, reader_blocked
+
+
+async def test_stream_once_when_the_writer_fails_with_a_full_queue_raises_instead_of_hanging() -> None:
+    h, backend, reader_blocked = await full_queue_harness()
+    backend.failure = SearchUnavailable("503 from the backend")
+    task = asyncio.create_task(
+        stream_once(FRESH, source=h.source, sink=h.sink, checkpoints=h.checkpoints, invalidate=None, options=OPTIONS)
+    )
+    await reader_blocked.wait()
+    backend.gate.set()
+    async with asyncio.timeout(10):  # a hang, not a speed: the reader used to wait forever on the full queue
+        with pytest.raises(SearchUnavailable):
+            await task
+    assert h.checkpoints.saved == {}
+
+
+async def test_stream_once_when_stopped_with_a_full_queue_finishes_the_batch_in_flight_and_drops_the_rest() -> None:
+    h, backend, reader_blocked = await full_queue_harness()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        stream_once(
+            FRESH, source=h.source, sink=h.sink, checkpoints=h.checkpoints, invalidate=None, options=OPTIONS, stop=stop
+        )
+    )
+    await reader_blocked.wait()
+    await backend.entered.wait()  # the first batch is in flight
+    stop.set()
+    backend.gate.set()
+    async with asyncio.timeout(10):
+        last = await task
+    assert sorted(await h.index_state()) == ["d00"]  # the queued batches were never written
+    assert h.checkpoints.saved["test"] == last
+    assert last.resume_token == {"_data": "1"}  # so the next run reads them again
+
+
+async def test_run_stream_when_stopped_while_the_engine_never_acknowledges_returns_after_the_grace() -> None:
+    h, backend, reader_blocked = await full_queue_harness()
+    h.checkpoints.saved["test"] = FRESH
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_stream(
+            source=h.source,
+            sink=h.sink,
+            checkpoints=h.checkpoints,
+            invalidate=None,
+            stream_options=dataclasses.replace(OPTIONS, shutdown_grace_seconds=0.05),
+            reindex_options=ReindexOptions(),
+            stop=stop,
+        )
+    )
+    await reader_blocked.wait()
+    await backend.entered.wait()
+    stop.set()
+    async with asyncio.timeout(10):  # the gate never opens: only the grace ends the write
+        await task
+    assert backend.cancelled == 1
+    assert h.checkpoints.saved["test"] == FRESH  # nothing acknowledged, nothing checkpointed
+
+
+async def test_run_stream_when_stopped_during_the_first_copy_returns_after_the_grace() -> None:
+    h, backend, _ = await full_queue_harness(count=3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_stream(
+            source=h.source,
+            sink=h.sink,
+            checkpoints=h.checkpoints,
+            invalidate=None,
+            stream_options=dataclasses.replace(OPTIONS, shutdown_grace_seconds=0.05),
+            reindex_options=ReindexOptions(),
+            stop=stop,
+        )
+    )
+    await backend.entered.wait()  # the copy's first bulk, held
+    stop.set()
+    async with asyncio.timeout(10):
+        await task
+    assert backend.cancelled == 1
+    assert h.checkpoints.saved == {}
+
+
+async def test_stream_once_when_it_starts_the_checkpoint_age_gauge_shows_the_checkpoints_own_age() -> None:
+    from unittest import mock
+
+    from prometheus_client import REGISTRY
+
+    h = Harness()
+    old = Checkpoint("aged", {"_data": "0"}, None, 0, saved_at=time.time() - 500, token_at=9e12)
+    stop = asyncio.Event()
+    stop.set()
+    with mock.patch("src.observability.metrics.time.monotonic", return_value=5000.0):
+        await stream_once(
+            old,
+            source=h.source,
+            sink=h.sink,
+            checkpoints=h.checkpoints,
+            invalidate=None,
+            options=dataclasses.replace(OPTIONS, consumer="aged"),
+            stop=stop,
+        )
+        age = REGISTRY.get_sample_value("search_indexer_checkpoint_age_seconds", {"consumer": "aged"})
+    assert age is not None
+    assert 500 <= age < 501
+
+
+async def test_apply_batch_when_an_id_has_no_index_id_dead_letters_it_and_goes_on() -> None:
+    h = Harness()
+    await h.backend.point_alias(await h.backend.create_index())
+    h.collection.insert({"_id": "good", "name": "fine"})
+    h.collection.insert({"_id": {"a": 1}, "name": "keyed by a document"})
+    h.collection.insert({"_id": 7, "name": "keyed by an integer"})
+    batch = await anext(aiter(h.source.batches(resume_token={"_data": "0"})))
+    await apply_batch(batch, sink=h.sink, checkpoints=h.checkpoints, invalidate=h.invalidate, read_at=1.0)
+    assert sorted(await h.index_state()) == ["7", "good"]
+    [letter] = await h.dead.letters("test")
+    assert letter["doc_id"] == '{"a": 1}'
+    assert letter["reason"] == '_id {"a": 1} (dict) cannot be an index id: only strings, ObjectIds and integers can'
+    assert letter["document"] == {"name": "keyed by a document", "id": '{"a": 1}'}
+    assert h.checkpoints.saved["test"].resume_token == {"_data": "3"}
+
+
+async def test_run_reindex_when_an_id_has_no_index_id_dead_letters_it_and_still_swaps() -> None:
+    h = Harness()
+    h.collection.insert({"_id": "a", "name": "alpha"})
+    h.collection.insert({"_id": 2.5, "name": "keyed by a float"})
+    result = await run_reindex(
+        source=h.source, sink=h.sink, checkpoints=h.checkpoints, invalidate=None, options=ReindexOptions()
+    )
+    assert (result.documents, result.copied) == (1, 1)  # the count check subtracts the refused document
+    assert h.backend.current == result.index
+    assert [letter["doc_id"] for letter in await h.dead.letters("test")] == ["2.5"]

@@ -8,17 +8,24 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from bson import Decimal128, ObjectId, Timestamp
+from bson import Binary, Decimal128, Int64, ObjectId, Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 
 from src.indexer.models import ChangeEvent, ClusterTime
 from src.indexer.transform import (
+    COPY_VERSION,
     MAX_SEQ,
     UnsupportedEvent,
+    UnsupportedId,
     event_version,
+    id_refusal,
     id_string,
+    id_text,
+    refusal,
+    size_refusal,
     to_change_event,
+    to_copy_event,
     to_document,
     to_index_action,
     to_json,
@@ -120,13 +127,71 @@ def test_id_string_int() -> None:
     assert id_string(42) == "42"
 
 
-def test_id_string_uuid_is_canonical_text() -> None:
-    value = uuid.UUID("12345678-1234-5678-1234-567812345678")
-    assert id_string(value) == "12345678-1234-5678-1234-567812345678"
+def test_id_string_int64_is_its_digits() -> None:
+    assert id_string(Int64(2**40)) == "1099511627776"
 
 
 def test_id_string_str_unchanged() -> None:
     assert id_string("sku-1") == "sku-1"
+
+
+def test_id_string_when_the_id_has_no_index_id_raises_unsupported_id() -> None:
+    with pytest.raises(UnsupportedId, match="only strings, ObjectIds and integers"):
+        id_string({"a": 1})
+
+
+@pytest.mark.parametrize("raw", ["sku-1", "", OID, 0, -7, Int64(5), 2**62])
+def test_id_refusal_when_string_object_id_or_integer_accepts(raw: object) -> None:
+    assert id_refusal(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"a": 1}, '_id {"a": 1} (dict)'),
+        ([1, 2], "_id [1, 2] (list)"),
+        (1.5, "_id 1.5 (float)"),
+        (Decimal128("1.5"), '_id {"$numberDecimal": "1.5"} (Decimal128)'),
+        (Binary(b"ab", 0), '_id {"$binary": {"base64": "YWI=", "subType": "00"}} (Binary)'),
+        (uuid.UUID(int=1), "_id UUID('00000000-0000-0000-0000-000000000001') (UUID)"),
+        (None, "_id null (null)"),
+        (True, "_id true (bool)"),
+    ],
+)
+def test_id_refusal_when_any_other_kind_names_it(raw: object, named: str) -> None:
+    assert id_refusal(raw) == f"{named} cannot be an index id: only strings, ObjectIds and integers can"
+
+
+def test_id_text_when_the_id_is_refused_is_extended_json_never_a_python_repr() -> None:
+    assert id_text({"a": 1}) == '{"a": 1}'  # not "{'a': 1}", which a real string id could be
+    assert id_text(OID) == "65a1b2c3d4e5f60718293a4b"
+
+
+# --- up-front refusal ----------------------------------------------------------------------------
+
+
+def test_size_refusal_when_over_the_limit_names_both_sizes() -> None:
+    assert size_refusal(2049, 2048) == "document is 2049 bytes, over INDEXER_MAX_DOCUMENT_BYTES=2048"
+    assert size_refusal(2048, 2048) is None
+
+
+def test_refusal_when_the_encoding_is_over_the_limit_refuses_the_upsert() -> None:
+    document: Document = {"id": "a", "text": "x" * 100}
+    size = len(orjson.dumps(document))
+    action = IndexAction(op="upsert", doc_id="a", document=document)
+    assert refusal(action, max_document_bytes=size) is None
+    assert refusal(action, max_document_bytes=size - 1) == (
+        f"document is {size} bytes, over INDEXER_MAX_DOCUMENT_BYTES={size - 1}"
+    )
+
+
+def test_refusal_when_the_id_was_refused_gives_that_reason_whatever_the_size() -> None:
+    action = IndexAction(op="upsert", doc_id="1.5", document={"id": "1.5"}, refused="_id 1.5 (float) ...")
+    assert refusal(action, max_document_bytes=10**9) == "_id 1.5 (float) ..."
+
+
+def test_refusal_when_delete_has_no_document_to_measure() -> None:
+    assert refusal(IndexAction(op="delete", doc_id="a"), max_document_bytes=1) is None
 
 
 # --- to_json -------------------------------------------------------------------------------------
@@ -314,6 +379,47 @@ def test_to_change_event_doc_id_comes_from_document_key() -> None:
     event = to_change_event(raw, 0)
     assert event.doc_id == "99"
     assert event.document == {"x": 1, "id": "other"}
+
+
+def test_to_change_event_when_the_id_is_a_document_refuses_it_and_keeps_the_document() -> None:
+    raw = _raw("insert", fullDocument={"_id": {"a": 1}, "name": "lamp"})
+    raw["documentKey"] = {"_id": {"a": 1}}
+    event = to_change_event(raw, 0)
+    assert event.doc_id == '{"a": 1}'
+    assert event.refused == '_id {"a": 1} (dict) cannot be an index id: only strings, ObjectIds and integers can'
+    assert event.document == {"name": "lamp", "id": '{"a": 1}'}
+    assert to_index_action(event).refused == event.refused
+
+
+def test_to_change_event_when_a_delete_has_a_refused_id_refuses_it_too() -> None:
+    raw = _raw("delete")
+    raw["documentKey"] = {"_id": 2.5}
+    event = to_change_event(raw, 0)
+    assert (event.doc_id, event.document) == ("2.5", None)
+    assert event.refused is not None
+    assert "(float)" in event.refused
+    assert to_index_action(event) == IndexAction(
+        op="delete", doc_id="2.5", version=event.version, refused=event.refused
+    )
+
+
+def test_to_copy_event_is_an_insert_at_the_copy_version() -> None:
+    event = to_copy_event({"_id": OID, "name": "lamp"})
+    document: Document = {"name": "lamp", "id": "65a1b2c3d4e5f60718293a4b"}
+    assert event == ChangeEvent(
+        op="insert",
+        doc_id="65a1b2c3d4e5f60718293a4b",
+        document=document,
+        version=COPY_VERSION,
+        size_bytes=len(orjson.dumps(document)),
+    )
+
+
+def test_to_copy_event_when_the_id_is_refused_carries_the_reason() -> None:
+    event = to_copy_event({"_id": [1], "name": "lamp"})
+    assert (event.doc_id, event.document) == ("[1]", {"name": "lamp", "id": "[1]"})
+    assert event.refused is not None
+    assert "(list)" in event.refused
 
 
 def test_to_change_event_version_follows_cluster_time_and_seq() -> None:

@@ -88,6 +88,18 @@ def test_parse_lines_empty_input() -> None:
     assert list(parse_lines(iter([]))) == []
 
 
+def test_parse_lines_when_a_line_is_over_the_document_limit_refuses_it_unread() -> None:
+    big = b'{"id": "big", "body": "' + b"x" * 100 + b'"}'
+    parsed = list(parse_lines(iter([b'{"id": "a"}\n', big + b"\n", b"not even json " * 10]), max_document_bytes=64))
+    assert parsed == [
+        _ok(1, "a", {"id": "a"}),
+        ParsedLine(
+            line_number=2, action=None, error=f"document is {len(big)} bytes, over INDEXER_MAX_DOCUMENT_BYTES=64"
+        ),
+        ParsedLine(line_number=3, action=None, error="document is 139 bytes, over INDEXER_MAX_DOCUMENT_BYTES=64"),
+    ]
+
+
 # --- batched -------------------------------------------------------------------------------------
 
 
@@ -293,6 +305,14 @@ async def test_load_file_backend_refusals_and_sample_limit(tmp_path: Path) -> No
         "line 1 (id a): mapper_parsing_exception: bad",
         "line 3: id: a non-empty string (or integer) is required",
     ]
+
+
+async def test_load_file_when_a_line_is_over_the_document_limit_reports_it_as_an_error_sample(tmp_path: Path) -> None:
+    path = _write(tmp_path, [b'{"id": "a"}', b'{"id": "b", "body": "' + b"x" * 200 + b'"}'])
+    backend = _RecordingBackend(current="docs-1")
+    summary = await load_file(path, backend=cast(SearchBackend, backend), batch_size=10, max_document_bytes=100)
+    assert (summary.documents, summary.errors) == (1, 1)
+    assert summary.error_samples == ["line 2: document is 223 bytes, over INDEXER_MAX_DOCUMENT_BYTES=100"]
 
 
 async def test_load_file_without_progress_callback(tmp_path: Path) -> None:

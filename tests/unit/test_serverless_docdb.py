@@ -96,6 +96,15 @@ def test_to_change_batch_when_records_are_malformed_or_unsupported_sets_them_apa
     assert conversion.batch.resume_token == {"_data": "token-1-2--"}  # the last readable event's token
 
 
+def test_to_change_batch_when_an_id_has_no_index_id_refuses_it_on_the_event() -> None:
+    keyed: dict[str, object] = {"_id": {"sku": 1}, "name": "lamp"}
+    event = raw("insert", "-", 1, 1, fullDocument=keyed)
+    event["documentKey"] = {"_id": {"sku": 1}}
+    [change] = to_change_batch(docdb_event([event], source_arn="x")["events"], previous=None).batch.events
+    assert (change.doc_id, change.document) == ('{"sku": 1}', {"name": "lamp", "id": '{"sku": 1}'})
+    assert change.refused == '_id {"sku": 1} (dict) cannot be an index id: only strings, ObjectIds and integers can'
+
+
 def test_to_change_batch_when_empty_keeps_the_checkpoint_position() -> None:
     checkpoint = Checkpoint("c", {"_data": "t"}, ClusterTime(10, 1), seq=4, saved_at=0, token_at=0)
     batch = to_change_batch([], previous=checkpoint).batch

@@ -21,17 +21,21 @@ class ClusterTime:
 
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
-    """One change of the source collection, reduced to what indexing needs."""
+    """One change of the source collection (or one document of a snapshot, as an insert), reduced to what
+    indexing needs."""
 
     op: Literal["insert", "update", "replace", "delete"]
     doc_id: str
-    """The document's `_id` as a string (ObjectId in hex)."""
+    """The document's `_id` as a string (ObjectId in hex); Extended JSON when `refused`."""
     document: Document | None
     """The whole document after the change (updateLookup); None for deletes, or when already gone."""
     version: int
-    """Monotonic version from the cluster time plus a tie-break (see `transform.event_version`)."""
+    """Monotonic version from the cluster time plus a tie-break (see `transform.event_version`);
+    `transform.COPY_VERSION` for a snapshot's document."""
     size_bytes: int
-    """Approximate size, for batching by bytes."""
+    """Size of the document's JSON encoding (64 without one), for batching by bytes."""
+    refused: str | None = None
+    """Why the index cannot hold this document's `_id` (see `transform.id_refusal`): never sent, dead-lettered."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ Contract (tests/contract/test_search_backend_contract.py runs it against every i
   the new one after); `current_index()` names the index the alias points at, or None.
 - `bulk(actions, index=...)` writes upserts/deletes by document id, idempotently, and returns one
   `BulkItemResult` per action in order. A document the backend refuses for good is `ok=False,
-  retryable=False`; a transient failure is `retryable=True`. Writes are searchable after `refresh()`.
+  retryable=False` (a document too large for the engine on its own included); a transient failure is
+  `retryable=True` (`pressure=True` when the engine refused it for its load). A request the engine
+  refuses as a whole for its size or load raises `EnginePressure`. Writes are searchable after `refresh()`.
 - `search(query)` returns hits ordered by the requested sort (relevance by default), ties broken by
   document id ascending, `query.limit` at most, continuing strictly after `query.after` (the
   `sort_values` of the previous page's last hit). Terms match with the typo budget of each `Term`
@@ -60,6 +62,9 @@ class IndexAction:
     document: Document | None = None
     version: int | None = None
     """External version (monotonic per document); an older write never replaces a newer one."""
+    refused: str | None = None
+    """Why this write must never be sent (an `_id` the index cannot hold, see `transform.id_refusal`): the
+    indexer's sink dead-letters such an action before any backend sees it; backends ignore the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,9 @@ class BulkItemResult:
     ok: bool
     retryable: bool = False
     error: str | None = None
+    pressure: bool = False
+    """Refused for the engine's load (a 429 item: indexing pressure, a full queue): retryable, but a
+    smaller request may pass where this one did not."""
 
 
 class SearchBackend(Protocol):

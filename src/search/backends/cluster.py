@@ -25,8 +25,10 @@ from src.search.backends.querydsl import (
     build_search_body,
     bulk_item_result,
     parse_search_response,
+    request_bytes,
+    too_large_alone,
 )
-from src.search.errors import SearchRejected, SearchUnavailable
+from src.search.errors import EnginePressure, SearchRejected, SearchUnavailable
 from src.search.models import Document
 from src.search.query import BackendQuery
 from src.search.schema import IndexSchema
@@ -76,7 +78,8 @@ class ClusterBackend[Client](ABC):
 
         Connection errors, timeouts, 429 and 5xx are SearchUnavailable (they feed the breaker and
         retries); on a read, the engine refusing that request's input is SearchRejected. Writes keep
-        every failure retryable; `bulk` reports per-document refusals itself.
+        every failure retryable, a 413 or 429 as EnginePressure (see `querydsl.PRESSURE_STATUSES`);
+        `bulk` reports per-document refusals itself.
         """
 
     @asynccontextmanager
@@ -205,15 +208,39 @@ class ClusterBackend[Client](ABC):
             await self._delete_index(index)
 
     async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
-        """One bulk request; per-document results, rejected documents reported rather than raised."""
+        """One bulk request; per-document results, rejected documents reported rather than raised.
+
+        A request of one operation that the engine refuses for that operation's own size (a 413, or
+        indexing pressure the operation can never fit in: see `querydsl.too_large_alone`) is that
+        document's refusal for good; a larger request refused as a whole raises EnginePressure.
+        """
         operations, sent, results = build_bulk_operations(actions, target=index or self._alias, schema=self._schema)
         if operations:
             budget = max(30.0, self._timeout * 10)
-            async with self._translate_errors("bulk", budget_seconds=budget):
-                response = await self._bulk(operations, timeout_seconds=budget)
+            try:
+                async with self._translate_errors("bulk", budget_seconds=budget):
+                    response = await self._bulk(operations, timeout_seconds=budget)
+            except EnginePressure as err:
+                if len(sent) != 1 or not too_large_alone(err.status, err.reason, request_bytes(operations)):
+                    raise
+                results[sent[0]] = self._too_large(actions[sent[0]].doc_id, err.status, err.reason)
+                return [results[position] for position in range(len(actions))]
             for position, item in zip(sent, response["items"], strict=True):
-                results[position] = bulk_item_result(actions[position].doc_id, item)
+                result = bulk_item_result(actions[position].doc_id, item)
+                if (
+                    result.pressure
+                    and len(sent) == 1
+                    and too_large_alone(429, result.error or "", request_bytes(operations))
+                ):
+                    result = self._too_large(result.doc_id, 429, result.error or "")
+                results[position] = result
         return [results[position] for position in range(len(actions))]
+
+    def _too_large(self, doc_id: str, status: int, reason: str) -> BulkItemResult:
+        detail = reason or "request entity too large"
+        return BulkItemResult(
+            doc_id=doc_id, ok=False, error=f"too large for {self.kind} on its own ({status}): {detail}"
+        )
 
     async def refresh(self, index: str | None = None) -> None:
         """Make acknowledged writes searchable now."""

@@ -14,8 +14,8 @@ from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 
 from src.search.backends.cluster import ADMIN_TIMEOUT_SECONDS, ClusterBackend
-from src.search.backends.querydsl import ESBody, error_type, is_rejection_status
-from src.search.errors import SearchRejected, SearchUnavailable
+from src.search.backends.querydsl import PRESSURE_STATUSES, ESBody, error_reason, error_type, is_rejection_status
+from src.search.errors import EnginePressure, SearchRejected, SearchUnavailable
 from src.search.schema import IndexSchema
 
 
@@ -28,11 +28,19 @@ class ElasticsearchBackend(ClusterBackend[AsyncElasticsearch]):
 
     def _classify(self, err: Exception, what: str, *, read: bool) -> SearchUnavailable | SearchRejected:
         """On a read, a status other than 429/5xx/401/403 and a missing index (400, 404 of a request
-        path, 405, ...) is the engine refusing that request; everything else is unavailability."""
+        path, 405, ...) is the engine refusing that request; on a write, 413 and 429 are its size or the
+        engine's load (EnginePressure); everything else is unavailability."""
         if isinstance(err, TransportConnectionError | ConnectionTimeout):
             return SearchUnavailable(f"elasticsearch {what}: {type(err).__name__}")
         if isinstance(err, ApiError) and read and is_rejection(err):
             return SearchRejected(f"elasticsearch refused the {what} request ({err.meta.status})")
+        if isinstance(err, ApiError) and not read and err.meta.status in PRESSURE_STATUSES:
+            reason = error_reason(err.body)
+            return EnginePressure(
+                f"elasticsearch refused the {what} request ({err.meta.status}): {reason or 'request entity too large'}",
+                status=err.meta.status,
+                reason=reason,
+            )
         return SearchUnavailable(f"elasticsearch {what} failed: {err}")
 
     async def _search(self, body: ESBody) -> ESBody:

@@ -17,8 +17,8 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
 
 from src.search.backends.cluster import ADMIN_TIMEOUT_SECONDS, ClusterBackend
-from src.search.backends.querydsl import ESBody, error_type, is_rejection_status
-from src.search.errors import SearchRejected, SearchUnavailable
+from src.search.backends.querydsl import PRESSURE_STATUSES, ESBody, error_reason, error_type, is_rejection_status
+from src.search.errors import EnginePressure, SearchRejected, SearchUnavailable
 from src.search.schema import IndexSchema
 
 type AwsService = Literal["es", "aoss"]
@@ -34,14 +34,22 @@ class OpenSearchBackend(ClusterBackend[AsyncOpenSearch]):
 
     def _classify(self, err: Exception, what: str, *, read: bool) -> SearchUnavailable | SearchRejected:
         """opensearch-py's ConnectionError covers timeouts and TLS; on a read, a status other than
-        429/5xx/401/403 and a missing index is the engine refusing that request; serialization and the
-        like are never the caller's input."""
+        429/5xx/401/403 and a missing index is the engine refusing that request; on a write, 413 and 429
+        are its size or the engine's load (EnginePressure); serialization and the like are never the
+        caller's input."""
         if isinstance(err, OpenSearchConnectionError):
             return SearchUnavailable(f"opensearch {what}: {type(err).__name__}")
         if isinstance(err, TransportError):
             status = err.status_code if isinstance(err.status_code, int) else 500
             if read and is_rejection_status(status, _error_type(err)):
                 return SearchRejected(f"opensearch refused the {what} request ({status})")
+            if not read and status in PRESSURE_STATUSES:
+                reason = error_reason(_error_body(err))
+                return EnginePressure(
+                    f"opensearch refused the {what} request ({status}): {reason or 'request entity too large'}",
+                    status=status,
+                    reason=reason,
+                )
         return SearchUnavailable(f"opensearch {what} failed: {err}")
 
     async def _search(self, body: ESBody) -> ESBody:
@@ -108,12 +116,20 @@ class OpenSearchBackend(ClusterBackend[AsyncOpenSearch]):
 def _error_type(err: TransportError) -> str | None:
     """The engine's `error.type`. The async connection does not decode error bodies (it drops their
     content type), so `info` is None there and the raw JSON is in `error`."""
+    body = _error_body(err)
+    if body is not None:
+        return error_type(body)
+    return err.error if isinstance(err.error, str) and err.error.endswith("_exception") else None
+
+
+def _error_body(err: TransportError) -> object:
+    """The decoded error body (see `_error_type`), or None."""
     if isinstance(err.info, dict):
-        return error_type(err.info)
+        return err.info
     try:
-        return error_type(json.loads(err.error)) if isinstance(err.error, str) else None
+        return json.loads(err.error) if isinstance(err.error, str) else None
     except ValueError:
-        return err.error if isinstance(err.error, str) and err.error.endswith("_exception") else None
+        return None
 
 
 def _timeout(seconds: float) -> dict[str, Any]:
