@@ -14,6 +14,7 @@ from src.api.deps import ServicesDep
 from src.cache.base import CacheUnavailable
 from src.cache.invalidation import bump_search_generation, invalidate_documents
 from src.events import ReindexRequest
+from src.indexer.models import OrphanIndex
 from src.search.models import Problem
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -96,6 +97,8 @@ class IndexerStatusBody(TypedDict, total=False):
     lag_seconds: float | None
     last_cluster_time: int | None
     error: str
+    orphans: list[OrphanIndex]
+    """Versioned indices dead builds left behind (the next load or reindex drops them)."""
     reindex: dict[str, Any]
     """The latest reindex requested through the broker: request_id, state, times, the index it produced."""
 
@@ -105,7 +108,7 @@ class IndexerStatusBody(TypedDict, total=False):
     summary="The indexer's status",
     description=f"Needs a bearer token with the `{STATUS_SCOPE}` scope. The same report as "
     "`python -m indexer status`: state (ok, behind, stalled, no-checkpoint, source-unreachable, "
-    "backend-unreachable), checkpoint and token ages, lag.",
+    "backend-unreachable), checkpoint and token ages, lag, and the orphans of dead index builds.",
     responses={**_REFUSED, 503: {"model": Problem, "description": "No indexer source is configured."}},
     openapi_extra={"security": [{"bearer": [STATUS_SCOPE]}]},
 )
