@@ -14,7 +14,6 @@ from src.api.deps import ServicesDep
 from src.cache.base import CacheUnavailable
 from src.cache.invalidation import bump_search_generation, invalidate_documents
 from src.events import ReindexRequest
-from src.indexer.models import OrphanIndex
 from src.search.models import Problem
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -89,6 +88,16 @@ async def purge_cache(body: PurgeRequest, services: ServicesDep, claims: PurgeCl
     return {"purged": "all" if body.all else "documents", "documents": removed, "search_generation": generation}
 
 
+class OrphanIndexBody(TypedDict):
+    """A versioned index a dead load or reindex left behind (src.indexer.models.OrphanIndex; the API does not
+    import the indexer's code, which the Lambda handler must not load)."""
+
+    index: str
+    """The index name (`<alias>-<timestamp>`)."""
+    age_seconds: float
+    """Seconds since its build's last heartbeat."""
+
+
 class IndexerStatusBody(TypedDict, total=False):
     consumer: str
     state: str
@@ -97,7 +106,7 @@ class IndexerStatusBody(TypedDict, total=False):
     lag_seconds: float | None
     last_cluster_time: int | None
     error: str
-    orphans: list[OrphanIndex]
+    orphans: list[OrphanIndexBody]
     """Versioned indices dead builds left behind (the next load or reindex drops them)."""
     reindex: dict[str, Any]
     """The latest reindex requested through the broker: request_id, state, times, the index it produced."""
