@@ -182,6 +182,7 @@ async def run_reindex_command(settings: Settings) -> int:
     print(
         f"reindexed into {result.index}: {result.documents} documents ({result.copied} copied, "
         f"{result.replayed} changes replayed) in {result.seconds:.2f} seconds; dropped {list(result.dropped)}"
+        + (f"; dropped orphans of dead builds {list(result.orphans)}" if result.orphans else "")
     )
     return 0
 
@@ -242,6 +243,8 @@ async def run_load(args: argparse.Namespace, settings: Settings) -> int:
                 recreate=args.recreate,
                 on_progress=advance,
                 max_document_bytes=settings.indexer_max_document_bytes,
+                heartbeat_seconds=settings.indexer_build_heartbeat_seconds,
+                orphan_after_seconds=settings.indexer_orphan_after_seconds,
             )
     finally:
         await backend.close()
@@ -275,6 +278,8 @@ def print_summary(summary: LoadSummary, *, backend_kind: str, alias: str) -> Non
     """The end-of-load report on stdout."""
     for sample in summary.error_samples:
         print(f"error: {sample}", file=sys.stderr)
+    if summary.orphans:
+        print(f"dropped orphans of dead builds: {', '.join(summary.orphans)}")
     action = "created" if summary.created else "updated"
     print(
         f"{action} {summary.index} (alias {alias!r}) on {backend_kind}: "

@@ -29,7 +29,7 @@ from src.api.http_cache import HttpCachePolicy
 from src.api.openapi import make_openapi
 from src.api.preview import install_preview
 from src.api.problems import install_problem_handlers
-from src.api.ratelimit import EngineBudget, RateLimitMiddleware, parse_networks
+from src.api.ratelimit import RateLimitMiddleware, create_engine_budget, parse_networks
 from src.api.routes import admin, health, search
 from src.api.security import SecurityHeaders
 from src.cache.factory import create_cache_aside
@@ -180,12 +180,19 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         )
         budget = None
         if config.rate_limit_enabled:
-            budget = EngineBudget(
+            budget = create_engine_budget(
                 config.rate_limit_engine,
                 redis_url=config.redis_url,
                 cluster=config.redis_cluster,
                 timeout_seconds=config.redis_timeout_seconds,
                 key_prefix=f"{services.aside.policy.namespace}:limits",
+                # Its own breaker: an outage of the limiter's Redis costs one budget per request only
+                # until it opens (the local count decides meanwhile).
+                breaker=CircuitBreaker(
+                    name="rate-limiter",
+                    failure_threshold=config.redis_breaker_failures,
+                    reset_seconds=config.redis_breaker_reset_seconds,
+                ),
             )
             services.aside.admit = budget.charge
         subscribe = config.broker_url and config.broker_subscribe

@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     indexer_token_retention_seconds: float = Field(default=3 * 3600.0, gt=0)
     indexer_reindex_batch_size: int = Field(default=1000, ge=1)
     indexer_reindex_keep_previous: int = Field(default=1, ge=0)
+    indexer_build_heartbeat_seconds: float = Field(default=60.0, gt=0)
+    """How often a load or reindex refreshes the building heartbeat of the index it builds."""
+    indexer_orphan_after_seconds: float = Field(default=600.0, ge=0)
+    """A build of the alias whose heartbeat is older than this, and which the alias does not point at, was
+    left by a dead process: the next load or reindex drops it, `status` lists it."""
     indexer_metrics_host: str = "127.0.0.1"
     indexer_metrics_port: int = Field(default=9108, ge=0, le=65535)
     indexer_status_max_lag_seconds: float = Field(default=60.0, gt=0)
@@ -263,6 +268,15 @@ class Settings(BaseSettings):
     def _check_metrics_access(self) -> Settings:
         if self.metrics_public and self.metrics_scope:
             raise ValueError("METRICS_PUBLIC=true and METRICS_SCOPE are both set: /metrics is either open or scoped")
+        return self
+
+    @model_validator(mode="after")
+    def _check_orphan_bound(self) -> Settings:
+        if self.indexer_orphan_after_seconds < 2 * self.indexer_build_heartbeat_seconds:
+            raise ValueError(
+                "INDEXER_ORPHAN_AFTER_SECONDS must be at least twice INDEXER_BUILD_HEARTBEAT_SECONDS "
+                "(a live build's heartbeat must never look that old)"
+            )
         return self
 
     @model_validator(mode="after")

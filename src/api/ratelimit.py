@@ -10,10 +10,21 @@
   (`SlidingWindowCounter`, a dict of three numbers per client): `limits`' in-memory storage, with its
   locks and expiry timers, cost about a fifth of a fast cache hit.
 - **Engine budget** (`RATE_LIMIT_ENGINE`, lower): requests that reach the engine, checked where a
-  cache miss is known (before the single flight, so another client's request never pays for this
-  one), in Redis when `REDIS_URL` is set (a moving window: exact across processes), else in memory. A
-  Redis that fails or is slow lets the request through (the cache's own breaker and budget decide
-  about Redis; a limiter outage must not become an API outage) and is counted.
+  cache miss is known (before the single flight and before admission control, so a refused request
+  never takes an engine slot and another client's request never pays for this one). Two counters, the
+  same limit, charged in this order:
+  1. this process's own sliding-window counter (`SlidingWindowCounter`): over it, a 429 at once, with
+     no network trip. A client never gets more than the limit from one process, whatever Redis does,
+     and a burst past the limit costs Redis nothing.
+  2. with `REDIS_URL`, the shared moving window in Redis (`limits`: exact across processes). When
+     Redis fails, misses its budget (`REDIS_TIMEOUT_SECONDS`) or its breaker is open, the local
+     decision stands (the request was already counted locally) and the miss is counted
+     (`search_api_rate_limiter_errors_total`). Limits fail closed for the client over its budget and
+     open for everyone else: a Redis outage never lets a burst through, nor refuses a client under it.
+  A request the shared window refuses still counts locally (the client asked for it). The local count is
+  the sliding-window approximation (the previous window's requests taken as evenly spread): around a
+  window's edge it may grant a little more or less than an exact window would; with Redis answering,
+  the exact shared window still refuses what is over. Without Redis the local count is the budget.
 
 Over a limit: a 429 problem (`/problems/rate-limited`) with `Retry-After` (seconds, rounded up),
 `RateLimit-Policy` and `RateLimit` (the IETF httpapi draft: `"<name>";q=<limit>;w=<window>` and
@@ -29,7 +40,7 @@ import math
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 from loguru import logger
@@ -37,6 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from src.observability.metrics import RATE_LIMITED, RATE_LIMITER_ERRORS
 from src.observability.middleware import CLIENT_KEY
+from src.resilience import CircuitBreaker
 
 if TYPE_CHECKING:  # `limits` loads only where a limit is on (not on Lambda, where API Gateway throttles)
     import limits.aio.storage
@@ -219,69 +231,140 @@ class RateLimitMiddleware:
             CLIENT.reset(token)
 
 
-class EngineBudget:
-    """The per-client budget of requests that reach the engine (exact in Redis, else per process)."""
+class SharedWindow(Protocol):
+    """The shared half of the engine budget: one count per client across every process."""
 
-    def __init__(
-        self,
-        limit: str,
-        *,
-        redis_url: str = "",
-        cluster: bool = False,
-        timeout_seconds: float = 0.05,
-        key_prefix: str = "search-api-limits",
-    ) -> None:
+    async def hit(self, client: str) -> float | None:
+        """Count one request of `client`; None when allowed, else the seconds until one would be.
+
+        Raises whatever its store raises when it cannot answer (the budget counts that and decides locally)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the store's connections."""
+        ...
+
+
+class RedisMovingWindow:
+    """`limits`' moving window in Redis or Redis Cluster: exact across processes."""
+
+    def __init__(self, limit: str, *, redis_url: str, cluster: bool, timeout_seconds: float, key_prefix: str) -> None:
         import limits
         import limits.aio.storage
         import limits.aio.strategies
 
         self.item = limits.parse(limit)
-        self.timeout = timeout_seconds
-        if redis_url:
-            scheme, rest = redis_url.split("://", 1)
-            if cluster:
-                self.storage: limits.aio.storage.Storage = limits.aio.storage.RedisClusterStorage(
-                    f"async+redis+cluster://{rest}",
-                    implementation="redispy",
-                    key_prefix=key_prefix,
-                    socket_timeout=timeout_seconds,
-                )
-            else:
-                self.storage = limits.aio.storage.RedisStorage(
-                    f"async+{scheme}://{rest}",
-                    implementation="redispy",
-                    key_prefix=key_prefix,
-                    socket_timeout=timeout_seconds,
-                )
-            self.kind = "redis"
+        scheme, rest = redis_url.split("://", 1)
+        if cluster:
+            self.storage: limits.aio.storage.Storage = limits.aio.storage.RedisClusterStorage(
+                f"async+redis+cluster://{rest}",
+                implementation="redispy",
+                key_prefix=key_prefix,
+                socket_timeout=timeout_seconds,
+            )
         else:
-            self.storage = limits.aio.storage.MemoryStorage()
-            self.kind = "memory"
+            self.storage = limits.aio.storage.RedisStorage(
+                f"async+{scheme}://{rest}",
+                implementation="redispy",
+                key_prefix=key_prefix,
+                socket_timeout=timeout_seconds,
+            )
         self.limiter = limits.aio.strategies.MovingWindowRateLimiter(self.storage)
 
-    async def charge(self) -> None:
-        """Count one engine request for the current client; RateLimited when over the budget."""
-        client = CLIENT.get()
-        if client is None:
-            return
-        try:
-            async with asyncio.timeout(self.timeout):
-                allowed = await self.limiter.hit(self.item, "engine", client)
-                if allowed:
-                    return
-                stats = await self.limiter.get_window_stats(self.item, "engine", client)
-        except Exception as err:  # the limiter's store failed: let the request through, and say so
-            RATE_LIMITER_ERRORS.inc()
-            logger.debug("engine budget unavailable ({}): request allowed", type(err).__name__)
-            return
-        RATE_LIMITED.labels("engine").inc()
-        raise RateLimited("engine", self.item.amount, self.item.get_expiry(), stats.reset_time - time.time())
+    async def hit(self, client: str) -> float | None:
+        """One moving-window hit (a Lua script); a refusal asks for the window's reset time too."""
+        if await self.limiter.hit(self.item, "engine", client):
+            return None
+        stats = await self.limiter.get_window_stats(self.item, "engine", client)
+        return max(0.0, stats.reset_time - time.time())
 
     async def close(self) -> None:
-        """Close the Redis client behind the budget (at shutdown: an open connection would outlive the loop).
+        """Close the Redis client (at shutdown: an open connection would outlive the loop).
 
         `limits` has no close of its own; its redis-py bridge holds the client as `bridge.storage`."""
         client = getattr(getattr(self.storage, "bridge", None), "storage", None)
         close = getattr(client, "aclose", None)
         if close is not None:
             await close()
+
+
+class EngineBudget:
+    """The per-client budget of requests that reach the engine: local first, then shared (see the module
+    docstring)."""
+
+    def __init__(
+        self,
+        limit: str,
+        *,
+        shared: SharedWindow | None = None,
+        timeout_seconds: float = 0.05,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import limits  # its parser only
+
+        item = limits.parse(limit)
+        self.amount = item.amount
+        self.window_seconds = item.get_expiry()
+        self.local = SlidingWindowCounter(self.amount, self.window_seconds, clock=clock)
+        self.shared = shared
+        self.timeout = timeout_seconds
+        self.breaker = breaker
+        self.kind = "memory" if shared is None else "redis"
+
+    async def charge(self) -> None:
+        """Count one engine request for the current client; RateLimited when over the budget."""
+        client = CLIENT.get()
+        if client is None:
+            return
+        wait = self.local.hit(client)
+        if wait is None and self.shared is not None:
+            wait = await self._shared_hit(self.shared, client)
+        if wait is None:
+            return
+        RATE_LIMITED.labels("engine").inc()
+        raise RateLimited("engine", self.amount, self.window_seconds, wait)
+
+    async def _shared_hit(self, shared: SharedWindow, client: str) -> float | None:
+        """The shared window's answer, or None (the local decision, allowed) when it has none in time."""
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            RATE_LIMITER_ERRORS.inc()
+            return None
+        try:
+            async with asyncio.timeout(self.timeout):
+                wait = await shared.hit(client)
+        except Exception as err:  # the store failed or was slow: the local count decided, and we say so
+            if breaker is not None:
+                breaker.record_failure(f"{type(err).__name__}: {err}")
+            RATE_LIMITER_ERRORS.inc()
+            logger.debug("shared engine budget unavailable ({}): the local count decided", type(err).__name__)
+            return None
+        if breaker is not None:
+            breaker.record_success()
+        return wait
+
+    async def close(self) -> None:
+        """Close the shared window's connections."""
+        if self.shared is not None:
+            await self.shared.close()
+
+
+def create_engine_budget(
+    limit: str,
+    *,
+    redis_url: str = "",
+    cluster: bool = False,
+    timeout_seconds: float = 0.05,
+    key_prefix: str = "search-api-limits",
+    breaker: CircuitBreaker | None = None,
+) -> EngineBudget:
+    """The engine budget as configured: local only without `redis_url`, else local then Redis."""
+    shared = (
+        RedisMovingWindow(
+            limit, redis_url=redis_url, cluster=cluster, timeout_seconds=timeout_seconds, key_prefix=key_prefix
+        )
+        if redis_url
+        else None
+    )
+    return EngineBudget(limit, shared=shared, timeout_seconds=timeout_seconds, breaker=breaker)

@@ -110,8 +110,9 @@ class CacheAside:
         self.engine_inflight = 0
         """Engine computations running now (admission control's count)."""
         self.admit: Callable[[], Awaitable[None]] | None = None
-        """Called once per request that will reach the engine (a miss), before it joins a single flight:
-        the per-client engine budget (its RateLimited refuses this request only)."""
+        """Called once per request that will reach the engine (a miss), before it joins a single flight and
+        before admission control: the per-client engine budget (its RateLimited refuses this request only,
+        so a client over its budget never holds an engine slot another client could use)."""
         self._decoded: OrderedDict[int, tuple[bytes, CacheEntry]] = OrderedDict()
         """Stored values decoded lately, by identity (see `_decode_memoised`)."""
 

@@ -168,6 +168,8 @@ def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidat
             batch_size=settings.indexer_reindex_batch_size,
             keep_previous=settings.indexer_reindex_keep_previous,
             save_checkpoint=save_checkpoint,
+            heartbeat_seconds=settings.indexer_build_heartbeat_seconds,
+            orphan_after_seconds=settings.indexer_orphan_after_seconds,
         ),
         purges=purges,
         broker=broker,
@@ -214,6 +216,7 @@ async def read_indexer_status(settings: Settings, *, now: float) -> IndexerStatu
             stall_seconds=settings.indexer_status_stall_seconds,
             backend=indexer.backend,
             timeout_seconds=settings.mongodb_timeout_seconds + 1,
+            orphan_after_seconds=settings.indexer_orphan_after_seconds,
         )
         if status["state"] != "source-unreachable" and indexer.reindex_log is not None:
             latest = await indexer.reindex_log.latest()

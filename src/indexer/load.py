@@ -1,14 +1,19 @@
 """Bulk-load a JSON Lines file (optionally gzipped) into the configured backend.
 
-Reading is streamed and batched, so memory stays bounded by one batch whatever the file size. A line
-that is not a JSON object with an id, that is longer than the document size limit (the line is the
-document's JSON encoding), or that the backend refuses, is counted as an error and reported with its
-line number; the load goes on.
+Reading is streamed and batched, so memory stays bounded by one batch whatever the file size; the file
+is opened once, so it may be a pipe (`/dev/stdin`, a FIFO). A line that is not a JSON object with an id,
+that is longer than the document size limit (the line is the document's JSON encoding), or that the
+backend refuses, is counted as an error and reported with its line number; the load goes on.
+
+A load that creates an index builds it as a reindex does (src/indexer/builds.py): it first drops the
+orphans of dead builds, keeps its new index's building heartbeat fresh while it loads, and drops the
+index when it fails before the alias moves.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +23,7 @@ from typing import IO, cast
 import orjson
 from loguru import logger
 
+from src.indexer.builds import abandon, drop_orphans, heartbeats
 from src.indexer.transform import size_refusal
 from src.search.backends.base import IndexAction, SearchBackend
 from src.search.documents import DocumentInvalid, document_id
@@ -35,6 +41,8 @@ class LoadSummary:
     index: str = ""
     created: bool = False
     error_samples: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    """Indices that dead builds had left behind, dropped before this load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +55,26 @@ class ParsedLine:
 
 
 def open_lines(path: Path) -> IO[bytes]:
-    """Open a JSON Lines file, transparently gunzipping `.gz` files (by magic number, not name)."""
-    with path.open("rb") as probe:
-        magic = probe.read(2)
-    return cast(IO[bytes], gzip.open(path, "rb")) if magic == b"\x1f\x8b" else path.open("rb")
+    """Open a JSON Lines file, transparently gunzipping `.gz` files (by magic number, not name); opened
+    once and the magic peeked, so a pipe works too."""
+    stream = path.open("rb")
+    if stream.peek(2)[:2] == b"\x1f\x8b":
+        return cast(IO[bytes], _ClosingGzipFile(stream))
+    return stream
+
+
+class _ClosingGzipFile(gzip.GzipFile):
+    """A GzipFile that closes the file it reads from (GzipFile leaves a file object it was given open)."""
+
+    def __init__(self, stream: io.BufferedReader) -> None:
+        super().__init__(fileobj=stream, mode="rb")
+        self._owned = stream
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._owned.close()
 
 
 def parse_lines(lines: Iterator[bytes], *, max_document_bytes: int | None = None) -> Iterator[ParsedLine]:
@@ -96,20 +120,51 @@ async def load_file(
     on_progress: Callable[[int], None] | None = None,
     max_error_samples: int = 20,
     max_document_bytes: int | None = None,
+    heartbeat_seconds: float = 60.0,
+    orphan_after_seconds: float = 600.0,
 ) -> LoadSummary:
     """Load `path` into the alias, creating a versioned index and the alias when there is none.
 
     With `recreate`, load into a new versioned index and swap the alias onto it at the end (readers
-    keep the old index until then).
+    keep the old index until then). Orphans of dead builds (heartbeat older than `orphan_after_seconds`)
+    are dropped first; a created index's heartbeat is refreshed every `heartbeat_seconds`.
     """
     started = time.perf_counter()
     summary = LoadSummary()
+    dropped = await drop_orphans(backend, now=time.time(), orphan_after_seconds=orphan_after_seconds)
+    summary.orphans = [orphan["index"] for orphan in dropped]
     current = await backend.current_index()
-    if current is None or recreate:
-        summary.index = await backend.create_index()
-        summary.created = True
-    else:
+    if current is not None and not recreate:
         summary.index = current
+        await _load_lines(path, backend, summary, batch_size, on_progress, max_error_samples, max_document_bytes)
+        await backend.refresh(summary.index)
+        summary.seconds = time.perf_counter() - started
+        return summary
+    summary.index = await backend.create_index()
+    summary.created = True
+    try:
+        async with heartbeats(backend, summary.index, every_seconds=heartbeat_seconds):
+            await _load_lines(path, backend, summary, batch_size, on_progress, max_error_samples, max_document_bytes)
+            await backend.refresh(summary.index)
+            await optimize(backend, summary.index)
+        await backend.point_alias(summary.index)
+    except BaseException:
+        await abandon(backend, summary.index)
+        raise
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+async def _load_lines(
+    path: Path,
+    backend: SearchBackend,
+    summary: LoadSummary,
+    batch_size: int,
+    on_progress: Callable[[int], None] | None,
+    max_error_samples: int,
+    max_document_bytes: int | None,
+) -> None:
+    """Every line of `path` into `summary.index`, batch by batch, counted in `summary`."""
     with open_lines(path) as stream:
         for batch in batched(parse_lines(iter(stream), max_document_bytes=max_document_bytes), batch_size):
             actions = [item.action for item in batch if item.action is not None]
@@ -125,12 +180,6 @@ async def load_file(
                     _record_error(summary, f"line {number} (id {result.doc_id}): {result.error}", max_error_samples)
             if on_progress is not None:
                 on_progress(len(batch))
-    await backend.refresh(summary.index)
-    if summary.created:
-        await optimize(backend, summary.index)
-        await backend.point_alias(summary.index)
-    summary.seconds = time.perf_counter() - started
-    return summary
 
 
 async def optimize(backend: SearchBackend, index: str) -> None:

@@ -4,7 +4,8 @@ The stream saves a checkpoint after every batch and, when idle, every heartbeat;
 than the stall threshold means the stream is not running (or stuck). Lag is the age of the oldest
 change not yet indexed, read from the change stream itself after the checkpoint. A source database or
 search backend that does not answer within the timeout has its own state (and exit code), so
-monitoring can tell "down" from "lagging".
+monitoring can tell "down" from "lagging". The report also lists the orphans of dead index builds
+(`orphans`: name and heartbeat age, see src/indexer/builds.py), which do not change the state.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
+from src.indexer.builds import list_orphans
 from src.indexer.checkpoint import CheckpointStore
 from src.indexer.errors import SourceUnavailable
-from src.indexer.models import Checkpoint, IndexerStatus
+from src.indexer.models import Checkpoint, IndexerStatus, OrphanIndex
 from src.indexer.source import ChangeSource
 from src.search.backends.base import SearchBackend
 from src.search.errors import SearchUnavailable
@@ -83,10 +85,13 @@ async def read_status(
     stall_seconds: float,
     backend: SearchBackend | None = None,
     timeout_seconds: float = 10.0,
+    orphan_after_seconds: float | None = None,
 ) -> IndexerStatus:
     """Load the checkpoint, look at what is pending after it, check the backend answers, and evaluate.
 
-    Each dependency gets `timeout_seconds` at most; one that fails or overruns gives its own state.
+    Each dependency gets `timeout_seconds` at most; one that fails or overruns gives its own state. With
+    `orphan_after_seconds`, the backend's orphans (builds dead processes left behind) are listed too:
+    they do not change the state (the next load or reindex drops them).
     """
     try:
         async with asyncio.timeout(timeout_seconds):
@@ -94,13 +99,16 @@ async def read_status(
             pending = await source.pending_age_seconds(checkpoint.resume_token) if checkpoint is not None else None
     except (SourceUnavailable, TimeoutError) as err:
         return unreachable(consumer, "source-unreachable", str(err) or "the source did not answer in time")
+    orphans: list[OrphanIndex] | None = None
     if backend is not None:
         try:
             async with asyncio.timeout(timeout_seconds):
                 await backend.current_index()
+                if orphan_after_seconds is not None:
+                    orphans = await list_orphans(backend, now=now, orphan_after_seconds=orphan_after_seconds)
         except (SearchUnavailable, TimeoutError) as err:
             return unreachable(consumer, "backend-unreachable", str(err) or "the backend did not answer in time")
-    return evaluate_status(
+    status = evaluate_status(
         consumer,
         checkpoint,
         now=now,
@@ -108,3 +116,6 @@ async def read_status(
         max_lag_seconds=max_lag_seconds,
         stall_seconds=stall_seconds,
     )
+    if orphans is not None:
+        status["orphans"] = orphans
+    return status

@@ -105,7 +105,8 @@ REGISTRY.register(REQUEST_METRICS)
 
 RATE_LIMITED = Counter("search_api_rate_limited_total", "Requests refused (429), by limit: all, engine.", ["limit"])
 RATE_LIMITER_ERRORS = Counter(
-    "search_api_rate_limiter_errors_total", "Engine-budget checks that failed (the request was let through)."
+    "search_api_rate_limiter_errors_total",
+    "Engine-budget checks the shared window (Redis) did not answer in time: the local per-process count decided.",
 )
 REQUESTS_INFLIGHT = Gauge("search_api_requests_inflight", "HTTP requests being answered now in this process.")
 REQUESTS_INFLIGHT.set_function(lambda: REQUEST_METRICS.inflight)

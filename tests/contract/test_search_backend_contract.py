@@ -6,6 +6,7 @@ Searches go through the service (`search_documents`), so what is checked is what
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -354,6 +355,39 @@ async def test_point_alias_when_swapped_readers_see_new_index_only_after(catalog
     assert old is not None
     await catalog_backend.drop_index(old)
     assert await catalog_backend.list_indices() == [new]
+
+
+# --- build marks ---------------------------------------------------------------------------------
+
+
+async def test_create_index_when_created_is_marked_building_until_the_alias_moves(empty_backend: SearchBackend) -> None:
+    before = time.time()
+    index = await empty_backend.create_index()
+    marks = await empty_backend.building_indices()
+    assert list(marks) == [index]
+    assert before <= marks[index] <= time.time()
+    await empty_backend.point_alias(index)
+    assert await empty_backend.building_indices() == {}
+
+
+async def test_heartbeat_when_building_moves_the_heartbeat_forward(empty_backend: SearchBackend) -> None:
+    index = await empty_backend.create_index()
+    first = (await empty_backend.building_indices())[index]
+    await empty_backend.heartbeat(index)
+    second = (await empty_backend.building_indices())[index]
+    assert first <= second <= time.time()
+
+
+async def test_mark_built_when_called_clears_the_mark_and_heartbeat_sets_it_again(empty_backend: SearchBackend) -> None:
+    built, other = await empty_backend.create_index(), await empty_backend.create_index()
+    await empty_backend.mark_built(built)
+    assert list(await empty_backend.building_indices()) == [other]
+    await empty_backend.mark_built(built)  # no mark: nothing happens
+    await empty_backend.heartbeat(built)
+    assert sorted(await empty_backend.building_indices()) == sorted([built, other])
+    await empty_backend.drop_index(other)
+    assert list(await empty_backend.building_indices()) == [built]
+    assert await empty_backend.list_indices() == [built]
 
 
 async def test_search_when_highlight_requested_marks_matches(catalog_backend: SearchBackend) -> None:

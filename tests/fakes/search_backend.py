@@ -8,7 +8,8 @@ statistics), so the contract suite can run against it as a third implementation.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -87,6 +88,10 @@ class FakeSearchBackend:
     current: str | None = None
     optimized: list[str] = field(default_factory=list)
     """The indices `optimize` was called on, in order."""
+    building: dict[str, float] = field(default_factory=dict)
+    """Indices marked building, with their heartbeats."""
+    clock: Callable[[], float] = time.time
+    """The heartbeats' clock (epoch seconds)."""
     _counter: int = 0
 
     def _check(self) -> None:
@@ -205,11 +210,25 @@ class FakeSearchBackend:
         self._counter += 1
         name = f"{self.alias}-{self._counter:06d}"
         self.indices[name] = {}
+        self.building[name] = self.clock()
         return name
 
     async def point_alias(self, index: str) -> None:
         self._docs(index)
         self.current = index
+        self.building.pop(index, None)
+
+    async def heartbeat(self, index: str) -> None:
+        self._docs(index)
+        self.building[index] = self.clock()
+
+    async def mark_built(self, index: str) -> None:
+        self._check()
+        self.building.pop(index, None)
+
+    async def building_indices(self) -> dict[str, float]:
+        self._check()
+        return dict(sorted(self.building.items()))
 
     async def current_index(self) -> str | None:
         self._check()
@@ -223,6 +242,7 @@ class FakeSearchBackend:
         if index == self.current:
             raise ValueError(f"refusing to drop {index!r}: the alias points at it")
         del self.indices[index]
+        self.building.pop(index, None)
 
     async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
         docs = self._docs(index)

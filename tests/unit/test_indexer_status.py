@@ -268,3 +268,27 @@ async def test_read_status_when_backend_down_is_backend_unreachable() -> None:
         "search", source=source, checkpoints=store, now=NOW, max_lag_seconds=60, stall_seconds=300, backend=backend
     )
     assert healthy["state"] == "ok"
+
+
+async def test_read_status_when_a_dead_build_was_left_behind_lists_it_and_stays_ok() -> None:
+    _, source = _source_with(0)
+    store = MemoryCheckpointStore()
+    await store.save(_checkpoint(position=0))
+    backend = FakeSearchBackend(schema=SCHEMA, clock=lambda: NOW - 900.0)
+    served = await backend.create_index()
+    await backend.point_alias(served)
+    dead = await backend.create_index()
+    backend.clock = lambda: NOW - 10.0
+    await backend.create_index()  # live: its heartbeat is 10 s old
+    status = await read_status(
+        "search",
+        source=source,
+        checkpoints=store,
+        now=NOW,
+        max_lag_seconds=60.0,
+        stall_seconds=300.0,
+        backend=backend,
+        orphan_after_seconds=600.0,
+    )
+    assert status["state"] == "ok"
+    assert status.get("orphans") == [{"index": dead, "age_seconds": 900.0}]

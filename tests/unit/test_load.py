@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
+import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -168,6 +171,31 @@ def test_open_lines_feeds_parse_lines(tmp_path: Path) -> None:
     assert [(item.line_number, item.action is not None) for item in parsed] == [(1, True), (3, False)]
 
 
+def test_open_lines_when_input_is_a_pipe_reads_it_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "docs.fifo"
+    os.mkfifo(fifo)
+    payload = gzip.compress(b'{"id": "a"}\n{"id": "b"}\n')
+
+    def write() -> None:
+        with fifo.open("wb") as out:  # blocks until the reader opens it; a second open would block forever
+            out.write(payload)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with open_lines(fifo) as stream:
+        assert stream.read() == b'{"id": "a"}\n{"id": "b"}\n'
+    writer.join()
+
+
+def test_open_lines_when_gzipped_closes_the_file_it_read(tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"id": "a"}\n'))
+    with open_lines(path) as stream:
+        stream.read()
+    assert stream.closed
+    assert cast(io.BufferedReader, stream._owned).closed  # type: ignore[attr-defined]
+
+
 def test_open_lines_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         open_lines(tmp_path / "absent.jsonl")
@@ -180,12 +208,31 @@ class _RecordingBackend:
     """Just the calls load_file makes, recorded; bulk refuses the ids listed in `refuse`."""
 
     def __init__(
-        self, *, current: str | None, refuse: frozenset[str] = frozenset(), optimize_fails: bool = False
+        self,
+        *,
+        current: str | None,
+        refuse: frozenset[str] = frozenset(),
+        optimize_fails: bool = False,
+        bulk_fails: bool = False,
+        building: dict[str, float] | None = None,
     ) -> None:
         self.current = current
         self.refuse = refuse
         self.optimize_fails = optimize_fails
+        self.bulk_fails = bulk_fails
+        self.building = building or {}
         self.calls: list[tuple[str, object]] = []
+
+    async def building_indices(self) -> dict[str, float]:
+        self.calls.append(("building_indices", None))
+        return dict(self.building)
+
+    async def drop_index(self, index: str) -> None:
+        self.calls.append(("drop_index", index))
+        self.building.pop(index, None)
+
+    async def heartbeat(self, index: str) -> None:
+        self.calls.append(("heartbeat", index))
 
     async def current_index(self) -> str | None:
         self.calls.append(("current_index", None))
@@ -197,6 +244,8 @@ class _RecordingBackend:
 
     async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
         self.calls.append(("bulk", (index, [action.doc_id for action in actions])))
+        if self.bulk_fails:
+            raise SearchUnavailable("elasticsearch bulk: ConnectionTimeout")
         return [
             BulkItemResult(doc_id=a.doc_id, ok=False, error="mapper_parsing_exception: bad")
             if a.doc_id in self.refuse
@@ -246,6 +295,7 @@ async def test_load_file_creates_index_and_alias_when_none(tmp_path: Path) -> No
     assert summary.seconds >= 0.0
     assert progress == [2, 2]
     assert backend.calls == [
+        ("building_indices", None),
         ("current_index", None),
         ("create_index", None),
         ("bulk", ("docs-2", ["a"])),
@@ -262,7 +312,12 @@ async def test_load_file_reuses_current_index(tmp_path: Path) -> None:
     summary, progress = await _load(path, backend)
     assert (summary.documents, summary.errors, summary.index, summary.created) == (1, 0, "docs-1", False)
     assert progress == [1]
-    assert backend.calls == [("current_index", None), ("bulk", ("docs-1", ["a"])), ("refresh", "docs-1")]
+    assert backend.calls == [
+        ("building_indices", None),
+        ("current_index", None),
+        ("bulk", ("docs-1", ["a"])),
+        ("refresh", "docs-1"),
+    ]
 
 
 async def test_load_file_recreate_builds_new_index(tmp_path: Path) -> None:
@@ -293,7 +348,7 @@ async def test_load_file_batch_of_errors_only_skips_bulk(tmp_path: Path) -> None
     summary, progress = await _load(path, backend)
     assert (summary.documents, summary.errors) == (0, 2)
     assert progress == [2]
-    assert [name for name, _ in backend.calls] == ["current_index", "refresh"]
+    assert [name for name, _ in backend.calls] == ["building_indices", "current_index", "refresh"]
 
 
 async def test_load_file_backend_refusals_and_sample_limit(tmp_path: Path) -> None:
@@ -320,4 +375,30 @@ async def test_load_file_without_progress_callback(tmp_path: Path) -> None:
     backend = _RecordingBackend(current="docs-1")
     summary = await load_file(path, backend=cast(SearchBackend, backend), batch_size=2)
     assert (summary.documents, summary.errors, summary.error_samples) == (3, 0, [])
-    assert [name for name, _ in backend.calls] == ["current_index", "bulk", "bulk", "refresh"]
+    assert [name for name, _ in backend.calls] == ["building_indices", "current_index", "bulk", "bulk", "refresh"]
+
+
+async def test_load_file_when_a_dead_build_was_left_behind_drops_it_first(tmp_path: Path) -> None:
+    path = _write(tmp_path, [b'{"id": "a"}'])
+    backend = _RecordingBackend(current="docs-1", building={"docs-0": 0.0})
+    summary, _ = await _load(path, backend, recreate=True)
+    assert summary.orphans == ["docs-0"]
+    assert backend.calls[:3] == [("building_indices", None), ("current_index", None), ("drop_index", "docs-0")]
+    assert backend.calls[-1] == ("point_alias", "docs-2")
+
+
+async def test_load_file_when_the_build_fails_drops_its_new_index(tmp_path: Path) -> None:
+    path = _write(tmp_path, [b'{"id": "a"}'])
+    backend = _RecordingBackend(current="docs-1", bulk_fails=True)
+    with pytest.raises(SearchUnavailable):
+        await _load(path, backend, recreate=True)
+    assert backend.calls[-2:] == [("bulk", ("docs-2", ["a"])), ("drop_index", "docs-2")]
+    assert ("point_alias", "docs-2") not in backend.calls
+
+
+async def test_load_file_when_loading_into_the_current_index_never_drops_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, [b'{"id": "a"}'])
+    backend = _RecordingBackend(current="docs-1", bulk_fails=True)
+    with pytest.raises(SearchUnavailable):
+        await _load(path, backend)
+    assert not [call for call in backend.calls if call[0] == "drop_index"]

@@ -89,6 +89,16 @@ async def purge_cache(body: PurgeRequest, services: ServicesDep, claims: PurgeCl
     return {"purged": "all" if body.all else "documents", "documents": removed, "search_generation": generation}
 
 
+class OrphanIndexBody(TypedDict):
+    """A versioned index a dead load or reindex left behind (src.indexer.models.OrphanIndex; the API does not
+    import the indexer's code, which the Lambda handler must not load)."""
+
+    index: str
+    """The index name (`<alias>-<timestamp>`)."""
+    age_seconds: float
+    """Seconds since its build's last heartbeat."""
+
+
 class IndexerStatusBody(TypedDict, total=False):
     consumer: str
     state: str
@@ -97,6 +107,8 @@ class IndexerStatusBody(TypedDict, total=False):
     lag_seconds: float | None
     last_cluster_time: int | None
     error: str
+    orphans: list[OrphanIndexBody]
+    """Versioned indices dead builds left behind (the next load or reindex drops them)."""
     reindex: dict[str, Any]
     """The latest reindex requested through the broker: request_id, state, times, the index it produced."""
 
@@ -106,7 +118,7 @@ class IndexerStatusBody(TypedDict, total=False):
     summary="The indexer's status",
     description=f"Needs a bearer token with the `{STATUS_SCOPE}` scope. The same report as "
     "`python -m indexer status`: state (ok, behind, stalled, no-checkpoint, source-unreachable, "
-    "backend-unreachable), checkpoint and token ages, lag.",
+    "backend-unreachable), checkpoint and token ages, lag, and the orphans of dead index builds.",
     responses={**_REFUSED, 503: {"model": Problem, "description": "No indexer source is configured."}},
     openapi_extra={"security": [{"bearer": [STATUS_SCOPE]}]},
 )

@@ -81,6 +81,15 @@ class DeadLetter(TypedDict):
     """When it was dead-lettered (epoch seconds)."""
 
 
+class OrphanIndex(TypedDict):
+    """A versioned index a dead load or reindex left behind (see src/indexer/builds.py)."""
+
+    index: str
+    """The index name (`<alias>-<timestamp>`)."""
+    age_seconds: float
+    """Seconds since its build's last heartbeat."""
+
+
 class IndexerStatus(TypedDict):
     """What `python -m indexer status` reports."""
 
@@ -99,6 +108,9 @@ class IndexerStatus(TypedDict):
     """Seconds part of the checkpoint's cluster time."""
     error: NotRequired[str]
     """What failed, when a dependency was unreachable."""
+    orphans: NotRequired[list[OrphanIndex]]
+    """Versioned indices that dead builds left behind, oldest first (the next load or reindex drops them);
+    present whenever the backend answered."""
     reindex: NotRequired[dict[str, Any]]
     """The latest reindex requested through the broker: request_id, state (queued, coalesced, running,
     done, failed), times, the index it produced."""

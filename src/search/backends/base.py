@@ -5,6 +5,13 @@ Contract (tests/contract/test_search_backend_contract.py runs it against every i
 - Indexes are versioned: `create_index()` makes `<alias>-<timestamp>` from the index schema and returns
   its name; `point_alias(name)` moves the alias onto it atomically (readers see the old index until then,
   the new one after); `current_index()` names the index the alias points at, or None.
+- Builds are marked, so that one a killed process left behind can be told from one still running: a new
+  index is *building*, with a heartbeat of now (epoch seconds, this host's clock), from `create_index()`
+  until `point_alias()` moves the alias onto it or `mark_built()` clears the mark. `heartbeat(index)`
+  marks an index building again with a heartbeat of now (the builder calls it while it copies);
+  `building_indices()` maps every index of this alias still marked building to its last heartbeat. The
+  mark lives with the index (Elasticsearch/OpenSearch: the mapping's `_meta`; Tantivy: a file in its
+  folder), so every process sees it and dropping the index drops the mark.
 - `bulk(actions, index=...)` writes upserts/deletes by document id, idempotently, and returns one
   `BulkItemResult` per action in order. A document the backend refuses for good is `ok=False,
   retryable=False` (a document too large for the engine on its own included); a transient failure is
@@ -99,11 +106,23 @@ class SearchBackend(Protocol):
         ...
 
     async def create_index(self) -> str:
-        """Create a new empty versioned index from the schema and return its name."""
+        """Create a new empty versioned index from the schema, marked building, and return its name."""
         ...
 
     async def point_alias(self, index: str) -> None:
-        """Atomically point the alias at `index`."""
+        """Atomically point the alias at `index`, then clear its building mark."""
+        ...
+
+    async def heartbeat(self, index: str) -> None:
+        """Mark `index` building with a heartbeat of now."""
+        ...
+
+    async def mark_built(self, index: str) -> None:
+        """Clear the building mark of `index` (nothing happens when it has none)."""
+        ...
+
+    async def building_indices(self) -> dict[str, float]:
+        """Every index of this alias still marked building, with its last heartbeat (epoch seconds)."""
         ...
 
     async def current_index(self) -> str | None:

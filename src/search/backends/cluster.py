@@ -2,7 +2,7 @@
 
 Elasticsearch and OpenSearch answer the same requests (src/search/backends/querydsl.py builds them)
 through different clients with different call shapes and exceptions. This class holds everything the
-two share (index naming, the atomic alias swap, bulk assembly, paging) and asks each engine's
+two share (index naming, the atomic alias swap, build marks, bulk assembly, paging) and asks each engine's
 subclass for a dozen small client calls, each a plain-dict request in and a plain-dict answer out,
 plus `_classify`, which turns its client's exceptions into ours at the one choke point,
 `_translate_errors`.
@@ -11,6 +11,7 @@ plus `_classify`, which turns its client's exceptions into ours at the one choke
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -43,6 +44,25 @@ so a larger forced segment would carry its updates' dead weight for long (Elasti
 advice)."""
 FORCE_MERGE_TIMEOUT_SECONDS = 900.0
 """How long a load or reindex waits for the merge; past that the engine finishes it in the background."""
+META_KEY = "search_api"
+"""Our key in an index mapping's `_meta`: `{"state": "building", "heartbeat": <epoch>}` while a load or
+reindex builds the index, `{"state": "built", "built_at": <epoch>}` once its alias moved onto it."""
+
+
+def building_meta(heartbeat: float) -> ESBody:
+    """The `_meta` of an index being built."""
+    return {META_KEY: {"state": "building", "heartbeat": heartbeat}}
+
+
+def building_heartbeat(meta: object) -> float | None:
+    """The heartbeat in an index's `_meta` when it says building, else None (pure)."""
+    if not isinstance(meta, dict):
+        return None
+    ours = meta.get(META_KEY)
+    if not isinstance(ours, dict) or ours.get("state") != "building":
+        return None
+    heartbeat = ours.get("heartbeat")
+    return float(heartbeat) if isinstance(heartbeat, int | float) else 0.0  # unreadable: as old as can be
 
 
 class ClusterBackend[Client](ABC):
@@ -128,6 +148,14 @@ class ClusterBackend[Client](ABC):
         """DELETE <index>."""
 
     @abstractmethod
+    async def _put_meta(self, index: str, meta: ESBody) -> None:
+        """PUT <index>/_mapping with this `_meta` (it replaces the whole `_meta`)."""
+
+    @abstractmethod
+    async def _metas(self, pattern: str) -> dict[str, object]:
+        """The `_meta` of each index matching the pattern that has one (none is not an error)."""
+
+    @abstractmethod
     async def _bulk(self, operations: list[ESBody], *, timeout_seconds: float) -> ESBody:
         """POST _bulk; the response with its `items`."""
 
@@ -177,17 +205,36 @@ class ClusterBackend[Client](ABC):
         """Create `<alias>-<timestamp>` from the schema."""
         name = f"{self._alias}-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
         mapping = build_mapping(self._schema, replicas=self._replicas, refresh_interval=self._refresh_interval)
+        mapping["mappings"]["_meta"] = building_meta(time.time())  # one request: never an unmarked build
         async with self._translate_errors("create index", budget_seconds=ADMIN_TIMEOUT_SECONDS):
             await self._create_index(name, mapping)
         return name
 
     async def point_alias(self, index: str) -> None:
-        """Move the alias onto `index` in one atomic aliases update."""
+        """Move the alias onto `index` in one atomic aliases update, then clear its building mark."""
         async with self._translate_errors("point alias", budget_seconds=ADMIN_TIMEOUT_SECONDS):
             current = await self._aliased_indices()
             actions: list[ESBody] = [{"remove": {"index": old, "alias": self._alias}} for old in current]
             actions.append({"add": {"index": index, "alias": self._alias, "is_write_index": True}})
             await self._update_aliases(actions)
+        await self.mark_built(index)
+
+    async def heartbeat(self, index: str) -> None:
+        """Mark `index` building with a heartbeat of now (its mapping's `_meta`)."""
+        async with self._translate_errors("heartbeat", budget_seconds=ADMIN_TIMEOUT_SECONDS):
+            await self._put_meta(index, building_meta(time.time()))
+
+    async def mark_built(self, index: str) -> None:
+        """Replace the building mark in `index`'s `_meta` by a built one."""
+        async with self._translate_errors("mark built", budget_seconds=ADMIN_TIMEOUT_SECONDS):
+            await self._put_meta(index, {META_KEY: {"state": "built", "built_at": time.time()}})
+
+    async def building_indices(self) -> dict[str, float]:
+        """Every `<alias>-*` index whose `_meta` says building, with its heartbeat."""
+        async with self._translate_errors("read build marks"):
+            metas = await self._metas(f"{self._alias}-*")
+        found = {name: building_heartbeat(meta) for name, meta in metas.items()}
+        return {name: heartbeat for name, heartbeat in sorted(found.items()) if heartbeat is not None}
 
     async def current_index(self) -> str | None:
         """The index behind the alias, or None."""

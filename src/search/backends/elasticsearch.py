@@ -80,6 +80,13 @@ class ElasticsearchBackend(ClusterBackend[AsyncElasticsearch]):
     async def _delete_index(self, index: str) -> None:
         await self._client.options(request_timeout=ADMIN_TIMEOUT_SECONDS).indices.delete(index=index)
 
+    async def _put_meta(self, index: str, meta: ESBody) -> None:
+        await self._client.options(request_timeout=ADMIN_TIMEOUT_SECONDS).indices.put_mapping(index=index, meta=meta)
+
+    async def _metas(self, pattern: str) -> dict[str, object]:
+        response = await self._client.indices.get_mapping(index=pattern, filter_path="*.mappings._meta")
+        return {name: body.get("mappings", {}).get("_meta") for name, body in response.body.items()}
+
     async def _bulk(self, operations: list[ESBody], *, timeout_seconds: float) -> ESBody:
         response = await self._client.options(request_timeout=timeout_seconds).bulk(operations=operations)
         return cast(ESBody, response.body)

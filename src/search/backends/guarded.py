@@ -71,6 +71,18 @@ class GuardedBackend:
         """Pass-through."""
         await self.inner.point_alias(index)
 
+    async def heartbeat(self, index: str) -> None:
+        """Pass-through."""
+        await self.inner.heartbeat(index)
+
+    async def mark_built(self, index: str) -> None:
+        """Pass-through."""
+        await self.inner.mark_built(index)
+
+    async def building_indices(self) -> dict[str, float]:
+        """Pass-through."""
+        return await self.inner.building_indices()
+
     async def current_index(self) -> str | None:
         """Pass-through."""
         return await self.inner.current_index()

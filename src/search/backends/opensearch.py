@@ -91,6 +91,15 @@ class OpenSearchBackend(ClusterBackend[AsyncOpenSearch]):
     async def _delete_index(self, index: str) -> None:
         await self._client.indices.delete(index=index, params=_timeout(ADMIN_TIMEOUT_SECONDS))
 
+    async def _put_meta(self, index: str, meta: ESBody) -> None:
+        await self._client.indices.put_mapping(
+            index=index, body={"_meta": meta}, params=_timeout(ADMIN_TIMEOUT_SECONDS)
+        )
+
+    async def _metas(self, pattern: str) -> dict[str, object]:
+        response = await self._client.indices.get_mapping(index=pattern, params={"filter_path": "*.mappings._meta"})
+        return {name: body.get("mappings", {}).get("_meta") for name, body in (response or {}).items()}
+
     async def _bulk(self, operations: list[ESBody], *, timeout_seconds: float) -> ESBody:
         return cast(ESBody, await self._client.bulk(body=operations, params=_timeout(timeout_seconds)))
 

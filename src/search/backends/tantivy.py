@@ -2,7 +2,9 @@
 
 Layout under the data directory: one folder per versioned index (`<alias>-<timestamp>`) and an alias
 file `<alias>.alias` naming the current one, replaced atomically (`os.replace`) to swap. Readers check
-the alias file at most every `reload_interval_seconds` and reopen when it moved.
+the alias file at most every `reload_interval_seconds` and reopen when it moved. An index being built
+holds a marker file, `search-api-build.json` (`{"state": "building", "heartbeat": <epoch>}`), from its
+creation until its alias moves onto it (Tantivy leaves files it did not create alone).
 
 Tantivy's calls are synchronous: every one runs in a worker thread with a timeout. Tantivy has no
 multi-key sort nor search_after, so pages are computed by fetching a window of the engine's order,
@@ -48,6 +50,8 @@ _DEEP_PAGE_OFFSET = 500
 """From this depth, id-ordered pages come from the id term dictionary instead of a sorted top-k."""
 _INLINE_MAX_DEPTH = 100
 """Pages ending at most this deep, without facets, may be searched on the event loop (see `search`)."""
+BUILD_MARKER = "search-api-build.json"
+"""The building mark's file, in the index's folder."""
 _FIELD_TYPES = {
     "integer": tantivy.FieldType.Integer,
     "float": tantivy.FieldType.Float,
@@ -685,6 +689,7 @@ class TantivyBackend:
 
         def create() -> str:
             (self._dir / name).mkdir(parents=True)
+            _write_marker(self._dir / name, time.time())  # before any data: never an unmarked build
             handle = _IndexHandle(self._dir / name, self._tschema)
             handle.writer().commit()  # an empty first commit writes meta.json: the index now exists
             with self._lock:
@@ -705,8 +710,40 @@ class TantivyBackend:
                 os.fsync(out.fileno())
             os.replace(tmp, self._alias_file)
             self._checked_at = float("-inf")
+            (self._dir / index / BUILD_MARKER).unlink(missing_ok=True)
 
         await self._run("point alias", swap, budget_seconds=60)
+
+    async def heartbeat(self, index: str) -> None:
+        """Rewrite `index`'s marker file with a heartbeat of now."""
+
+        def beat() -> None:
+            if not (self._dir / index).is_dir():
+                raise SearchUnavailable(f"tantivy index {index!r} does not exist")
+            _write_marker(self._dir / index, time.time())
+
+        await self._run("heartbeat", beat)
+
+    async def mark_built(self, index: str) -> None:
+        """Remove `index`'s marker file."""
+        await self._run("mark built", lambda: (self._dir / index / BUILD_MARKER).unlink(missing_ok=True))
+
+    async def building_indices(self) -> dict[str, float]:
+        """Every `<alias>-*` folder holding a marker file, with its heartbeat; a folder with neither a marker
+        nor an index in it (a process killed inside `create_index`) counts as building since its mtime."""
+
+        def marked() -> dict[str, float]:
+            found: dict[str, float] = {}
+            for name in self._listing():
+                folder = self._dir / name
+                heartbeat = _read_marker(folder)
+                if heartbeat is None and not (folder / "meta.json").exists():
+                    heartbeat = folder.stat().st_mtime
+                if heartbeat is not None:
+                    found[name] = heartbeat
+            return found
+
+        return await self._run("read build marks", marked)
 
     async def current_index(self) -> str | None:
         """The index the alias file names, or None."""
@@ -715,13 +752,13 @@ class TantivyBackend:
     async def list_indices(self) -> list[str]:
         """Every `<alias>-*` index directory, oldest first."""
 
-        def listing() -> list[str]:
-            if not self._dir.exists():
-                return []
-            prefix = f"{self._alias}-"
-            return sorted(p.name for p in self._dir.iterdir() if p.is_dir() and p.name.startswith(prefix))
+        return await self._run("list indices", self._listing)
 
-        return await self._run("list indices", listing)
+    def _listing(self) -> list[str]:
+        if not self._dir.exists():
+            return []
+        prefix = f"{self._alias}-"
+        return sorted(p.name for p in self._dir.iterdir() if p.is_dir() and p.name.startswith(prefix))
 
     async def drop_index(self, index: str) -> None:
         """Delete an index directory unless the alias names it."""
@@ -824,6 +861,26 @@ class TantivyBackend:
                 handle.close()
 
         await self._run("close", close_all, budget_seconds=60)
+
+
+def _write_marker(folder: Path, heartbeat: float) -> None:
+    """Write the building marker atomically (a reader never sees half a file)."""
+    tmp = folder / f"{BUILD_MARKER}.tmp"
+    tmp.write_bytes(orjson.dumps({"state": "building", "heartbeat": heartbeat}))
+    os.replace(tmp, folder / BUILD_MARKER)
+
+
+def _read_marker(folder: Path) -> float | None:
+    """The marker's heartbeat, None without a marker; an unreadable one is as old as can be (0)."""
+    try:
+        raw = (folder / BUILD_MARKER).read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        heartbeat = orjson.loads(raw).get("heartbeat")
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0.0
+    return float(heartbeat) if isinstance(heartbeat, int | float) else 0.0
 
 
 def _facet_key(field: FieldSpec, key: object) -> JSONScalar:
