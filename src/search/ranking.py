@@ -13,7 +13,8 @@ The schema lists the rules, most significant first (Meilisearch's `rankingRules`
 - `proximity`: how many pairs of consecutive query words stand within `PROXIMITY_SLOP` positions in a field.
 - `attribute`: how important the fields matched are (their boost's rank among the schema's boosts).
 - `exactness`: the whole query is a name (a keyword field's whole value: exactly, then with its separators
-  dropped), else how many words matched as typed (not as a prefix, a typo or a synonym).
+  dropped, then as the start of a name while typing, then within the typo budget), else how many words
+  matched as typed (not as a prefix, a typo or a synonym).
 - `custom`: the schema's first custom ranking field (popularity), in half-octave buckets of its value.
 - `bm25`: the engine's term statistics of the words matched (a typo scored by the real terms it expands to).
 - then the custom ranking fields' exact values, then the id (engine sort keys, not part of the score).
@@ -94,7 +95,7 @@ class Tiers:
         """The digits of the whole query matching `field`'s whole value: a match of every word, adjacent, in
         that field, plus the whole-name exactness (`exact` over `joined`, separators dropped)."""
         n = self.ranked
-        exactness = {"exact": n + 2, "joined": n + 1}.get(level, 0)
+        exactness = {"exact": n + 4, "joined": n + 3, "prefix": n + 2, "typo": n + 1}[level]
         return (
             self.units.get("name", 0.0)
             + (2 * n - edits) * self.units.get("typo", 0.0)
@@ -132,9 +133,13 @@ class Tiers:
             details["attribute"] = {"value": values["attribute"], "max": n * max(self.levels.values(), default=0)}
         if "exactness" in values:
             value = values["exactness"]
-            name: Literal["exact", "joined"] | None = (
-                "exact" if value == n + 2 else "joined" if value == n + 1 else None
-            )
+            levels: dict[int, Literal["exact", "joined", "prefix", "typo"]] = {
+                n + 4: "exact",
+                n + 3: "joined",
+                n + 2: "prefix",
+                n + 1: "typo",
+            }
+            name = levels.get(value)
             details["exactness"] = {"name_match": name, "exact_words": n if name else value}
         if "custom" in values or custom_values:
             details["custom"] = {"bucket": values.get("custom"), "values": list(custom_values)}
@@ -158,7 +163,7 @@ def tiers_for(schema: IndexSchema, words: int) -> Tiers:
     ranked = min(words, MAX_RANKED_WORDS)
 
     def bases_of(n: int) -> dict[str, int]:
-        return {"name": 2, "typo": 2 * n + 1, "proximity": max(1, n), "attribute": n * top + 1, "exactness": n + 3}
+        return {"name": 2, "typo": 2 * n + 1, "proximity": max(1, n), "attribute": n * top + 1, "exactness": n + 5}
 
     while ranked > 1 and math.prod(b for r, b in bases_of(ranked).items() if r in rules) > 2 ** (MAX_INTEGER_BITS - 1):
         ranked -= 1  # many distinct boosts: fewer ranked words keep the digits exact

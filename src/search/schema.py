@@ -19,9 +19,9 @@ from src.search.analysis import normalise
 
 RULES = ("words", "name", "typo", "proximity", "attribute", "exactness", "custom", "bm25")
 """Every ranking rule; `id` (ascending) always breaks the last ties and is not listed."""
-DEFAULT_RULES = RULES
-"""Meilisearch's order with a name match first (see src/search/ranking.py), then the custom ranking before
-the engine's term statistics."""
+DEFAULT_RULES = ("words", "typo", "proximity", "attribute", "exactness", "custom", "bm25")
+"""Meilisearch's order, then the custom ranking before the engine's term statistics (`name` is off: see
+src/search/ranking.py for when to put it first)."""
 TIER_RULES = frozenset({"words", "name", "typo", "proximity", "attribute", "exactness"})
 """Rules whose values are whole numbers per document; `bm25` must follow all of them."""
 

@@ -124,9 +124,9 @@ async def test_search_when_details_asked_every_engine_explains_the_same_values(r
     express = details["express"]
     assert express is not None
     assert express["words"] == {"matched": 1, "of": 1}
-    assert express.get("name") == {"matched": True}
+    assert "name" not in express  # the name rule is off by default
     assert express.get("typo") == {"typos": 1, "counted_words": 1}
-    assert express.get("exactness") == {"name_match": None, "exact_words": 0}
+    assert express.get("exactness") == {"name_match": "typo", "exact_words": 1}
     custom = express.get("custom")
     assert custom is not None
     assert custom["values"] == [30_000_000, 60]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from src.search.plan import TYPO_PREFIX_LENGTHS, build_plan, relaxations
+from src.search.plan import TYPO_PREFIX_LENGTHS, QueryPlan, build_plan, relaxations
 from src.search.query import ParsedQuery, parse_filters, parse_q
 from src.search.ranking import PROXIMITY_SLOP, tiers_for
 from tests.fixtures.catalog import SCHEMA
@@ -57,23 +57,31 @@ def test_build_plan_when_query_has_words_adds_the_whole_query_on_keyword_fields_
     }
 
 
-def test_build_plan_when_name_matches_whole_outranks_every_word_match() -> None:
-    plan = build_plan(_parse("web server "), (), SCHEMA)
-    assert plan.whole is not None
-    best_words = sum(max(alt.weight for alt in word.alternatives) for word in plan.words) + sum(
+def _best_words(plan: QueryPlan) -> float:
+    return sum(max(alt.weight for alt in word.alternatives) for word in plan.words) + sum(
         pair.weight for pair in plan.proximity
     )
+
+
+def test_build_plan_when_name_matches_whole_outranks_word_matches_of_as_many_typos() -> None:
+    plan = build_plan(_parse("quiet server "), (), SCHEMA)
+    assert plan.whole is not None
     by_form = {(alt.group, alt.kind, alt.edits): alt.weight for alt in plan.whole.alternatives}
-    assert by_form["x", "exact", 0] > by_form["j", "exact", 0] > best_words
-    assert by_form["x", "typo", 1] > best_words  # the name rule: a misspelled name before words elsewhere
-    words_first = dataclasses.replace(SCHEMA, rules=tuple(rule for rule in SCHEMA.rules if rule != "name"))
-    plan = build_plan(_parse("web server "), (), words_first)
+    assert by_form["x", "exact", 0] > by_form["j", "exact", 0] > _best_words(plan)
+    assert by_form["x", "typo", 1] < _best_words(plan)  # a typo of the name is a typo: after exact words
+    exact_and_typo = sum(
+        max(alt.weight for alt in word.alternatives if (alt.kind, alt.edits) == kind)
+        for word, kind in zip(plan.words, [("exact", 0), ("typo", 1)], strict=True)
+    ) + sum(pair.weight for pair in plan.proximity)
+    assert by_form["x", "typo", 1] > exact_and_typo  # but before words with as many typos (exactness)
+
+
+def test_build_plan_when_name_rule_is_first_a_misspelled_name_outranks_exact_words() -> None:
+    name_first = dataclasses.replace(SCHEMA, rules=("words", "name", *SCHEMA.rules[1:]))
+    plan = build_plan(_parse("web server "), (), name_first)
     assert plan.whole is not None
-    best_words = sum(max(alt.weight for alt in word.alternatives) for word in plan.words) + sum(
-        pair.weight for pair in plan.proximity
-    )
     typo_name = next(alt.weight for alt in plan.whole.alternatives if alt.kind == "typo" and alt.edits == 1)
-    assert typo_name < best_words  # without it, a typo of the name is a typo: after exact words
+    assert typo_name > _best_words(plan)
 
 
 def test_build_plan_when_query_is_empty_matches_all_with_filters_and_exclusions() -> None:

@@ -80,7 +80,6 @@ def test_public_schema_when_custom_ranking_lists_the_rules_in_order() -> None:
     assert found["custom_ranking"] == [{"field": "pop", "order": "asc"}]
     assert [rule["rule"] for rule in found["ranking_rules"]] == [
         "words",
-        "name",
         "typo",
         "proximity",
         "attribute",

@@ -89,8 +89,9 @@ class AttributeDetail(TypedDict):
 class ExactnessDetail(TypedDict):
     """The `exactness` rule of one hit."""
 
-    name_match: Literal["exact", "joined"] | None
-    """The whole query is a name: exactly, or with the name's separators dropped; null otherwise."""
+    name_match: Literal["exact", "joined", "prefix", "typo"] | None
+    """The whole query is a name: exactly, with the name's separators dropped, its start while typing, or with
+    typos; null otherwise."""
     exact_words: int
     """Words matched as typed (not as a prefix, typo or synonym)."""
 
