@@ -212,7 +212,9 @@ def test_parse_q_at_max_terms_is_allowed() -> None:
         ('a b "c d e"', ["a", "b"], ('"c d e"',)),
     ],
 )
-def test_parse_q_when_over_max_terms_keeps_the_first_words(q: str, words: list[str], truncated: tuple[str, ...]) -> None:
+def test_parse_q_when_over_max_terms_keeps_the_first_words(
+    q: str, words: list[str], truncated: tuple[str, ...]
+) -> None:
     parsed = _q(q, max_terms=3)
     assert [term.text for term in parsed.terms] == words
     assert parsed.truncated == truncated
