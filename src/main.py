@@ -42,6 +42,7 @@ from src.search.backends.base import SearchBackend
 from src.search.backends.guarded import GuardedBackend
 from src.search.schema import IndexSchema, load_schema
 from src.search.service import SearchOptions
+from src.search.warmup import warm_up
 from src.settings import DEV_CURSOR_SECRET, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -168,8 +169,10 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
             failure_threshold=config.search_breaker_failures,
             reset_seconds=config.search_breaker_reset_seconds,
         )
+        warm = asyncio.Event()
+        inner = make_backend(config, schema)
         services = Services(
-            backend=GuardedBackend(make_backend(config, schema), breaker),
+            backend=GuardedBackend(inner, breaker, warm=warm, warm_wait_seconds=config.search_timeout_seconds),
             schema=schema,
             options=search_options(config),
             aside=create_cache_aside(config),
@@ -177,7 +180,13 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
             verifier=token_verifier(config),
             metrics_scope=config.metrics_scope,
             indexer_status=indexer_status_reader(config),
+            warm=warm,
         )
+        tried = asyncio.Event()
+        warming = asyncio.create_task(warm_up(inner, warm, tried=tried), name="search warm-up")
+        with contextlib.suppress(TimeoutError):  # a warm engine: ready when the process listens
+            async with asyncio.timeout(config.search_timeout_seconds * 2 + 1):
+                await tried.wait()
         budget = None
         if config.rate_limit_enabled:
             budget = create_engine_budget(
@@ -211,6 +220,8 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         try:
             yield
         finally:
+            warming.cancel()
+            await asyncio.gather(warming, return_exceptions=True)
             if broker is not None:
                 await broker.stop()
             if publisher is not None:

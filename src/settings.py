@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # --- query behaviour --------------------------------------------------------------------------
     fuzzy_one_edit_min_chars: int = Field(default=4, ge=1)
     fuzzy_two_edits_min_chars: int = Field(default=8, ge=1)
-    search_max_query_chars: int = Field(default=256, ge=1, le=4096)
+    search_max_query_chars: int = Field(default=512, ge=1, le=4096)
     search_max_query_terms: int = Field(default=16, ge=1, le=64)
     search_max_filters: int = Field(default=20, ge=1)
     search_default_size: int = Field(default=10, ge=1, le=100)

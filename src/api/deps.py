@@ -7,6 +7,7 @@ would even cost a thread-pool hop each).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, cast
@@ -38,6 +39,8 @@ class Services:
     """Reads the indexer's status (None when no MongoDB source is configured)."""
     request_reindex: Callable[[ReindexRequest], Awaitable[bool]] | None = None
     """Publishes a reindex request to the broker (None without BROKER_URL); False when it was not taken."""
+    warm: asyncio.Event | None = None
+    """Set once the engine answered its warm-up search (src/search/warmup.py); None: no warm-up."""
 
 
 async def get_services(request: Request) -> Services:

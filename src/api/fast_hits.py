@@ -68,7 +68,8 @@ def parse_search_query(query_string: str) -> SearchRequest | None:
     if size is not None and (not _SIZE.match(size) or not 1 <= int(size) <= MAX_PAGE_SIZE):
         return None
     highlight = scalars.get("highlight", "false").lower()
-    if highlight not in _BOOLEANS:
+    details = scalars.get("ranking_score_details", "false").lower()
+    if highlight not in _BOOLEANS or details not in _BOOLEANS:
         return None
     return SearchRequest(
         q=scalars.get("q", ""),
@@ -78,6 +79,7 @@ def parse_search_query(query_string: str) -> SearchRequest | None:
         size=int(size) if size is not None else None,
         cursor=scalars.get("cursor"),
         highlight=_BOOLEANS[highlight],
+        ranking_score_details=_BOOLEANS[details],
     )
 
 

@@ -47,13 +47,19 @@ def encode_cursor(state: CursorState, *, secret: bytes) -> str:
 
 
 def decode_cursor(
-    token: str, *, secret: bytes | Sequence[bytes], fingerprint: str, sort_type: str | None = None
+    token: str,
+    *,
+    secret: bytes | Sequence[bytes],
+    fingerprint: str,
+    sort_type: str | None = None,
+    tie_types: tuple[str, ...] = (),
 ) -> CursorState:
     """Verify and decode a cursor for the request with `fingerprint`; InvalidParameter("cursor") if not.
 
     `secret` may be several keys (rotation): any of them verifies. Even a correctly signed cursor is
     checked for what a page of this sort can carry (`sort_type`: the sorted field's type, None for
-    relevance), so a cursor forged with a leaked key cannot send the engine values it would choke on.
+    relevance; `tie_types`: the custom ranking fields' types after a relevance score), so a cursor forged with
+    a leaked key cannot send the engine values it would choke on.
     """
     if len(token) > _MAX_CURSOR_CHARS:
         raise InvalidParameter("cursor", "the cursor is too long")
@@ -73,22 +79,25 @@ def decode_cursor(
     state = _state_from(decoded)
     if state.fingerprint != fingerprint:
         raise InvalidParameter("cursor", "the cursor belongs to a different query, filter or sort")
-    check_position(state, sort_type)
+    check_position(state, sort_type, tie_types)
     return state
 
 
-def check_position(state: CursorState, sort_type: str | None) -> None:
+def check_position(state: CursorState, sort_type: str | None, tie_types: tuple[str, ...] = ()) -> None:
     """InvalidParameter("cursor") unless `state` holds what a page sorted by `sort_type` can end on:
-    `[sort key, id]` with a key of the sort's type, an id string and a bounded offset."""
+    `[sort key, *custom ranking values, id]` with a key of the sort's type, values of the custom fields'
+    types (`tie_types`, relevance only), an id string and a bounded offset."""
     if not 0 <= state.offset <= _MAX_OFFSET:
         raise InvalidParameter("cursor", "the cursor's position is out of range")
-    if len(state.after) != 2:
+    if len(state.after) != 2 + len(tie_types):
         raise InvalidParameter("cursor", "the cursor does not hold a sort position")
-    key, doc_id = state.after
+    key, *ties, doc_id = state.after
     if not isinstance(doc_id, str) or not 1 <= len(doc_id) <= _MAX_ID_CHARS:
         raise InvalidParameter("cursor", "the cursor's document id is malformed")
     if not _key_fits(key, sort_type):
         raise InvalidParameter("cursor", "the cursor's sort value does not fit the sort")
+    if not all(_key_fits(value, tie_type) for value, tie_type in zip(ties, tie_types, strict=True)):
+        raise InvalidParameter("cursor", "the cursor's ranking values do not fit the custom ranking")
 
 
 def _key_fits(key: object, sort_type: str | None) -> bool:

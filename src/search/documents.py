@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from src.search.analysis import normalise
 from src.search.models import Document, JSONValue
 from src.search.query import INT64_MAX, INT64_MIN
+from src.search.ranking import bucket_bits, custom_bucket
 from src.search.schema import FieldSpec, IndexSchema
 
 type IndexValue = str | int | float | datetime
@@ -36,6 +37,11 @@ class PreparedDocument:
     """Filter/facet/sort field to its typed values (one unless the field is multi)."""
     whole: dict[str, list[str]]
     """Searchable keyword field to its normalised whole values (for whole-value exactness ranking)."""
+    joined: dict[str, list[str]] = field(default_factory=dict)
+    """Searchable keyword field to its whole values without separators (`redis server` -> `redisserver`): a
+    name typed without its separators is found exactly, as a prefix while typing, or with a typo."""
+    rank: tuple[int, ...] = ()
+    """The bits of the first custom ranking field's bucket (src/search/ranking.py), indexed as terms."""
 
 
 ID_MAX_CHARS = 512
@@ -76,6 +82,7 @@ def prepare_document(document: Document, schema: IndexSchema) -> PreparedDocumen
     text: dict[str, str] = {}
     values: dict[str, list[IndexValue]] = {}
     whole: dict[str, list[str]] = {}
+    joined: dict[str, list[str]] = {}
     for spec in schema.fields:
         raw = document.get(spec.name)
         if raw is None:
@@ -85,9 +92,17 @@ def prepare_document(document: Document, schema: IndexSchema) -> PreparedDocumen
             text[spec.name] = normalise(" ".join(_as_text(spec, item) for item in items))
             if spec.type == "keyword":
                 whole[spec.name] = [normalise(_as_text(spec, item)) for item in items]
+                joined[spec.name] = [value.replace(" ", "") for value in whole[spec.name]]
         if spec.has_value_column:
             values[spec.name] = [_typed(spec, item) for item in items]
-    return PreparedDocument(id=doc_id, source={**document, "id": doc_id}, text=text, values=values, whole=whole)
+    rank: tuple[int, ...] = ()
+    if schema.custom:
+        name, descending = schema.custom[0]
+        first = values.get(name)
+        rank = bucket_bits(custom_bucket(first[0] if first else None, descending=descending))  # type: ignore[arg-type]
+    return PreparedDocument(
+        id=doc_id, source={**document, "id": doc_id}, text=text, values=values, whole=whole, joined=joined, rank=rank
+    )
 
 
 def project(document: Document, schema: IndexSchema) -> Document:

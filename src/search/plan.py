@@ -1,22 +1,25 @@
-"""The engine-neutral query plan: a parsed query becomes weighted clauses; every backend only translates.
+"""The engine-neutral query plan: a parsed query becomes clauses with their ranking digits; backends translate.
 
-Matching (the same on Elasticsearch, Tantivy and the test fake):
+Matching (the same on Elasticsearch, OpenSearch, Tantivy and the test fake):
 
 - **All words**: each `WordClause` matches when any of its alternatives does (the exact word, one of its
   synonyms from the schema, a prefix when it is the last word, or a typo within the word's budget, in any
   searchable field; a two-typo match keeps the word's first letter), and each
   `PhraseClause` matches consecutive tokens in one field; a document must match every one of them.
-- **Or the whole query as a name**: the `WholeClause` matches a keyword field whose whole normalised value
-  is the query (exactly, as a prefix while typing, or within the whole query's typo budget). It admits a
-  document on its own, so a misspelled name is found even when one of its parts is too short for a typo,
-  and a concatenated or split name (`jackmixer` / `jack mixer` for `jack-mixer`) is one edit away.
+- **Or the whole query as a name**: the `WholeClause` matches a keyword field's whole value: its normalised
+  value equals the query or is within the whole query's typo budget (`x`, separators as spaces, so they
+  count: `gs man` is one edit from `gss-man`, two from `gman`), or its value with the separators dropped
+  (`j`: `redisserver` for `redis-server`) equals or starts with (while typing) the query with its spaces
+  dropped. It admits a document on its own, so a misspelled name is found even when one of its parts is too
+  short for a typo, and a name typed without its separators is found whole or while still being typed,
+  whatever its number of parts.
 - Exclusions and filters always apply.
 
-Scoring: each clause scores its best alternative (a dis-max), clauses add up. The tier weights below
-make a match of the exact word outweigh a prefix, a prefix a one-typo match, and a one-typo match a
-two-typo match, times the field's boost from the schema; the whole-value clause adds a bonus on top,
-so the package whose name *is* the query ranks first. Within a tier, each engine's term statistics
-(BM25) order the rest, then the id.
+Scoring is the ranking rules as one number (src/search/ranking.py): each alternative carries the digits of
+that way of matching (`weight`, a constant) and adds the engine's BM25 of what it matched times `bm25`; a
+word scores its best alternative (a dis-max), the words add up, close pairs add their proximity digit, the
+whole-name path scores as a match of every word plus its exactness, the better of the two paths counts (a
+dis-max), and the custom ranking bucket adds one constant per bit (`custom`). Backends only translate.
 """
 
 from __future__ import annotations
@@ -25,20 +28,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from src.search.query import Filter, ParsedQuery, Term
+from src.search.ranking import PROXIMITY_SLOP, Tiers, tiers_for
 from src.search.schema import IndexSchema
 
-EXACT_WEIGHT = 3.0
-PREFIX_WEIGHT = 1.5
-TYPO_WEIGHTS = {1: 1.0, 2: 0.5}
-"""Weight of a typo match by its edit count: one typo beats two."""
-SYNONYM_WEIGHT = 2.5
-"""A synonym of the word (from the schema) counts almost as the word itself: the literal word wins ties."""
-WHOLE_EXACT_WEIGHT = 10.0
-WHOLE_PREFIX_WEIGHT = 4.0
-WHOLE_TYPO_WEIGHTS = {1: 5.0, 2: 3.0}
-PROXIMITY_WEIGHT = 1.0
-"""Bonus per pair of consecutive query words found within `PROXIMITY_SLOP` positions in one field."""
-PROXIMITY_SLOP = 2
 FUZZY_MAX_EXPANSIONS = 50
 """Index terms one typo alternative may expand to (Elasticsearch's `max_expansions`)."""
 TYPO_PREFIX_LENGTHS = {1: 0, 2: 1}
@@ -48,6 +40,9 @@ two-typo match keeps the word's first letter. Two edits anywhere make the costli
 two edits away that also differs in its first letter is rarely the word meant."""
 
 type MatchKind = Literal["exact", "prefix", "typo"]
+type Group = Literal["t", "x", "j"]
+"""Which indexed form an alternative matches: `t` the searchable fields' words, `x` a keyword field's whole
+normalised value, `j` that value with its separators dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +52,14 @@ class Alternative:
     kind: MatchKind
     text: str
     field: str
-    """The schema field's name (each backend maps it to its own indexed field)."""
+    """The schema field's name (each backend maps it and `group` to its own indexed field)."""
     weight: float
-    """Tier weight times the field's boost."""
+    """The ranking digits of this way of matching (a constant added to the scaled BM25)."""
     edits: int = 0
     """For a typo alternative: exactly this many edits (1 or 2; a transposition counts as one)."""
     prefix_length: int = 0
     """For a typo alternative: a matched term starts with the first `prefix_length` characters of `text`."""
+    group: Group = "t"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,23 +76,25 @@ class PhraseClause:
 
     tokens: tuple[str, ...]
     fields: tuple[tuple[str, float], ...]
-    """(field, weight) for each searchable field."""
+    """(field, ranking digits of the phrase matching there) for each searchable field."""
 
 
 @dataclass(frozen=True, slots=True)
 class ProximityClause:
-    """Two consecutive query words, as typed, within `slop` positions of each other in one field: a bonus
-    for documents that already match every word (ranking rule 3, proximity)."""
+    """Two consecutive query words, as typed, within `slop` positions of each other in one field: the
+    proximity digit of documents that already match every word (it never admits a document)."""
 
     tokens: tuple[str, str]
     slop: int
-    fields: tuple[tuple[str, float], ...]
-    """(field, weight) for each searchable field."""
+    fields: tuple[str, ...]
+    """Every searchable field."""
+    weight: float
+    """The proximity unit (a constant, no term statistics)."""
 
 
 @dataclass(frozen=True, slots=True)
 class WholeClause:
-    """The whole query against keyword fields' whole values: an alternative match and a bonus."""
+    """The whole query against keyword fields' whole values: a match of its own (the name path)."""
 
     text: str
     alternatives: tuple[Alternative, ...]
@@ -109,13 +107,19 @@ class QueryPlan:
     words: tuple[WordClause, ...]
     phrases: tuple[PhraseClause, ...]
     proximity: tuple[ProximityClause, ...]
-    """Optional bonuses of the all-words match (they never admit a document)."""
+    """Optional digits of the all-words match (they never admit a document)."""
     whole: WholeClause | None
     excluded_terms: tuple[str, ...]
     excluded_phrases: tuple[tuple[str, ...], ...]
     searchable: tuple[str, ...]
     """Every searchable field (exclusions apply to all of them)."""
     filters: tuple[Filter, ...]
+    bm25: float = 0.0
+    """The factor of every matched clause's engine score (BM25): their sum stays below one digit."""
+    custom: tuple[tuple[int, float], ...] = ()
+    """(bit, weight) of the custom ranking bucket: a document whose rank field holds the bit adds the weight."""
+    tiers: Tiers | None = None
+    """The mixed radix the weights come from (to explain a score)."""
 
     @property
     def match_all(self) -> bool:
@@ -125,36 +129,41 @@ class QueryPlan:
 
 def build_plan(query: ParsedQuery, filters: tuple[Filter, ...], schema: IndexSchema) -> QueryPlan:
     """The plan of a parsed query against `schema` (pure)."""
+    tiers = tiers_for(schema, len(query.terms) + len(query.phrases))
     searchable = tuple(spec.name for spec in schema.searchable)
-    fields = [(s.name, s.boost) for s in schema.searchable]
     words = tuple(
         WordClause(
             word=term.text,
-            alternatives=_alternatives(term, fields)
+            alternatives=_alternatives(term, position, searchable, tiers)
             + tuple(
-                Alternative("exact", synonym, field, boost * SYNONYM_WEIGHT)
+                Alternative("exact", synonym, field, tiers.word(position, kind="synonym", edits=0, field=field))
                 for synonym in schema.synonyms_of(term.text)
-                for field, boost in fields
+                for field in searchable
             ),
         )
-        for term in query.terms
+        for position, term in enumerate(query.terms)
     )
     phrases = tuple(
-        PhraseClause(tokens=tokens, fields=tuple((s.name, s.boost * EXACT_WEIGHT) for s in schema.searchable))
-        for tokens in query.phrases
+        PhraseClause(
+            tokens=tokens,
+            fields=tuple(
+                (field, tiers.word(len(query.terms) + number, kind="exact", edits=0, field=field))
+                for field in searchable
+            ),
+        )
+        for number, tokens in enumerate(query.phrases)
     )
     proximity = tuple(
         ProximityClause(
-            tokens=(first.text, second.text),
-            slop=PROXIMITY_SLOP,
-            fields=tuple((name, boost * PROXIMITY_WEIGHT) for name, boost in fields),
+            tokens=(first.text, second.text), slop=PROXIMITY_SLOP, fields=searchable, weight=tiers.proximity(position)
         )
-        for first, second in zip(query.terms, query.terms[1:], strict=False)
+        for position, (first, second) in enumerate(zip(query.terms, query.terms[1:], strict=False))
+        if tiers.proximity(position)
     )
-    keyword_fields = [(s.name, s.boost) for s in schema.searchable if s.type == "keyword"]
+    keyword_fields = tuple(s.name for s in schema.searchable if s.type == "keyword")
     whole = None
     if query.whole is not None and keyword_fields:
-        whole = WholeClause(text=query.whole.text, alternatives=_alternatives(query.whole, keyword_fields, whole=True))
+        whole = WholeClause(text=query.whole.text, alternatives=_whole_alternatives(query.whole, keyword_fields, tiers))
     return QueryPlan(
         words=words,
         phrases=phrases,
@@ -164,31 +173,41 @@ def build_plan(query: ParsedQuery, filters: tuple[Filter, ...], schema: IndexSch
         excluded_phrases=query.excluded_phrases,
         searchable=searchable,
         filters=filters,
+        bm25=tiers.bm25,
+        custom=tiers.custom_weights(),
+        tiers=tiers,
     )
 
 
-def _alternatives(term: Term, fields: list[tuple[str, float]], *, whole: bool = False) -> tuple[Alternative, ...]:
-    exact, prefix, typos = (
-        (WHOLE_EXACT_WEIGHT, WHOLE_PREFIX_WEIGHT, WHOLE_TYPO_WEIGHTS)
-        if whole
-        else (EXACT_WEIGHT, PREFIX_WEIGHT, TYPO_WEIGHTS)
-    )
+def _alternatives(term: Term, position: int, fields: tuple[str, ...], tiers: Tiers) -> tuple[Alternative, ...]:
     found: list[Alternative] = []
-    for field, boost in fields:
-        found.append(Alternative("exact", term.text, field, boost * exact))
+    for field in fields:
+        found.append(Alternative("exact", term.text, field, tiers.word(position, kind="exact", edits=0, field=field)))
         if term.prefix:
-            found.append(Alternative("prefix", term.text, field, boost * prefix))
+            weight = tiers.word(position, kind="prefix", edits=0, field=field)
+            found.append(Alternative("prefix", term.text, field, weight))
         for edits in range(1, term.edits + 1):
-            found.append(
-                Alternative(
-                    "typo",
-                    term.text,
-                    field,
-                    boost * typos[edits],
-                    edits=edits,
-                    prefix_length=TYPO_PREFIX_LENGTHS[edits],
-                )
-            )
+            weight = tiers.word(position, kind="typo", edits=edits, field=field)
+            found.append(Alternative("typo", term.text, field, weight, edits, TYPO_PREFIX_LENGTHS[edits]))
+    return tuple(found)
+
+
+def _whole_alternatives(whole: Term, fields: tuple[str, ...], tiers: Tiers) -> tuple[Alternative, ...]:
+    """The name path: the exact value (`x`), the value without separators (`j`) exactly or as a prefix while
+    typing, or the value within the typo budget (`x`: a separator typed, dropped or moved is an edit)."""
+    joined = whole.text.replace(" ", "")
+    found: list[Alternative] = []
+    for field in fields:
+        found.append(
+            Alternative("exact", whole.text, field, tiers.whole(level="exact", edits=0, field=field), group="x")
+        )
+        found.append(Alternative("exact", joined, field, tiers.whole(level="joined", edits=0, field=field), group="j"))
+        if whole.prefix:
+            weight = tiers.whole(level="prefix", edits=0, field=field)
+            found.append(Alternative("prefix", joined, field, weight, group="j"))
+        for edits in range(1, whole.edits + 1):
+            weight = tiers.whole(level="typo", edits=edits, field=field)
+            found.append(Alternative("typo", whole.text, field, weight, edits, TYPO_PREFIX_LENGTHS[edits], group="x"))
     return tuple(found)
 
 

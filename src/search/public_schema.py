@@ -14,16 +14,17 @@ from src.search.schema import FieldSpec, IndexSchema
 MAX_PAGE_SIZE = 100
 """The largest `size` of GET /v1/search."""
 
-RANKING_RULES: tuple[RankingRule, ...] = (
-    {"rule": "words", "description": "every query word matched (else words are dropped from the end)"},
-    {"rule": "typo", "description": "fewest typos: exact over synonym over prefix over one typo over two"},
-    {"rule": "proximity", "description": "consecutive query words found within 2 positions of each other"},
-    {"rule": "attribute", "description": "the field matched, by its boost"},
-    {"rule": "exactness", "description": "the whole query equals, starts, or is a typo of a name"},
-    {"rule": "bm25", "description": "the engine's term statistics"},
-    {"rule": "custom", "description": "the schema's custom ranking field (orders an empty q)"},
-    {"rule": "id", "description": "the document id, ascending: a deterministic tie-break"},
-)
+RULE_DESCRIPTIONS: dict[str, str] = {
+    "words": "every query word matched (else words are dropped from the end)",
+    "name": "the whole query is a name (exactly, without separators, as a prefix while typing, or with typos)",
+    "typo": "fewest typos; an exact word, a synonym and a prefix of the last word count as none",
+    "proximity": "most pairs of consecutive query words within 2 positions of each other",
+    "attribute": "the fields matched, by the rank of their boost",
+    "exactness": "the whole query is a name (exactly, then without separators), then words matched as typed",
+    "custom": "the custom ranking fields (the first in half-octave buckets; exact values break later ties)",
+    "bm25": "the engine's term statistics of the words matched",
+    "id": "the document id, ascending: a deterministic tie-break",
+}
 
 
 def _public(spec: FieldSpec) -> bool:
@@ -47,8 +48,11 @@ def _field(spec: FieldSpec) -> SchemaField:
 def public_schema(schema: IndexSchema, limits: QueryLimits) -> PublicSchema:
     """The GET /v1/schema payload of `schema` under this deployment's `limits`."""
     fields = [spec for spec in schema.fields if _public(spec)]
-    rules = [rule for rule in RANKING_RULES if rule["rule"] != "custom" or schema.ranking is not None]
-    custom = schema.ranking
+    rules: list[RankingRule] = [
+        {"rule": rule, "description": RULE_DESCRIPTIONS[rule]}
+        for rule in (*schema.rules, "id")
+        if rule != "custom" or schema.custom
+    ]
     return {
         "name": schema.name,
         "version": schema.version,
@@ -59,7 +63,9 @@ def public_schema(schema: IndexSchema, limits: QueryLimits) -> PublicSchema:
         "facetable": [spec.name for spec in fields if spec.facetable],
         "sortable": [spec.name for spec in fields if spec.sortable],
         "ranking_rules": rules,
-        "custom_ranking": None if custom is None else {"field": custom[0], "order": "desc" if custom[1] else "asc"},
+        "custom_ranking": [
+            {"field": name, "order": "desc" if descending else "asc"} for name, descending in schema.custom
+        ],
         "synonyms": {word: list(found) for word, found in schema.synonyms},
         "limits": limits,
     }

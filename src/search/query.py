@@ -48,6 +48,8 @@ class ParsedQuery:
     excluded_phrases: tuple[tuple[str, ...], ...] = ()
     whole: Term | None = None
     """All words as one string, matched against whole keyword values (ranks `nginx` first for "ngnix")."""
+    truncated: tuple[str, ...] = ()
+    """What `q` held past `max_terms` words, left out of the search (words, `"phrases"`, `-exclusions`)."""
 
     @property
     def is_match_all(self) -> bool:
@@ -108,12 +110,15 @@ def parse_q(q: str, *, one_edit_min_chars: int, two_edits_min_chars: int, max_te
 
     The last word is also a prefix unless `q` ends with whitespace (the user finished typing it).
     Words that normalise to several tokens (`foo-bar`) contribute each token as a term; an excluded
-    one becomes an excluded phrase.
+    one becomes an excluded phrase. Past `max_terms` words (a description pasted into a search box), the
+    first ones are kept and the rest is listed in `truncated`, as Meilisearch and Algolia do.
     """
     words: list[str] = []
     phrases: list[tuple[str, ...]] = []
     excluded_terms: list[str] = []
     excluded_phrases: list[tuple[str, ...]] = []
+    truncated: list[str] = []
+    used = 0
     last_word_is_open = False
     for match in _QUERY_PART.finditer(q):
         negated = bool(match.group("neg"))
@@ -122,6 +127,15 @@ def parse_q(q: str, *, one_edit_min_chars: int, two_edits_min_chars: int, max_te
         last_word_is_open = False
         if not tokens:
             continue
+        if truncated or used + len(tokens) > max_terms:
+            if not truncated and not is_phrase and not negated and used < max_terms:
+                words.extend(tokens[: max_terms - used])  # a hyphenated word: keep the tokens that fit
+                truncated.extend(tokens[max_terms - used :])
+                used = max_terms
+            else:
+                truncated.append(match.group(0))  # as typed
+            continue
+        used += len(tokens)
         if negated:
             if len(tokens) == 1:
                 excluded_terms.append(tokens[0])
@@ -132,8 +146,8 @@ def parse_q(q: str, *, one_edit_min_chars: int, two_edits_min_chars: int, max_te
         else:
             words.extend(tokens)
             last_word_is_open = match.end() == len(q)
-    if len(words) + sum(map(len, phrases)) + len(excluded_terms) + sum(map(len, excluded_phrases)) > max_terms:
-        raise InvalidParameter("q", f"at most {max_terms} words are allowed")
+    if truncated:
+        last_word_is_open = False  # the word typed last was not kept
     terms = tuple(
         Term(
             text=word,
@@ -160,6 +174,7 @@ def parse_q(q: str, *, one_edit_min_chars: int, two_edits_min_chars: int, max_te
         phrases=tuple(phrases),
         excluded_terms=tuple(excluded_terms),
         excluded_phrases=tuple(excluded_phrases),
+        truncated=tuple(truncated),
     )
 
 

@@ -17,6 +17,14 @@ from typing import Literal, NotRequired, TypedDict, cast
 
 from src.search.analysis import normalise
 
+RULES = ("words", "name", "typo", "proximity", "attribute", "exactness", "custom", "bm25")
+"""Every ranking rule; `id` (ascending) always breaks the last ties and is not listed."""
+DEFAULT_RULES = ("words", "typo", "proximity", "attribute", "exactness", "custom", "bm25")
+"""Meilisearch's order, then the custom ranking before the engine's term statistics (`name` is off: see
+src/search/ranking.py for when to put it first)."""
+TIER_RULES = frozenset({"words", "name", "typo", "proximity", "attribute", "exactness"})
+"""Rules whose values are whole numbers per document; `bm25` must follow all of them."""
+
 type FieldType = Literal["text", "keyword", "integer", "float", "date"]
 FIELD_TYPES: tuple[FieldType, ...] = ("text", "keyword", "integer", "float", "date")
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -63,12 +71,16 @@ class SchemaFile(TypedDict):
     """Field name to its spec; `id` is implicit (keyword, returned, sortable tie-break)."""
     synonyms: NotRequired[SynonymsFile | str]
     """Synonyms, or the path (relative to the schema file) of a JSON file holding them."""
+    ranking_rules: NotRequired[list[str]]
+    """The ranking rules, most significant first (see src/search/ranking.py); default `DEFAULT_RULES`."""
+    custom_ranking: NotRequired[list[RankingFile]]
+    """Custom ranking fields (popularity, downloads...), applied where `custom` stands in the rules."""
     ranking: NotRequired[RankingFile]
-    """An optional custom ranking field (popularity, size...) that orders what relevance leaves equal."""
+    """The older spelling of a single custom ranking field (`custom_ranking` with one entry)."""
 
 
 class RankingFile(TypedDict):
-    """The custom ranking rule as written in the schema file."""
+    """One custom ranking field as written in the schema file."""
 
     field: str
     """A sortable integer or float field."""
@@ -114,8 +126,10 @@ class IndexSchema:
     fields: tuple[FieldSpec, ...]
     synonyms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Normalised word to the words it also finds, sorted by word (one-way pairs and equivalence groups)."""
-    ranking: tuple[str, bool] | None = None
-    """The custom ranking rule: (sortable numeric field, descending), or None."""
+    rules: tuple[str, ...] = DEFAULT_RULES
+    """The ranking rules, most significant first (validated: see `parse_rules`)."""
+    custom: tuple[tuple[str, bool], ...] = ()
+    """The custom ranking fields: (sortable numeric field, descending), first one first."""
     # Derived once (every search reads them, some several times): see __post_init__.
     _searchable: tuple[FieldSpec, ...] = field(init=False, repr=False, compare=False)
     _value_fields: tuple[FieldSpec, ...] = field(init=False, repr=False, compare=False)
@@ -126,12 +140,17 @@ class IndexSchema:
         object.__setattr__(self, "_searchable", tuple(f for f in self.fields if f.searchable))
         object.__setattr__(self, "_value_fields", tuple(f for f in self.fields if f.has_value_column))
         object.__setattr__(self, "_returned", tuple(f.name for f in self.fields if f.returned))
-        if not self.synonyms and self.ranking is None:
+        if not self.synonyms and not self.custom and self.rules == DEFAULT_RULES:
             fingerprint = f"{self.name}:v{self.version}"
         else:
-            digest = hashlib.sha256(json.dumps([self.synonyms, self.ranking]).encode()).hexdigest()[:8]
+            digest = hashlib.sha256(json.dumps([self.synonyms, self.custom, self.rules]).encode()).hexdigest()[:8]
             fingerprint = f"{self.name}:v{self.version}:{digest}"
         object.__setattr__(self, "_fingerprint", fingerprint)
+
+    @property
+    def ranking(self) -> tuple[str, bool] | None:
+        """The first custom ranking field (it orders an empty `q`), or None."""
+        return self.custom[0] if self.custom and "custom" in self.rules else None
 
     def synonyms_of(self, word: str) -> tuple[str, ...]:
         """The words `word` also finds (normalised), none when it has no synonyms."""
@@ -180,17 +199,51 @@ def parse_schema(raw: object, *, base: Path | None = None) -> IndexSchema:
         raise SchemaError("schema.version: a positive integer is required")
     if not isinstance(fields, dict) or not fields:
         raise SchemaError("schema.fields: a non-empty object is required")
-    unknown = set(data) - {"name", "version", "fields", "synonyms", "ranking"}
+    unknown = set(data) - {"name", "version", "fields", "synonyms", "ranking", "ranking_rules", "custom_ranking"}
     if unknown:
         raise SchemaError(f"schema: unknown keys {sorted(unknown)}")
     specs = tuple(_parse_field(key, value) for key, value in cast(dict[str, object], fields).items())
     synonyms = _parse_synonyms(data.get("synonyms"), base) if "synonyms" in data else ()
-    ranking = _parse_ranking(data["ranking"], specs) if "ranking" in data else None
-    return IndexSchema(name=name, version=version, fields=specs, synonyms=synonyms, ranking=ranking)
+    if "ranking" in data and "custom_ranking" in data:
+        raise SchemaError("schema.ranking: give custom_ranking or the older ranking, not both")
+    custom: tuple[tuple[str, bool], ...] = ()
+    if "ranking" in data:
+        custom = (_parse_ranking(data["ranking"], specs, "schema.ranking"),)
+    elif "custom_ranking" in data:
+        raw_custom = data["custom_ranking"]
+        if not isinstance(raw_custom, list) or not raw_custom:
+            raise SchemaError("schema.custom_ranking: a non-empty list of {field, order} is required")
+        custom = tuple(
+            _parse_ranking(item, specs, f"schema.custom_ranking[{number}]") for number, item in enumerate(raw_custom)
+        )
+        if len({name for name, _ in custom}) != len(custom):
+            raise SchemaError("schema.custom_ranking: a field may appear once")
+    rules = parse_rules(data["ranking_rules"]) if "ranking_rules" in data else DEFAULT_RULES
+    if custom and "custom" not in rules:
+        raise SchemaError("schema.ranking_rules: custom ranking fields are set but the rules have no `custom`")
+    return IndexSchema(name=name, version=version, fields=specs, synonyms=synonyms, rules=rules, custom=custom)
 
 
-def _parse_ranking(raw: object, specs: tuple[FieldSpec, ...]) -> tuple[str, bool]:
-    where = "schema.ranking"
+def parse_rules(raw: object) -> tuple[str, ...]:
+    """Validate `ranking_rules`: known rules, each at most once, `bm25` after every rule that is a tier (the
+    engines' BM25 is a continuous score: it can only break the ties the tiers leave). SchemaError if not."""
+    where = "schema.ranking_rules"
+    if not isinstance(raw, list) or not all(isinstance(rule, str) for rule in raw):
+        raise SchemaError(f"{where}: a list of rule names is required")
+    rules = tuple(cast(list[str], raw))
+    unknown = [rule for rule in rules if rule not in RULES]
+    if unknown:
+        raise SchemaError(f"{where}: unknown rules {unknown}; the rules are {list(RULES)}")
+    if len(set(rules)) != len(rules):
+        raise SchemaError(f"{where}: a rule may appear once")
+    if "bm25" in rules:
+        late = [rule for rule in rules[rules.index("bm25") + 1 :] if rule in TIER_RULES]
+        if late:
+            raise SchemaError(f"{where}: {late} must come before bm25 (only `custom` may follow it)")
+    return rules
+
+
+def _parse_ranking(raw: object, specs: tuple[FieldSpec, ...], where: str) -> tuple[str, bool]:
     if not isinstance(raw, dict) or set(raw) - {"field", "order"}:
         raise SchemaError(f"{where}: an object with `field` and optionally `order` is required")
     name, order = raw.get("field"), raw.get("order", "desc")

@@ -38,6 +38,7 @@ from src.search.query import (
     parse_q,
     parse_sort,
 )
+from src.search.ranking import tiers_for
 from src.search.schema import IndexSchema
 from src.search.suggest import suggestion
 
@@ -53,7 +54,7 @@ class SearchOptions:
     default_size: int = 10
     one_edit_min_chars: int = 4
     two_edits_min_chars: int = 8
-    max_query_chars: int = 256
+    max_query_chars: int = 512
     max_query_terms: int = 16
     max_filters: int = 20
     facet_size: int = 20
@@ -74,6 +75,7 @@ class SearchRequest:
     """Hits per page; None means the configured default."""
     cursor: str | None = None
     highlight: bool = False
+    ranking_score_details: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class PreparedSearch:
     fingerprint: str
     size: int
     highlight: bool
+    ranking_score_details: bool = False
 
 
 def prepare_search(
@@ -115,6 +118,7 @@ def prepare_search(
             secret=(options.cursor_secret, *options.cursor_verify_secrets),
             fingerprint=fingerprint,
             sort_type=sort.field.type if sort.field else None,
+            tie_types=_tie_types(schema) if sort.field is None else (),
         )
         if request.cursor
         else None
@@ -130,7 +134,18 @@ def prepare_search(
         facet_size=options.facet_size,
         track_total_up_to=options.track_total_up_to,
     )
-    return PreparedSearch(backend_query=backend_query, fingerprint=fingerprint, size=size, highlight=request.highlight)
+    return PreparedSearch(
+        backend_query=backend_query,
+        fingerprint=fingerprint,
+        size=size,
+        highlight=request.highlight,
+        ranking_score_details=request.ranking_score_details,
+    )
+
+
+def _tie_types(schema: IndexSchema) -> tuple[str, ...]:
+    """The types of the custom ranking fields a relevance page's sort values carry after the score."""
+    return tuple(spec.type for name, _ in schema.custom if (spec := schema.field(name)) is not None)
 
 
 def request_fingerprint(
@@ -141,6 +156,7 @@ def request_fingerprint(
         "backend": backend_kind,
         "schema": schema.fingerprint,
         "terms": [[t.text, t.edits, t.prefix] for t in parsed.terms],
+        "truncated": list(parsed.truncated),
         "phrases": [list(p) for p in parsed.phrases],
         "not_terms": sorted(parsed.excluded_terms),
         "not_phrases": sorted(list(p) for p in parsed.excluded_phrases),
@@ -196,6 +212,8 @@ async def execute_search(
         next_cursor = encode_cursor(state, secret=options.cursor_secret)
     query = prepared.backend_query.query
     hits = [_hit(hit, schema, query if prepared.highlight else None, options) for hit in shown]
+    if prepared.ranking_score_details:
+        _explain(hits, shown, prepared.backend_query, ignored, schema)
     facets: dict[str, list[FacetBucket]] = {
         name: [{"value": value, "count": count} for value, count in buckets] for name, buckets in page.facets.items()
     }
@@ -204,7 +222,7 @@ async def execute_search(
         "total": {"value": page.total, "exact": page.total_exact},
         "facets": facets,
         "next_cursor": next_cursor,
-        "ignored_words": list(ignored),
+        "ignored_words": [*query.truncated, *ignored],
         "suggestion": suggestion(query, shown[0].document if shown else None, schema),
         "took_ms": round((time.perf_counter() - started) * 1000, 3),
     }
@@ -226,6 +244,22 @@ async def _search_relaxing(query: BackendQuery, backend: SearchBackend) -> tuple
     return page, ()
 
 
+def _explain(
+    hits: list[SearchHit],
+    shown: tuple[BackendHit, ...],
+    query: BackendQuery,
+    ignored: tuple[str, ...],
+    schema: IndexSchema,
+) -> None:
+    """Add each hit's ranking rule values (decoded from its score: see src/search/ranking.py)."""
+    clauses = len(query.query.terms) - len(ignored) + len(query.query.phrases)
+    tiers = tiers_for(schema, clauses)
+    relevance = query.sort.field is None
+    for hit, found in zip(hits, shown, strict=True):
+        custom = tuple(found.sort_values[1:-1]) if relevance else ()
+        hit["ranking_score_details"] = tiers.explain(found.score if relevance else None, custom)
+
+
 def canonical_request(prepared: PreparedSearch, cursor: str | None) -> bytes:
     """Everything that shapes a search response, canonicalised: equal requests give equal bytes.
 
@@ -239,6 +273,7 @@ def canonical_request(prepared: PreparedSearch, cursor: str | None) -> bytes:
             "size": prepared.size,
             "facets": sorted(spec.name for spec in query.facets),
             "highlight": prepared.highlight,
+            "details": prepared.ranking_score_details,
             "cursor": cursor or "",
         },
         option=orjson.OPT_SORT_KEYS,

@@ -59,7 +59,7 @@ async def install_fake_backend(app: FastAPI) -> FakeSearchBackend:
     fake = FakeSearchBackend(schema=services.schema)
     await load(fake, DOCS)
     await services.backend.close()
-    app.state.services = dataclasses.replace(services, backend=fake)
+    app.state.services = dataclasses.replace(services, backend=fake, warm=None)  # in memory: nothing to warm
     return fake
 
 

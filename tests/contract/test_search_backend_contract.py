@@ -481,7 +481,7 @@ async def test_search_when_ranking_every_word_required_then_relaxed(empty_backen
 async def test_search_when_schema_has_a_ranking_rule_orders_match_all_by_it_then_id(
     catalog_backend: SearchBackend,
 ) -> None:
-    ranked = dataclasses.replace(SCHEMA, ranking=("stock", True))
+    ranked = dataclasses.replace(SCHEMA, custom=(("stock", True),))
     page = await search_documents(SearchRequest(q="", size=50), backend=catalog_backend, schema=ranked, options=OPTIONS)
     assert [hit["id"] for hit in page["hits"]] == await ids(catalog_backend, "", sort="-stock")
     assert [hit["id"] for hit in page["hits"]][:2] == ["curl", "wget"]  # stock 100, ties by id

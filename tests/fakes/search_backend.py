@@ -1,8 +1,9 @@
 """An in-memory SearchBackend that follows the contract in src/search/backends/base.py.
 
 It translates the same query plan as the real backends (src/search/plan.py), evaluated in Python with the
-same pure functions (normalisation, edit distance); a clause scores its best alternative's weight (no term
-statistics), so the contract suite can run against it as a third implementation.
+same pure functions (normalisation, edit distance): a clause scores its best alternative's ranking digits
+plus a stand-in for BM25 (shorter fields score higher) times the plan's factor, so the contract suite can run
+against it as a third implementation. Relevance ties break by the custom ranking values, then the id.
 """
 
 from __future__ import annotations
@@ -23,20 +24,21 @@ from src.search.query import BackendQuery, Filter, FilterValue, RangeFilter
 from src.search.schema import IndexSchema
 
 
-def _weight(alt: Alternative, values: list[str]) -> float:
-    """`alt.weight` when any value matches the alternative, else 0."""
+def _weight(alt: Alternative, values: list[str], epsilon: float) -> float | None:
+    """The alternative's score when any value matches it (its digits plus the stand-in BM25), else None."""
+    stand_in = epsilon / (1 + len(values))
     for value in values:
         if alt.kind == "exact" and value == alt.text:
-            return alt.weight
+            return alt.weight + stand_in
         if alt.kind == "prefix" and value.startswith(alt.text):
-            return alt.weight
+            return alt.weight + stand_in
         if (
             alt.kind == "typo"
             and value.startswith(alt.text[: alt.prefix_length])
             and damerau_levenshtein(value, alt.text, limit=alt.edits) <= alt.edits
         ):
-            return alt.weight
-    return 0.0
+            return alt.weight + stand_in
+    return None
 
 
 def _near(pair: tuple[str, str], slop: int, tokens: list[str]) -> bool:
@@ -108,42 +110,45 @@ class FakeSearchBackend:
     async def search(self, query: BackendQuery) -> BackendPage:
         sort = query.sort
         descending = sort.descending or sort.field is None
-        entries: list[tuple[JSONScalar, str, float, PreparedDocument]] = []
+        ties = self.schema.custom if sort.field is None else ()
+        entries: list[tuple[tuple[JSONScalar, ...], str, float, PreparedDocument]] = []
         for prepared, _ in self._docs().values():
             score = self._score(query, prepared)
             if score is None:
                 continue
             if sort.field is None:
-                key: JSONScalar = score
+                key: tuple[JSONScalar, ...] = (score, *(_first(prepared, name) for name, _ in ties))
             else:
-                values = prepared.values.get(sort.field.name)
-                key = _json_key(values[0]) if values else None
+                key = (_first(prepared, sort.field.name),)
             entries.append((key, prepared.id, score, prepared))
+        directions = (descending, *(tie_descending for _, tie_descending in ties))
 
-        def compare(a: tuple[JSONScalar, str], b: tuple[JSONScalar, str]) -> int:
-            if a[0] != b[0]:
-                if a[0] is None:
-                    return 1
-                if b[0] is None:
-                    return -1
-                less = a[0] < b[0]  # type: ignore[operator]
-                return (1 if less else -1) if descending else (-1 if less else 1)
+        def compare(a: tuple[tuple[JSONScalar, ...], str], b: tuple[tuple[JSONScalar, ...], str]) -> int:
+            for value_a, value_b, direction in zip(a[0], b[0], directions, strict=False):
+                if value_a != value_b:
+                    if value_a is None:
+                        return 1
+                    if value_b is None:
+                        return -1
+                    less = value_a < value_b  # type: ignore[operator]
+                    return (1 if less else -1) if direction else (-1 if less else 1)
             return (a[1] > b[1]) - (a[1] < b[1])
 
         def by_order(
-            x: tuple[JSONScalar, str, float, PreparedDocument], y: tuple[JSONScalar, str, float, PreparedDocument]
+            x: tuple[tuple[JSONScalar, ...], str, float, PreparedDocument],
+            y: tuple[tuple[JSONScalar, ...], str, float, PreparedDocument],
         ) -> int:
             return compare((x[0], x[1]), (y[0], y[1]))
 
         ordered = sorted(entries, key=functools.cmp_to_key(by_order))
         if query.after is not None:
-            marker = (query.after[0], str(query.after[1]))
+            marker = (tuple(query.after[:-1]), str(query.after[-1]))
             ordered = [entry for entry in ordered if compare((entry[0], entry[1]), marker) > 0]
         hits = tuple(
             BackendHit(
                 id=doc_id,
                 score=score if sort.field is None else None,
-                sort_values=(key, doc_id),
+                sort_values=(*key, doc_id),
                 document=prepared.source,
             )
             for key, doc_id, score, prepared in ordered[: query.limit]
@@ -171,32 +176,49 @@ class FakeSearchBackend:
         for phrase in plan.excluded_phrases:
             if any(_phrase_in(phrase, tokens.get(field, [])) for field in plan.searchable):
                 return None
+        custom = sum(weight for bit, weight in plan.custom if bit in prepared.rank)
         if plan.match_all:
-            return 1.0
-        scores = [max((_weight(alt, tokens.get(alt.field, [])) for alt in word.alternatives), default=0.0)
-                  for word in plan.words]  # fmt: skip
+            return 1.0 + custom
+        epsilon = plan.bm25
+        scores = [
+            max(
+                (w for alt in word.alternatives if (w := _weight(alt, tokens.get(alt.field, []), epsilon)) is not None),
+                default=None,
+            )
+            for word in plan.words
+        ]
         scores += [
             max(
-                (weight for field, weight in phrase.fields if _phrase_in(phrase.tokens, tokens.get(field, []))),
-                default=0.0,
+                (
+                    weight + epsilon / (1 + len(tokens.get(field, [])))
+                    for field, weight in phrase.fields
+                    if _phrase_in(phrase.tokens, tokens.get(field, []))
+                ),
+                default=None,
             )
             for phrase in plan.phrases
         ]
         bonus = sum(
-            max(
-                (weight for field, weight in pair.fields if _near(pair.tokens, pair.slop, tokens.get(field, []))),
-                default=0.0,
-            )
+            pair.weight
             for pair in plan.proximity
+            if any(_near(pair.tokens, pair.slop, tokens.get(field, [])) for field in pair.fields)
         )
-        whole = 0.0
+        all_words = (
+            sum(score for score in scores if score is not None) + bonus if all(s is not None for s in scores) else None
+        )
+        whole = None
         if plan.whole is not None:
+            forms = {"x": prepared.whole, "j": prepared.joined}
             whole = max(
-                (_weight(alt, prepared.whole.get(alt.field, [])) for alt in plan.whole.alternatives), default=0.0
+                (
+                    w
+                    for alt in plan.whole.alternatives
+                    if (w := _weight(alt, forms[alt.group].get(alt.field, []), epsilon)) is not None
+                ),
+                default=None,
             )
-        if all(scores):
-            return sum(scores) + bonus + whole  # proximity only adds to an all-words match
-        return whole or None
+        best = max((score for score in (all_words, whole) if score is not None), default=None)
+        return None if best is None else best + custom
 
     async def get(self, doc_id: str) -> Document | None:
         found = self._docs().get(doc_id)
@@ -277,6 +299,11 @@ class FakeSearchBackend:
 
     async def close(self) -> None:
         return None
+
+
+def _first(prepared: PreparedDocument, name: str) -> JSONScalar:
+    values = prepared.values.get(name)
+    return _json_key(values[0]) if values else None
 
 
 def _json_key(value: IndexValue) -> JSONScalar:

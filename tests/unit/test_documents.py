@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -9,6 +10,7 @@ import pytest
 
 from src.search.documents import DocumentInvalid, PreparedDocument, document_id, prepare_document, project
 from src.search.models import Document, JSONValue
+from src.search.ranking import bucket_bits, custom_bucket
 from src.search.schema import IndexSchema, parse_schema
 
 SCHEMA: IndexSchema = parse_schema(
@@ -115,7 +117,15 @@ def test_prepare_document_full() -> None:
             "published": [datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)],
         },
         whole={"name": ["nginx full"], "tags": ["web server", "http"]},
+        joined={"name": ["nginxfull"], "tags": ["webserver", "http"]},
     )
+
+
+def test_prepare_document_when_schema_has_custom_ranking_writes_the_bucket_bits() -> None:
+    ranked = dataclasses.replace(SCHEMA, custom=(("size", True),))
+    assert prepare_document({"id": 1, "size": 1024}, ranked).rank == bucket_bits(custom_bucket(1024, descending=True))
+    assert prepare_document({"id": 1}, ranked).rank == ()  # missing: the lowest bucket, no bit set
+    assert prepare_document({"id": 1, "size": 1024}, SCHEMA).rank == ()
 
 
 def test_prepare_document_does_not_mutate_input() -> None:

@@ -67,7 +67,7 @@ def test_public_schema_when_a_field_is_neither_returned_nor_usable_leaves_it_out
     assert found["searchable"] == ["title"]
 
 
-def test_public_schema_when_custom_ranking_lists_its_rule_before_the_id() -> None:
+def test_public_schema_when_custom_ranking_lists_the_rules_in_order() -> None:
     schema = parse_schema(
         {
             "name": "s",
@@ -77,7 +77,16 @@ def test_public_schema_when_custom_ranking_lists_its_rule_before_the_id() -> Non
         }
     )
     found = public_schema(schema, LIMITS)
-    assert found["custom_ranking"] == {"field": "pop", "order": "asc"}
-    assert [rule["rule"] for rule in found["ranking_rules"]][-2:] == ["custom", "id"]
+    assert found["custom_ranking"] == [{"field": "pop", "order": "asc"}]
+    assert [rule["rule"] for rule in found["ranking_rules"]] == [
+        "words",
+        "typo",
+        "proximity",
+        "attribute",
+        "exactness",
+        "custom",
+        "bm25",
+        "id",
+    ]
     assert "custom" not in [rule["rule"] for rule in public_schema(SCHEMA, LIMITS)["ranking_rules"]]
-    assert public_schema(SCHEMA, LIMITS)["custom_ranking"] is None
+    assert public_schema(SCHEMA, LIMITS)["custom_ranking"] == []

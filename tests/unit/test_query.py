@@ -200,18 +200,31 @@ def test_parse_q_at_max_terms_is_allowed() -> None:
     assert len(_q('a "b c" -d', max_terms=4).terms) == 1
 
 
-@pytest.mark.parametrize("q", ["a b c d", 'a "b c" d', "a b -c -d", "a-b-c-d", "a b -c-d -e"])
-def test_parse_q_too_many_words(q: str) -> None:
-    with pytest.raises(InvalidParameter) as caught:
-        _q(q, max_terms=3)
-    assert caught.value.parameter == "q"
-    assert caught.value.detail == "at most 3 words are allowed"
-    assert str(caught.value) == "q: at most 3 words are allowed"
+@pytest.mark.parametrize(
+    ("q", "words", "truncated"),
+    [
+        ("a b c d", ["a", "b", "c"], ("d",)),
+        ('a "b c" d', ["a"], ("d",)),
+        ("a b -c -d", ["a", "b"], ("-d",)),
+        ("a b c-d-e f", ["a", "b", "c"], ("d", "e", "f")),
+        ("a-b-c-d", ["a", "b", "c"], ("d",)),
+        ("a b -c-d -e", ["a", "b"], ("-c-d", "-e")),
+        ('a b "c d e"', ["a", "b"], ('"c d e"',)),
+    ],
+)
+def test_parse_q_when_over_max_terms_keeps_the_first_words(
+    q: str, words: list[str], truncated: tuple[str, ...]
+) -> None:
+    parsed = _q(q, max_terms=3)
+    assert [term.text for term in parsed.terms] == words
+    assert parsed.truncated == truncated
+    assert not any(term.prefix for term in parsed.terms)  # the word being typed was cut off
 
 
-def test_parse_q_too_many_words_in_excluded_phrase() -> None:
-    with pytest.raises(InvalidParameter):
-        _q('-"a b c d e f"', max_terms=3)
+def test_parse_q_when_excluded_phrase_is_over_max_terms_leaves_it_out() -> None:
+    parsed = _q('-"a b c d e f"', max_terms=3)
+    assert parsed.excluded_phrases == ()
+    assert parsed.truncated == ('-"a b c d e f"',)
 
 
 # --- parse_filters -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -34,6 +35,7 @@ from src.search.query import (
     parse_q,
     parse_sort,
 )
+from src.search.ranking import bucket_bits, custom_bucket, tiers_for
 from src.search.schema import FieldSpec, IndexSchema, parse_schema
 
 SCHEMA: IndexSchema = parse_schema(
@@ -83,6 +85,12 @@ def _query(
 
 
 RELEVANCE_SORT = [{"_score": {"order": "desc"}}, {"id": {"order": "asc"}}]
+TIERS = tiers_for(SCHEMA, 1)
+EPSILON = TIERS.bm25
+
+
+def _scored(query: dict[str, Any], digits: float) -> dict[str, Any]:
+    return {"function_score": {"query": query, "functions": [{"weight": digits}], "boost_mode": "sum"}}
 
 
 # --- build_mapping -------------------------------------------------------------------------------
@@ -115,6 +123,8 @@ def test_build_mapping_from_schema() -> None:
                     }
                 },
                 "x": {"properties": {"name": {"type": "keyword"}}},
+                "j": {"properties": {"name": {"type": "keyword"}}},
+                "r": {"type": "keyword"},
             },
         },
     }
@@ -124,6 +134,7 @@ def test_build_mapping_text_only_schema_has_empty_value_and_whole_properties() -
     properties = build_mapping(TEXT_ONLY, replicas=0, refresh_interval="1s")["mappings"]["properties"]
     assert properties["v"] == {"properties": {}}
     assert properties["x"] == {"properties": {}}
+    assert properties["j"] == {"properties": {}}
     assert list(properties["t"]["properties"]) == ["body"]
 
 
@@ -153,7 +164,14 @@ def test_build_source_indexed_form() -> None:
             "published": ["2024-05-06T07:08:07+00:00"],
         },
         "x": {"name": ["nginx full"]},
+        "j": {"name": ["nginxfull"]},
     }
+
+
+def test_build_source_when_schema_has_custom_ranking_writes_the_bucket_bits() -> None:
+    ranked = dataclasses.replace(SCHEMA, custom=(("size", True),))
+    source = build_source({"id": "a", "size": 512}, ranked)
+    assert source["r"] == [str(bit) for bit in bucket_bits(custom_bucket(512, descending=True))]
 
 
 def test_build_source_naive_date_is_utc() -> None:
@@ -169,10 +187,12 @@ def test_build_source_rejects_invalid_document() -> None:
 
 # --- build_search_body ---------------------------------------------------------------------------
 
+MATCH_ALL = {"constant_score": {"filter": {"match_all": {}}, "boost": 1.0}}
+
 
 def test_build_search_body_match_all() -> None:
     assert build_search_body(_query(), SCHEMA) == {
-        "query": {"bool": {"must": [{"match_all": {}}], "filter": [], "must_not": []}},
+        "query": {"bool": {"must": [MATCH_ALL], "filter": [], "must_not": []}},
         "size": 11,
         "sort": RELEVANCE_SORT,
         "track_total_hits": 10_000,
@@ -180,95 +200,133 @@ def test_build_search_body_match_all() -> None:
     }
 
 
+def test_build_search_body_when_schema_has_custom_ranking_adds_bits_and_sorts_ties_by_it() -> None:
+    ranked = dataclasses.replace(SCHEMA, custom=(("size", True),))
+    body = build_search_body(_query("web "), ranked)
+    plan_custom = tiers_for(ranked, 1).custom_weights()
+    assert body["query"]["bool"]["should"] == [
+        {"constant_score": {"filter": {"term": {"r": str(bit)}}, "boost": weight}} for bit, weight in plan_custom
+    ]
+    assert body["sort"] == [
+        {"_score": {"order": "desc"}},
+        {"v.size": {"order": "desc", "missing": "_last"}},
+        {"id": {"order": "asc"}},
+    ]
+
+
 def test_build_search_body_exact_short_term() -> None:
     body = build_search_body(_query("web "), SCHEMA)
     words = {
         "dis_max": {
             "queries": [
-                {"term": {"t.name": {"value": "web", "boost": 18.0}}},
-                {"term": {"t.summary": {"value": "web", "boost": 6.0}}},
+                _scored(
+                    {"term": {"t.name": {"value": "web", "boost": EPSILON}}},
+                    TIERS.word(0, kind="exact", edits=0, field="name"),
+                ),
+                _scored(
+                    {"term": {"t.summary": {"value": "web", "boost": EPSILON}}},
+                    TIERS.word(0, kind="exact", edits=0, field="summary"),
+                ),
+            ]
+        }
+    }
+    whole = {
+        "dis_max": {
+            "queries": [
+                _scored(
+                    {"term": {"x.name": {"value": "web", "boost": EPSILON}}},
+                    TIERS.whole(level="exact", edits=0, field="name"),
+                ),
+                _scored(
+                    {"term": {"j.name": {"value": "web", "boost": EPSILON}}},
+                    TIERS.whole(level="joined", edits=0, field="name"),
+                ),
             ]
         }
     }
     assert body["query"]["bool"] == {
-        "should": [{"bool": {"must": [words]}}, {"term": {"x.name": {"value": "web", "boost": 60.0}}}],
-        "minimum_should_match": 1,
+        "must": [{"dis_max": {"queries": [{"bool": {"must": [words]}}, whole]}}],
         "filter": [],
         "must_not": [],
     }
 
 
 def _words(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The all-words alternative of a body with a whole-value alternative."""
-    return list(body["query"]["bool"]["should"][0]["bool"]["must"])
+    """The all-words path of a body with a whole-value path."""
+    return list(body["query"]["bool"]["must"][0]["dis_max"]["queries"][0]["bool"]["must"])
 
 
 def _whole(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The whole-value alternative's queries."""
-    whole = body["query"]["bool"]["should"][1]
-    return list(whole["dis_max"]["queries"]) if "dis_max" in whole else [whole]
+    """The whole-value path's queries, without their constant digits."""
+    whole = body["query"]["bool"]["must"][0]["dis_max"]["queries"][1]
+    return _inner(whole["dis_max"]["queries"])
+
+
+def _inner(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [q["function_score"]["query"] if "function_score" in q else q for q in queries]
 
 
 def test_build_search_body_term_with_fuzzy_and_prefix() -> None:
     body = build_search_body(_query("ngnix"), SCHEMA)
 
-    def fuzzy(field: str, boost: float) -> dict[str, Any]:
+    def fuzzy(field: str, value: str = "ngnix") -> dict[str, Any]:
         return {
             "fuzzy": {
                 field: {
-                    "value": "ngnix",
+                    "value": value,
                     "fuzziness": 1,
                     "transpositions": True,
                     "prefix_length": 0,
                     "max_expansions": 50,
-                    "boost": boost,
+                    "boost": EPSILON,
                 }
             }
         }
 
-    assert _words(body) == [
-        {
-            "dis_max": {
-                "queries": [
-                    {"term": {"t.name": {"value": "ngnix", "boost": 18.0}}},
-                    {"prefix": {"t.name": {"value": "ngnix", "boost": 9.0}}},
-                    fuzzy("t.name", 6.0),
-                    {"term": {"t.summary": {"value": "ngnix", "boost": 6.0}}},
-                    {"prefix": {"t.summary": {"value": "ngnix", "boost": 3.0}}},
-                    fuzzy("t.summary", 2.0),
-                ]
-            }
-        }
+    (word,) = _words(body)
+    assert _inner(word["dis_max"]["queries"]) == [
+        {"term": {"t.name": {"value": "ngnix", "boost": EPSILON}}},
+        {"prefix": {"t.name": {"value": "ngnix", "boost": EPSILON}}},
+        fuzzy("t.name"),
+        {"term": {"t.summary": {"value": "ngnix", "boost": EPSILON}}},
+        {"prefix": {"t.summary": {"value": "ngnix", "boost": EPSILON}}},
+        fuzzy("t.summary"),
     ]
+    digits = [q["function_score"]["functions"][0]["weight"] for q in word["dis_max"]["queries"]]
+    assert digits[0] > digits[1] > digits[2]  # exact over prefix over one typo, in the same field
     assert _whole(body) == [
-        {"term": {"x.name": {"value": "ngnix", "boost": 60.0}}},
-        {"prefix": {"x.name": {"value": "ngnix", "boost": 24.0}}},
-        fuzzy("x.name", 30.0),
+        {"term": {"x.name": {"value": "ngnix", "boost": EPSILON}}},
+        {"term": {"j.name": {"value": "ngnix", "boost": EPSILON}}},
+        {"prefix": {"j.name": {"value": "ngnix", "boost": EPSILON}}},
+        fuzzy("x.name"),
     ]
-    assert body["query"]["bool"]["minimum_should_match"] == 1  # the whole value admits a document on its own
 
 
 def test_build_search_body_two_edits_for_long_terms_scores_each_edit_count() -> None:
     body = build_search_body(_query("postgresql "), SCHEMA)
     queries = _words(body)[0]["dis_max"]["queries"]
     typos = [
-        (q["fuzzy"]["t.name"]["fuzziness"], q["fuzzy"]["t.name"]["boost"])
+        (q["function_score"]["query"]["fuzzy"]["t.name"], q["function_score"]["functions"][0]["weight"])
         for q in queries
-        if "fuzzy" in q and "t.name" in q["fuzzy"]
+        if "function_score" in q and "t.name" in q["function_score"]["query"].get("fuzzy", {})
     ]
-    assert typos == [(1, 6.0), (2, 3.0)]  # one typo outweighs two
+    assert [fuzzy["fuzziness"] for fuzzy, _ in typos] == [1, 2]
+    assert typos[0][1] > typos[1][1]  # one typo outranks two
+    assert [fuzzy["prefix_length"] for fuzzy, _ in typos] == [0, 1]  # two typos keep the first letter
     whole = [q["fuzzy"]["x.name"] for q in _whole(body) if "fuzzy" in q]
     assert [(fuzzy["fuzziness"], fuzzy["prefix_length"]) for fuzzy in whole] == [(1, 0), (2, 1)]
-    kept = [q["fuzzy"]["t.name"]["prefix_length"] for q in queries if "fuzzy" in q and "t.name" in q["fuzzy"]]
-    assert kept == [0, 1]  # two typos keep the first letter
 
 
-def test_build_search_body_one_clause_per_term() -> None:
+def test_build_search_body_one_clause_per_term_and_a_proximity_digit() -> None:
     body = build_search_body(_query("web serv"), SCHEMA)
     must = _words(body)
     assert [len(clause["dis_max"]["queries"]) for clause in must] == [2, 6]
-    assert must[1]["dis_max"]["queries"][1] == {"prefix": {"t.name": {"value": "serv", "boost": 9.0}}}
-    assert _whole(body)[0] == {"term": {"x.name": {"value": "web serv", "boost": 60.0}}}
+    epsilon = tiers_for(SCHEMA, 2).bm25
+    assert _inner(must[1]["dis_max"]["queries"])[1] == {"prefix": {"t.name": {"value": "serv", "boost": epsilon}}}
+    assert _whole(body)[0] == {"term": {"x.name": {"value": "web serv", "boost": epsilon}}}
+    assert _whole(body)[1] == {"term": {"j.name": {"value": "webserv", "boost": epsilon}}}
+    (near,) = body["query"]["bool"]["must"][0]["dis_max"]["queries"][0]["bool"]["should"]
+    assert near["constant_score"]["boost"] == tiers_for(SCHEMA, 2).proximity(0)
 
 
 def test_build_search_body_phrases() -> None:
@@ -276,10 +334,22 @@ def test_build_search_body_phrases() -> None:
     assert body["query"]["bool"] == {
         "must": [
             {
-                "dis_max": {
-                    "queries": [
-                        {"match_phrase": {"t.name": {"query": "web server", "boost": 18.0}}},
-                        {"match_phrase": {"t.summary": {"query": "web server", "boost": 6.0}}},
+                "bool": {
+                    "must": [
+                        {
+                            "dis_max": {
+                                "queries": [
+                                    _scored(
+                                        {"match_phrase": {"t.name": {"query": "web server", "boost": EPSILON}}},
+                                        TIERS.word(0, kind="exact", edits=0, field="name"),
+                                    ),
+                                    _scored(
+                                        {"match_phrase": {"t.summary": {"query": "web server", "boost": EPSILON}}},
+                                        TIERS.word(0, kind="exact", edits=0, field="summary"),
+                                    ),
+                                ]
+                            }
+                        }
                     ]
                 }
             }
@@ -292,7 +362,7 @@ def test_build_search_body_phrases() -> None:
 def test_build_search_body_exclusions() -> None:
     body = build_search_body(_query('-apache -"mod php"'), SCHEMA)
     assert body["query"]["bool"] == {
-        "must": [{"match_all": {}}],
+        "must": [MATCH_ALL],
         "filter": [],
         "must_not": [
             {"term": {"t.name": "apache"}},
@@ -305,28 +375,25 @@ def test_build_search_body_exclusions() -> None:
 
 def test_build_search_body_no_whole_value_clause_without_keyword_searchable() -> None:
     body = build_search_body(_query("body", schema=TEXT_ONLY), TEXT_ONLY)
-    assert "should" not in body["query"]["bool"]
-    assert body["query"]["bool"]["must"] == [
+    (path,) = body["query"]["bool"]["must"]
+    assert "dis_max" not in path or len(path["dis_max"]["queries"]) == 3  # no name path beside the words
+    (word,) = path["bool"]["must"]
+    epsilon = tiers_for(TEXT_ONLY, 1).bm25
+    assert _inner(word["dis_max"]["queries"]) == [
+        {"term": {"t.body": {"value": "body", "boost": epsilon}}},
+        {"prefix": {"t.body": {"value": "body", "boost": epsilon}}},
         {
-            "dis_max": {
-                "queries": [
-                    {"term": {"t.body": {"value": "body", "boost": 3.0}}},
-                    {"prefix": {"t.body": {"value": "body", "boost": 1.5}}},
-                    {
-                        "fuzzy": {
-                            "t.body": {
-                                "value": "body",
-                                "fuzziness": 1,
-                                "transpositions": True,
-                                "prefix_length": 0,
-                                "max_expansions": 50,
-                                "boost": 1.0,
-                            }
-                        }
-                    },
-                ]
+            "fuzzy": {
+                "t.body": {
+                    "value": "body",
+                    "fuzziness": 1,
+                    "transpositions": True,
+                    "prefix_length": 0,
+                    "max_expansions": 50,
+                    "boost": epsilon,
+                }
             }
-        }
+        },
     ]
 
 

@@ -10,6 +10,7 @@ from src.api.auth import authorize
 from src.api.deps import ServicesDep
 from src.api.models import Health, Readiness
 from src.cache.base import CacheUnavailable
+from src.search.errors import SearchUnavailable
 from src.search.models import Problem
 
 router = APIRouter(tags=["health"])
@@ -29,9 +30,12 @@ async def healthz() -> Health:
 async def readyz(services: ServicesDep) -> Readiness:
     """Ping the search backend (a SearchUnavailable becomes a 503 problem naming it) and the cache.
 
-    A cache that does not answer leaves the service ready (requests are served as misses) and is
-    reported as "degraded".
+    Until the engine answered its warm-up search (src/search/warmup.py) the process is not ready. A cache
+    that does not answer leaves the service ready (requests are served as misses) and is reported as
+    "degraded".
     """
+    if services.warm is not None and not services.warm.is_set():
+        raise SearchUnavailable(f"{services.backend.kind}: warming up (the first search has not answered yet)")
     await services.backend.ping()
     try:
         await services.aside.cache.ping()

@@ -73,10 +73,20 @@ async def search(
     ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     highlight: Annotated[bool, Query(description="Return matched fragments per searchable field.")] = False,
+    ranking_score_details: Annotated[
+        bool, Query(description="Add to each hit the value of every ranking rule (which rule placed it where).")
+    ] = False,
 ) -> Response:
     """Search the index; page with `next_cursor`."""
     search_request = service.SearchRequest(
-        q=q, filters=filter_, facets=facets, sort=sort, size=size, cursor=cursor, highlight=highlight
+        q=q,
+        filters=filter_,
+        facets=facets,
+        sort=sort,
+        size=size,
+        cursor=cursor,
+        highlight=highlight,
+        ranking_score_details=ranking_score_details,
     )
     served = await service.search_cached(
         search_request,

@@ -7,11 +7,16 @@ analysis their minimal distributions ship (the standard tokenizer and the lowerc
 query plan (src/search/plan.py) is translated once, here, and each engine's backend file only speaks
 its own client.
 
-Documents are indexed as `{"id", "doc", "t": {...}, "v": {...}, "x": {...}}`: `doc` is the original
-document (stored, not indexed), `t.<field>` the normalised text of searchable fields (standard
-tokenizer over already-normalised text, `index_prefixes` for search-as-you-type), `v.<field>` typed
-values for filters, facets and sorting, `x.<field>` whole normalised values of searchable keyword
-fields. Everything here is pure: dicts in, dicts out.
+Documents are indexed as `{"id", "doc", "t": {...}, "v": {...}, "x": {...}, "j": {...}, "r": [...]}`: `doc`
+is the original document (stored, not indexed), `t.<field>` the normalised text of searchable fields
+(standard tokenizer over already-normalised text, `index_prefixes` for search-as-you-type), `v.<field>`
+typed values for filters, facets and sorting, `x.<field>` whole normalised values of searchable keyword
+fields, `j.<field>` the same without separators, `r` the bits of the custom ranking bucket (terms "0" to
+"5"). Everything here is pure: dicts in, dicts out.
+
+Scores are the ranking rules as one number (src/search/ranking.py): every alternative is a
+`function_score` adding its constant digits to its BM25 times the plan's `bm25` factor; relevance sorts by
+`_score`, then the custom ranking fields, then the id.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ def build_mapping(schema: IndexSchema, *, replicas: int, refresh_interval: str) 
     }
     value_properties = {spec.name: {"type": _VALUE_TYPES[spec.type]} for spec in schema.value_fields}
     whole_properties = {spec.name: {"type": "keyword"} for spec in schema.searchable if spec.type == "keyword"}
+    joined_properties = dict(whole_properties)
     return {
         "settings": {
             "number_of_shards": 1,
@@ -69,6 +75,8 @@ def build_mapping(schema: IndexSchema, *, replicas: int, refresh_interval: str) 
                 "t": {"properties": text_properties},
                 "v": {"properties": value_properties},
                 "x": {"properties": whole_properties},
+                "j": {"properties": joined_properties},
+                "r": {"type": "keyword"},
             },
         },
     }
@@ -83,7 +91,12 @@ def build_source(document: Document, schema: IndexSchema) -> ESBody:
     values: dict[str, list[JSONScalar]] = {
         name: [_value_json(item) for item in items] for name, items in prepared.values.items()
     }
-    return {"id": prepared.id, "doc": prepared.source, "t": prepared.text, "v": values, "x": prepared.whole}
+    source: ESBody = {"id": prepared.id, "doc": prepared.source, "t": prepared.text, "v": values, "x": prepared.whole}
+    if prepared.joined:
+        source["j"] = prepared.joined
+    if prepared.rank:
+        source["r"] = [str(bit) for bit in prepared.rank]
+    return source
 
 
 def _value_json(value: IndexValue | FilterValue) -> JSONScalar:
@@ -98,7 +111,7 @@ def build_search_body(query: BackendQuery, schema: IndexSchema) -> ESBody:
     body: ESBody = {
         "query": translate_plan(plan),
         "size": query.limit,
-        "sort": _sort_clause(query.sort),
+        "sort": _sort_clause(query.sort, schema),
         "track_total_hits": query.track_total_up_to,
         "_source": ["id", "doc"],
     }
@@ -119,28 +132,41 @@ def build_search_body(query: BackendQuery, schema: IndexSchema) -> ESBody:
 
 
 def translate_plan(plan: QueryPlan) -> ESBody:
-    """The plan as one bool query: every word and phrase, or the whole query as a name; filters; exclusions."""
-    positive = [_dis_max([_alternative(alt, "t") for alt in word.alternatives]) for word in plan.words]
-    positive += [
-        _dis_max([_phrase(field, phrase.tokens, weight) for field, weight in phrase.fields]) for phrase in plan.phrases
+    """The plan as one bool query: every word and phrase, or the whole query as a name (the better of the two
+    scores); the custom ranking bits; filters; exclusions."""
+    epsilon = plan.bm25
+    positive = [
+        _dis_max([_scored(_alternative(alt, epsilon), alt.weight) for alt in word.alternatives]) for word in plan.words
     ]
+    positive += [
+        _dis_max([_scored(_phrase(field, phrase.tokens, epsilon), weight) for field, weight in phrase.fields])
+        for phrase in plan.phrases
+    ]
+    nearby = [
+        {
+            "constant_score": {
+                "filter": _dis_max([_phrase(field, pair.tokens, 1.0, slop=pair.slop) for field in pair.fields]),
+                "boost": pair.weight,
+            }
+        }
+        for pair in plan.proximity
+    ]
+    if positive:
+        matched: ESBody = {"bool": {"must": positive} | ({"should": nearby} if nearby else {})}
+        if plan.whole is not None:
+            whole = _dis_max([_scored(_alternative(alt, epsilon), alt.weight) for alt in plan.whole.alternatives])
+            matched = {"dis_max": {"queries": [matched, whole]}}
+    else:
+        matched = {"constant_score": {"filter": {"match_all": {}}, "boost": 1.0}}
     bool_query: ESBody = {
+        "must": [matched],
         "filter": [_filter_clause(item) for item in plan.filters],
         "must_not": _negative_clauses(plan),
     }
-    nearby = [
-        _dis_max([_phrase(field, pair.tokens, weight, slop=pair.slop) for field, weight in pair.fields])
-        for pair in plan.proximity
-    ]
-    if plan.whole is not None and positive:
-        whole = _dis_max([_alternative(alt, "x") for alt in plan.whole.alternatives])
-        all_words: ESBody = {"must": positive} | ({"should": nearby} if nearby else {})
-        bool_query["should"] = [{"bool": all_words}, whole]
-        bool_query["minimum_should_match"] = 1
-    else:
-        bool_query["must"] = positive or [{"match_all": {}}]
-        if nearby:
-            bool_query["should"] = nearby  # with `must` present, optional: a bonus only
+    if plan.custom:
+        bool_query["should"] = [
+            {"constant_score": {"filter": {"term": {"r": str(bit)}}, "boost": weight}} for bit, weight in plan.custom
+        ]
     return {"bool": bool_query}
 
 
@@ -148,12 +174,19 @@ def _dis_max(queries: list[ESBody]) -> ESBody:
     return queries[0] if len(queries) == 1 else {"dis_max": {"queries": queries}}
 
 
-def _alternative(alt: Alternative, prefix: str) -> ESBody:
-    field = f"{prefix}.{alt.field}"
+def _scored(query: ESBody, digits: float) -> ESBody:
+    """`query`'s own (already scaled) score plus the constant `digits`."""
+    if not digits:
+        return query
+    return {"function_score": {"query": query, "functions": [{"weight": digits}], "boost_mode": "sum"}}
+
+
+def _alternative(alt: Alternative, boost: float) -> ESBody:
+    field = f"{alt.group}.{alt.field}"
     if alt.kind == "exact":
-        return {"term": {field: {"value": alt.text, "boost": alt.weight}}}
+        return {"term": {field: {"value": alt.text, "boost": boost}}}
     if alt.kind == "prefix":
-        return {"prefix": {field: {"value": alt.text, "boost": alt.weight}}}
+        return {"prefix": {field: {"value": alt.text, "boost": boost}}}
     return {
         "fuzzy": {
             field: {
@@ -162,7 +195,7 @@ def _alternative(alt: Alternative, prefix: str) -> ESBody:
                 "transpositions": True,
                 "prefix_length": alt.prefix_length,
                 "max_expansions": FUZZY_MAX_EXPANSIONS,
-                "boost": alt.weight,
+                "boost": boost,
             }
         }
     }
@@ -195,10 +228,14 @@ def _filter_clause(item: Filter) -> ESBody:
     return {"terms": {field: [_value_json(value) for value in item.values]}}
 
 
-def _sort_clause(sort: SortSpec) -> list[ESBody]:
+def _sort_clause(sort: SortSpec, schema: IndexSchema) -> list[ESBody]:
     order = "desc" if sort.descending else "asc"
-    if sort.field is None:
-        return [{"_score": {"order": "desc"}}, {"id": {"order": "asc"}}]
+    if sort.field is None:  # the rules, then the custom ranking fields' exact values, then the id
+        ties = [
+            {f"v.{name}": {"order": "desc" if descending else "asc", "missing": "_last"}}
+            for name, descending in schema.custom
+        ]
+        return [{"_score": {"order": "desc"}}, *ties, {"id": {"order": "asc"}}]
     return [{f"v.{sort.field.name}": {"order": order, "missing": "_last"}}, {"id": {"order": "asc"}}]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import functools
 import math
 import os
@@ -52,6 +53,8 @@ _INLINE_MAX_DEPTH = 100
 """Pages ending at most this deep, without facets, may be searched on the event loop (see `search`)."""
 BUILD_MARKER = "search-api-build.json"
 """The building mark's file, in the index's folder."""
+RANK_FIELD = "r"
+"""The custom ranking bucket's bits, one term each (src/search/ranking.py)."""
 _FIELD_TYPES = {
     "integer": tantivy.FieldType.Integer,
     "float": tantivy.FieldType.Float,
@@ -70,6 +73,9 @@ def build_tantivy_schema(schema: IndexSchema) -> tantivy.Schema:
     for spec in schema.searchable:
         if spec.type == "keyword":
             builder.add_text_field(f"x_{spec.name}", tokenizer_name="raw", index_option="basic")
+            builder.add_text_field(f"j_{spec.name}", tokenizer_name="raw", index_option="basic")
+    if schema.custom:
+        builder.add_text_field(RANK_FIELD, tokenizer_name="raw", index_option="basic")
     for spec in schema.value_fields:
         name = f"v_{spec.name}"
         match spec.type:
@@ -108,61 +114,83 @@ def build_tantivy_query(
 
 
 def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | None = None) -> tantivy.Query:
-    """Every word and phrase, or the whole query as a name; filters (scoring nothing); exclusions.
+    """Every word and phrase, or the whole query as a name (the better of the two scores); the custom ranking
+    bits; filters (scoring nothing); exclusions.
 
-    With `expand`, a typo alternative becomes the index's real terms at exactly its edit count, each
-    scored by BM25 (see vocabulary.py); without, Tantivy's constant-score fuzzy query.
+    Each alternative scores its constant ranking digits plus its BM25 times the plan's `bm25` (a constant
+    clause over every document beside the match: no second evaluation of the match). With `expand`, a typo
+    alternative becomes the index's real terms at exactly its edit count, each scored by BM25 (see
+    vocabulary.py); without, Tantivy's constant-score fuzzy query.
     """
     Occur, Query = tantivy.Occur, tantivy.Query
+    epsilon = plan.bm25
 
-    def clause(alternatives: tuple[Alternative, ...], prefix: str) -> tantivy.Query:
+    def clause(alternatives: tuple[Alternative, ...]) -> tantivy.Query:
         grouped: dict[tuple[str, int], list[tuple[str, float]]] | None = None
         queries: list[tantivy.Query] = []
         for alt in alternatives:
             if alt.kind != "typo" or expand is None:
-                queries.append(_alternative(alt, prefix, tschema))
+                queries.append(_scored(_alternative(alt, tschema), alt.weight, epsilon))
                 continue
             if grouped is None:  # one expansion per word, shared by every field and edit count
-                grouped = _by_field_and_edits(expand(prefix, alt.text, max(a.edits for a in alternatives)))
-            field = f"{prefix}_{alt.field}"
+                typos = [a.edits for a in alternatives if a.kind == "typo" and a.group == alt.group]
+                grouped = _by_field_and_edits(expand(alt.group, alt.text, max(typos)))
+            field = f"{alt.group}_{alt.field}"
             terms = [  # only where the term occurs: elsewhere it would only cost a lookup per segment
                 Query.boost_query(Query.term_query(tschema, field, term), blend)
                 for term, blend in grouped.get((field, alt.edits), ())
             ]
             if terms:
-                queries.append(Query.boost_query(_dis_max(terms), alt.weight))
-        return _dis_max(queries)
+                queries.append(_scored(_dis_max(terms), alt.weight, epsilon))
+        return _dis_max(queries) if queries else Query.empty_query()
 
-    positive = [clause(word.alternatives, "t") for word in plan.words]
+    positive = [clause(word.alternatives) for word in plan.words]
     positive += [
-        _dis_max([Query.boost_query(_phrase(field, phrase.tokens, tschema), weight) for field, weight in phrase.fields])
+        _dis_max([_scored(_phrase(field, phrase.tokens, tschema), weight, epsilon) for field, weight in phrase.fields])
         for phrase in plan.phrases
     ]
     nearby = [
-        _dis_max(
-            [
-                Query.boost_query(Query.phrase_query(tschema, f"t_{field}", list(pair.tokens), slop=pair.slop), weight)
-                for field, weight in pair.fields
-            ]
+        Query.const_score_query(
+            _dis_max(
+                [Query.phrase_query(tschema, f"t_{field}", list(pair.tokens), slop=pair.slop) for field in pair.fields]
+            ),
+            pair.weight,
         )
         for pair in plan.proximity
     ]
-    clauses: list[tuple[tantivy.Occur, tantivy.Query]]
-    if plan.whole is not None and positive:
-        all_words = Query.boolean_query(
-            [(Occur.Must, clause) for clause in positive] + [(Occur.Should, clause) for clause in nearby]
+    if positive:
+        matched = (
+            positive[0]
+            if len(positive) == 1 and not nearby
+            else Query.boolean_query(
+                [(Occur.Must, clause) for clause in positive] + [(Occur.Should, clause) for clause in nearby]
+            )
         )
-        whole = clause(plan.whole.alternatives, "x")
-        clauses = [(Occur.Must, Query.boolean_query([(Occur.Should, all_words), (Occur.Should, whole)]))]
+        if plan.whole is not None:
+            matched = Query.disjunction_max_query([matched, clause(plan.whole.alternatives)])
     else:
-        clauses = [(Occur.Must, clause) for clause in positive] or [(Occur.Must, Query.all_query())]
-        clauses.extend((Occur.Should, clause) for clause in nearby)  # a bonus: Must clauses decide the match
+        matched = Query.all_query()
+    clauses: list[tuple[tantivy.Occur, tantivy.Query]] = [(Occur.Must, matched)]
+    clauses.extend(
+        (Occur.Should, Query.const_score_query(Query.term_query(tschema, RANK_FIELD, str(bit)), weight))
+        for bit, weight in plan.custom
+    )
     clauses.extend((Occur.Must, Query.const_score_query(_filter_query(item, tschema), 0.0)) for item in plan.filters)
     clauses.extend((Occur.MustNot, clause) for clause in _negative_clauses(plan, tschema))
-    if len(clauses) == 1 and clauses[0][0] == Occur.Must:
+    if len(clauses) == 1:
         # A lone required clause scores and matches as itself; wrapping it would copy the whole tree again.
-        return clauses[0][1]
+        return matched
     return Query.boolean_query(clauses)
+
+
+def _scored(query: tantivy.Query, digits: float, epsilon: float) -> tantivy.Query:
+    """`query`'s BM25 times `epsilon`, plus the constant `digits` (a clause over every document, which costs
+    a step per match rather than a second evaluation of `query`)."""
+    scaled = tantivy.Query.boost_query(query, epsilon)
+    if not digits:
+        return scaled
+    constant = tantivy.Query.const_score_query(tantivy.Query.all_query(), digits)
+    return tantivy.Query.boolean_query([(tantivy.Occur.Must, scaled), (tantivy.Occur.Should, constant)])
 
 
 def _by_field_and_edits(expanded: list[Expansion]) -> dict[tuple[str, int], list[tuple[str, float]]]:
@@ -178,9 +206,9 @@ def _dis_max(queries: list[tantivy.Query]) -> tantivy.Query:
     return queries[0] if len(queries) == 1 else tantivy.Query.disjunction_max_query(queries)
 
 
-def _alternative(alt: Alternative, prefix: str, tschema: tantivy.Schema) -> tantivy.Query:
+def _alternative(alt: Alternative, tschema: tantivy.Schema) -> tantivy.Query:
     Query = tantivy.Query
-    field = f"{prefix}_{alt.field}"
+    field = f"{alt.group}_{alt.field}"
     if alt.kind == "exact":
         matched = Query.term_query(tschema, field, alt.text)
     elif alt.kind == "prefix":
@@ -192,7 +220,7 @@ def _alternative(alt: Alternative, prefix: str, tschema: tantivy.Schema) -> tant
             matched = Query.boolean_query(
                 [(tantivy.Occur.Must, matched), (tantivy.Occur.Must, Query.const_score_query(kept, 0.0))]
             )
-    return Query.boost_query(matched, alt.weight)
+    return matched
 
 
 def _phrase(field: str, tokens: tuple[str, ...], tschema: tantivy.Schema) -> tantivy.Query:
@@ -257,6 +285,11 @@ def _add_prepared(doc: tantivy.Document, prepared: PreparedDocument, version: in
     for name, wholes in prepared.whole.items():
         for whole in wholes:
             doc.add_text(f"x_{name}", whole)
+    for name, joined_values in prepared.joined.items():
+        for joined in joined_values:
+            doc.add_text(f"j_{name}", joined)
+    for bit in prepared.rank:
+        doc.add_text(RANK_FIELD, str(bit))
     for name, values in prepared.values.items():
         for value in values:
             if isinstance(value, datetime):
@@ -277,26 +310,42 @@ class _Entry:
     hits read their id with their document."""
     score: float | None
     address: tantivy.DocAddress
+    tie: tuple[JSONScalar, ...] = ()
+    """The custom ranking fields' values (relevance order only), read where the key is shared, as the id."""
 
 
-def _compare(a: tuple[JSONScalar, str | None], b: tuple[JSONScalar, str | None], descending: bool) -> int:
-    """Order by sort key (missing last in both directions), then id ascending (read only on equal keys,
-    where both ids are known)."""
-    (key_a, id_a), (key_b, id_b) = a, b
-    if key_a != key_b:
-        if key_a is None:
-            return 1
-        if key_b is None:
-            return -1
-        less = cast(float, key_a) < cast(float, key_b)
-        return (1 if less else -1) if descending else (-1 if less else 1)
+type _Position = tuple[JSONScalar, tuple[JSONScalar, ...], str | None]
+"""(sort key, custom ranking values, id): what orders a hit."""
+
+
+def _before(a: JSONScalar, b: JSONScalar, descending: bool) -> int:
+    """-1 when `a` sorts before `b`, 1 after, 0 equal; a missing value sorts last in both directions."""
+    if a == b:
+        return 0
+    if a is None:
+        return 1
+    if b is None:
+        return -1
+    less = cast(float, a) < cast(float, b)
+    return (1 if less else -1) if descending else (-1 if less else 1)
+
+
+def _compare(a: _Position, b: _Position, descending: bool, tie_order: tuple[bool, ...] = ()) -> int:
+    """Order by sort key, then the custom ranking values (each in its own direction), then id ascending (ties
+    and ids are read only on equal keys, where both are known)."""
+    (key_a, tie_a, id_a), (key_b, tie_b, id_b) = a, b
+    if order := _before(key_a, key_b, descending):
+        return order
+    for value_a, value_b, tie_descending in zip(tie_a, tie_b, tie_order, strict=False):
+        if order := _before(value_a, value_b, tie_descending):
+            return order
     # Entries sharing a key have their ids (see _tied_keys).
     assert id_a is not None
     assert id_b is not None
     return (id_a > id_b) - (id_a < id_b)
 
 
-def _tied_keys(keys: list[object], after: tuple[JSONScalar, str] | None) -> set[object]:
+def _tied_keys(keys: list[object], after: _Position | None) -> set[object]:
     """The keys whose hits the id must order: shared by several hits, or the previous page's last key."""
     seen: set[object] = set()
     tied: set[object] = set()
@@ -307,9 +356,9 @@ def _tied_keys(keys: list[object], after: tuple[JSONScalar, str] | None) -> set[
     return tied
 
 
-def _ordered(entries: list[_Entry], descending: bool) -> list[_Entry]:
+def _ordered(entries: list[_Entry], descending: bool, tie_order: tuple[bool, ...] = ()) -> list[_Entry]:
     def compare(a: _Entry, b: _Entry) -> int:
-        return _compare((a.key, a.id), (b.key, b.id), descending)
+        return _compare((a.key, a.tie, a.id), (b.key, b.tie, b.id), descending, tie_order)
 
     return sorted(entries, key=functools.cmp_to_key(compare))
 
@@ -561,19 +610,24 @@ class TantivyBackend:
         return BackendHit(
             id=doc_id,
             score=entry.score,
-            sort_values=(entry.key, doc_id),
+            sort_values=(entry.key, *entry.tie, doc_id),
             document=cast(Document, orjson.loads(cast(bytes, stored.get_first("_source")))),
         )
 
     def _page(self, searcher: tantivy.Searcher, tquery: tantivy.Query, query: BackendQuery) -> tuple[list[_Entry], int]:
         sort = query.sort
         # Relevance over match-all is a constant score: order by the id column, which needs no stored reads.
-        by_id = sort.field is None and query.query.is_match_all
+        by_id = sort.field is None and query.query.is_match_all and not self._schema.custom
         order_field = "id" if by_id else (f"v_{sort.field.name}" if sort.field else None)
         descending = sort.descending and not by_id
-        after = (query.after[0], str(query.after[1])) if query.after else None
+        # Relevance ties: the custom ranking fields' exact values, then the id (as the clusters' sort).
+        ties = self._schema.custom if sort.field is None and not by_id else ()
+        tie_order = tuple(tie_descending for _, tie_descending in ties)
+        after: _Position | None = None
+        if query.after:
+            after = (query.after[0], tuple(query.after[1:-1]), str(query.after[-1]))
         if by_id and query.offset >= _DEEP_PAGE_OFFSET and after is not None:
-            return self._page_by_id_terms(searcher, tquery, query.limit, after[1])
+            return self._page_by_id_terms(searcher, tquery, query.limit, cast(str, after[2]))
         window = max(query.offset + query.limit * 3, 32)
         ids: dict[tuple[int, int], str] = {}  # stored-id reads survive window growth
         while True:
@@ -590,18 +644,39 @@ class TantivyBackend:
                 self._entry(searcher, raw_key, address, sort, by_id, ids if raw_key in tied else None)
                 for raw_key, address in result.hits
             ]
+            if ties:
+                entries = self._with_ties(searcher, entries, ties, only={key for key in tied})
             exhausted = len(result.hits) < window
             boundary = entries[-1].key if entries and not exhausted else None
-            ordered = _ordered(entries, descending)
+            ordered = _ordered(entries, descending, tie_order)
             if after is not None:
-                ordered = [e for e in ordered if _compare((e.key, e.id), after, descending) > 0]
+                ordered = [e for e in ordered if _compare((e.key, e.tie, e.id), after, descending, tie_order) > 0]
             if not exhausted and not by_id:
                 # Hits sharing the window's last key may continue past the window: only keys strictly
                 # before it are certain to be complete.
                 ordered = [e for e in ordered if e.key != boundary]
             if exhausted or len(ordered) >= query.limit:
-                return ordered[: query.limit], total
+                page = ordered[: query.limit]
+                # A page's last hit carries its custom values in its sort values (the next cursor).
+                return (self._with_ties(searcher, page, ties, only=None) if ties else page), total
             window *= 4
+
+    @staticmethod
+    def _with_ties(
+        searcher: tantivy.Searcher, entries: list[_Entry], ties: tuple[tuple[str, bool], ...], only: set[object] | None
+    ) -> list[_Entry]:
+        """`entries` with their custom ranking values read (from the fast columns) where not read yet: every
+        one, or only those whose key is in `only`."""
+        wanted = [i for i, e in enumerate(entries) if not e.tie and (only is None or e.key in only)]
+        if not wanted:
+            return entries
+        addresses = [entries[i].address for i in wanted]
+        columns = [searcher.fast_field_values(f"v_{name}", addresses) for name, _ in ties]
+        found = list(entries)
+        for row, i in enumerate(wanted):
+            tie = tuple(cast(JSONScalar, column[row]) for column in columns)
+            found[i] = dataclasses.replace(entries[i], tie=tie)
+        return found
 
     def _page_by_id_terms(
         self, searcher: tantivy.Searcher, tquery: tantivy.Query, limit: int, after_id: str

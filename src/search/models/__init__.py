@@ -39,6 +39,92 @@ class SearchHit(TypedDict):
     """The stored document, limited to the fields the index schema marks as returned."""
     highlights: dict[str, list[str]]
     """Per field, fragments of the original text with matches wrapped in <mark>; HTML-escaped."""
+    ranking_score_details: NotRequired[RankingDetails]
+    """With `ranking_score_details=true`: each ranking rule's value for this hit (which rule placed it where)."""
+
+
+class WordsDetail(TypedDict):
+    """The `words` rule of one hit."""
+
+    matched: int
+    """Query words (and phrases) the hit matches."""
+    of: int
+    """Query words (and phrases) searched with (after any ignored words)."""
+
+
+class NameDetail(TypedDict):
+    """The `name` rule of one hit."""
+
+    matched: bool
+    """The whole query matches a name (exactly, without separators, as a prefix or with typos)."""
+
+
+class TypoDetail(TypedDict):
+    """The `typo` rule of one hit."""
+
+    typos: int
+    """Typos over the counted words (an exact word, a synonym and a prefix count none); fewer rank first."""
+    counted_words: int
+    """How many of the first words count (see the README's ranking section)."""
+
+
+class ProximityDetail(TypedDict):
+    """The `proximity` rule of one hit."""
+
+    close_pairs: int
+    """Pairs of consecutive query words found near each other; more rank first."""
+    of: int
+    """Pairs there are."""
+
+
+class AttributeDetail(TypedDict):
+    """The `attribute` rule of one hit."""
+
+    value: int
+    """Sum over the counted words of their best field's boost rank (0 for the lowest boost); higher first."""
+    max: int
+    """The value when every counted word matches in the highest-boost field."""
+
+
+class ExactnessDetail(TypedDict):
+    """The `exactness` rule of one hit."""
+
+    name_match: Literal["exact", "joined", "prefix", "typo"] | None
+    """The whole query is a name: exactly, with the name's separators dropped, its start while typing, or with
+    typos; null otherwise."""
+    exact_words: int
+    """Words matched as typed (not as a prefix, typo or synonym)."""
+
+
+class CustomDetail(TypedDict):
+    """The `custom` rule of one hit."""
+
+    bucket: int | None
+    """The half-octave bucket of the first custom ranking field in the score (null when not in the score)."""
+    values: list[JSONScalar]
+    """The custom ranking fields' values, which break the ties left after BM25."""
+
+
+class RankingDetails(TypedDict):
+    """Each ranking rule's value for one hit, in the schema's rule order (as Meilisearch's
+    `_rankingScoreDetails`)."""
+
+    words: WordsDetail
+    """How many query words matched."""
+    name: NotRequired[NameDetail]
+    """Whether the whole query is a name (when the rule is on)."""
+    typo: NotRequired[TypoDetail]
+    """Typos (when the rule is on)."""
+    proximity: NotRequired[ProximityDetail]
+    """Close pairs of words (when the rule is on and the query has several words)."""
+    attribute: NotRequired[AttributeDetail]
+    """Fields matched (when the rule is on and fields have different boosts)."""
+    exactness: NotRequired[ExactnessDetail]
+    """Whole-name and exact-word matches (when the rule is on)."""
+    custom: NotRequired[CustomDetail]
+    """The custom ranking (when the schema has one)."""
+    bm25: NotRequired[float]
+    """The engine's term statistics (BM25) of the words matched: the tie-break after the rules."""
 
 
 class SearchPage(TypedDict):
@@ -115,13 +201,13 @@ class RankingRule(TypedDict):
     """One step of the ranking, in the order the engines apply them."""
 
     rule: str
-    """The rule's name: words, typo, proximity, attribute, exactness, bm25, custom or id."""
+    """The rule's name: words, typo, proximity, attribute, exactness, custom, bm25 or id."""
     description: str
     """What the rule compares."""
 
 
 class CustomRanking(TypedDict):
-    """The schema's custom ranking rule."""
+    """One custom ranking field of the schema."""
 
     field: str
     """A sortable integer or float field."""
@@ -169,8 +255,8 @@ class PublicSchema(TypedDict):
     """Names of the fields `sort` accepts (`field` or `-field`); `id` always breaks ties."""
     ranking_rules: list[RankingRule]
     """The ranking, first rule first."""
-    custom_ranking: CustomRanking | None
-    """The custom ranking rule (it orders an empty `q`), or null."""
+    custom_ranking: list[CustomRanking]
+    """The custom ranking fields, first first (the first orders an empty `q`); empty when there are none."""
     synonyms: dict[str, list[str]]
     """Normalised word to the words it also finds (equivalent groups appear under every member)."""
     limits: QueryLimits
