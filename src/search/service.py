@@ -222,7 +222,7 @@ async def execute_search(
         "total": {"value": page.total, "exact": page.total_exact},
         "facets": facets,
         "next_cursor": next_cursor,
-        "ignored_words": [*query.truncated, *ignored],
+        "ignored_words": [*ignored, *query.truncated],  # in query order: relaxed away, then past the limit
         "suggestion": suggestion(query, shown[0].document if shown else None, schema),
         "took_ms": round((time.perf_counter() - started) * 1000, 3),
     }

@@ -143,6 +143,18 @@ async def test_healthz_when_alive_returns_ok(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
+async def test_search_when_query_is_longer_than_the_word_limit_searches_the_first_words(
+    client: httpx.AsyncClient,
+) -> None:
+    words = ["nginx", "server"] + [f"w{n}" for n in range(20)]
+    response = await client.get("/v1/search", params={"q": " ".join(words)})
+    assert response.status_code == 200
+    body = response.json()
+    # w14-w19 are past the 16-word limit; w0-w13 were searched, matched nothing and were dropped from the end
+    assert body["ignored_words"] == [f"w{n}" for n in range(20)]
+    assert body["hits"][0]["id"] == "nginx"
+
+
 async def test_readyz_when_backend_up_returns_ready(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.json() == {"status": "ready", "checks": {"search": "ok", "cache": "ok"}}
