@@ -45,7 +45,7 @@ from src.observability.logging import configure_logging
 from src.observability.metrics import BROKER_EVENTS
 from src.observability.tracing import configure_tracing, flush_tracing
 from src.search.backends.factory import create_backend
-from src.search.errors import SearchUnavailable
+from src.search.errors import IndexIncompatible, SearchUnavailable
 from src.search.schema import SchemaError, load_schema
 from src.settings import Settings, settings_or_exit
 
@@ -229,8 +229,14 @@ async def run_load(args: argparse.Namespace, settings: Settings) -> int:
     backend = create_backend(settings, schema)
     try:
         if args.if_empty and await backend.current_index() is not None:
-            print(f"alias {settings.index_alias!r} already exists on {backend.kind}; nothing to load")
-            return 0
+            try:
+                await backend.count()
+            except IndexIncompatible as err:  # built by an older version: `make run` rebuilds it
+                print(f"{err}; rebuilding it from {args.file.name}", file=sys.stderr)
+                args.recreate = True
+            else:
+                print(f"alias {settings.index_alias!r} already exists on {backend.kind}; nothing to load")
+                return 0
         with tqdm(desc=f"loading {args.file.name}", unit="doc", file=sys.stderr, mininterval=0.5) as bar:
 
             def advance(count: int) -> None:

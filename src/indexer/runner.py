@@ -2,6 +2,8 @@
 
 - No checkpoint: a full reindex (which notes the position, copies, replays and saves the checkpoint).
 - Lost history (the resume point expired): logged loudly, a full reindex, then tailing again.
+- An index built by an older version that cannot take this version's writes (IndexIncompatible): logged
+  loudly, a full reindex into a new index of the current layout, then tailing again.
 - Source or backend trouble: the stream restarts from its last checkpoint after a growing pause.
 - The collection dropped or renamed: CollectionGone propagates and the job stops with its message.
 - `stop` set: the job returns within `StreamOptions.shutdown_grace_seconds` whatever it is doing (a batch
@@ -25,7 +27,7 @@ from src.indexer.pipeline import Invalidate, Sink, StreamOptions, stream_once
 from src.indexer.reindex import ReindexOptions, ReindexResult, run_reindex
 from src.indexer.source import ChangeSource
 from src.observability.metrics import INDEXER_FAILURES
-from src.search.errors import SearchUnavailable
+from src.search.errors import IndexIncompatible, SearchUnavailable
 
 
 async def run_stream(
@@ -111,6 +113,10 @@ async def _follow(
         except HistoryLost as err:
             INDEXER_FAILURES.labels(stream_options.consumer, "history_lost").inc()
             logger.error("CHANGE STREAM HISTORY LOST ({}): running a full reindex, then resuming", err)
+            await _reindex(source, sink, checkpoints, invalidate, reindex_options)
+        except IndexIncompatible as err:
+            INDEXER_FAILURES.labels(stream_options.consumer, "index_incompatible").inc()
+            logger.error("THE INDEX CANNOT TAKE THIS VERSION'S WRITES ({}): running a full reindex, then resuming", err)
             await _reindex(source, sink, checkpoints, invalidate, reindex_options)
         except (SourceUnavailable, SearchUnavailable) as err:
             failures += 1

@@ -26,6 +26,12 @@ class Overloaded(SearchUnavailable):
         super().__init__(detail, dependency="capacity")
 
 
+class IndexIncompatible(SearchUnavailable):
+    """The index behind the alias was built for another schema or by an older version (fields it lacks or
+    holds differently): it cannot serve or take writes as it is. A rebuild (`indexer load --recreate`, a
+    reindex) fixes it; the stream and `load --if-empty` rebuild it by themselves."""
+
+
 class EnginePressure(SearchUnavailable):
     """The engine refused a write request as a whole for its size or its load: 413 (request too large) or
     429 (indexing pressure, a full write queue, a tripped circuit breaker).

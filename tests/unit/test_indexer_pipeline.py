@@ -20,7 +20,7 @@ from src.indexer.retry import RetryPolicy
 from src.indexer.runner import run_stream
 from src.indexer.source import BatchLimits
 from src.search.backends.base import BulkItemResult, IndexAction
-from src.search.errors import SearchUnavailable
+from src.search.errors import IndexIncompatible, SearchUnavailable
 from tests.fakes.change_source import FakeChangeSource, FakeCollection, MemoryCheckpointStore, MemoryDeadLetters
 from tests.fakes.search_backend import FakeSearchBackend
 from tests.fixtures.catalog import SCHEMA
@@ -115,6 +115,35 @@ async def test_run_stream_when_history_lost_reindexes_and_resumes() -> None:
     assert h.checkpoints.saved["test"].resume_token == {"_data": "2"}
     h.collection.insert({"_id": "c", "name": "gamma"})
     await h.run_until(lambda: _has(h, "c"))
+
+
+@dataclass
+class OldLayoutBackend(FakeSearchBackend):
+    """A fake whose indices named in `old` were built by an older version: they refuse this one's writes."""
+
+    old: set[str] = field(default_factory=set)
+
+    async def bulk(self, actions: Sequence[IndexAction], *, index: str | None = None) -> list[BulkItemResult]:
+        if (index or self.current) in self.old:
+            raise IndexIncompatible("the index lacks this version's fields")
+        return await super().bulk(actions, index=index)
+
+
+async def test_run_stream_when_index_cannot_take_this_versions_writes_reindexes_and_resumes() -> None:
+    backend = OldLayoutBackend(schema=SCHEMA)
+    h = Harness(backend=backend)
+    old = await backend.create_index()
+    await backend.point_alias(old)
+    backend.old.add(old)
+    h.checkpoints.saved["test"] = Checkpoint("test", {"_data": "0"}, None, 0, saved_at=0.0, token_at=9e12)
+    h.collection.insert({"_id": "a", "name": "alpha"})
+
+    async def rebuilt() -> bool:
+        return h.backend.current not in (None, old) and await h.index_state() == h.collection_state()
+
+    await h.run_until(rebuilt)
+    h.collection.insert({"_id": "b", "name": "beta"})
+    await h.run_until(lambda: _has(h, "b"))
 
 
 async def _has(h: Harness, doc_id: str) -> bool:

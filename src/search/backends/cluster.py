@@ -86,6 +86,8 @@ class ClusterBackend[Client](ABC):
         self._timeout = timeout_seconds
         self._replicas = replicas
         self._refresh_interval = refresh_interval
+        self._fields_added: set[str] = set()
+        """Indices (or the alias) whose mapping this process made sure holds every field it writes."""
 
     # --- what each engine's client does ------------------------------------------------------------
 
@@ -158,6 +160,11 @@ class ClusterBackend[Client](ABC):
     @abstractmethod
     async def _bulk(self, operations: list[ESBody], *, timeout_seconds: float) -> ESBody:
         """POST _bulk; the response with its `items`."""
+
+    @abstractmethod
+    async def _put_mapping(self, index: str, properties: ESBody) -> None:
+        """PUT <index>/_mapping with these properties (fields are only ever added); IndexIncompatible when the
+        engine refuses them (a field of the same name held differently)."""
 
     @abstractmethod
     async def _refresh(self, index: str) -> None:
@@ -261,7 +268,15 @@ class ClusterBackend[Client](ABC):
         indexing pressure the operation can never fit in: see `querydsl.too_large_alone`) is that
         document's refusal for good; a larger request refused as a whole raises EnginePressure.
         """
-        operations, sent, results = build_bulk_operations(actions, target=index or self._alias, schema=self._schema)
+        target = index or self._alias
+        operations, sent, results = build_bulk_operations(actions, target=target, schema=self._schema)
+        if operations and target not in self._fields_added:
+            # An index built by an older version lacks fields this one writes (the mapping is strict): add them
+            # once per index before its first write, so no document is refused for them (a reindex fills them).
+            properties = build_mapping(self._schema, replicas=self._replicas, refresh_interval=self._refresh_interval)
+            async with self._translate_errors("put mapping", budget_seconds=ADMIN_TIMEOUT_SECONDS):
+                await self._put_mapping(target, properties["mappings"]["properties"])
+            self._fields_added.add(target)
         if operations:
             budget = max(30.0, self._timeout * 10)
             try:

@@ -11,11 +11,11 @@ from typing import cast
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
-from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
+from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, NotFoundError
 
 from src.search.backends.cluster import ADMIN_TIMEOUT_SECONDS, ClusterBackend
 from src.search.backends.querydsl import PRESSURE_STATUSES, ESBody, error_reason, error_type, is_rejection_status
-from src.search.errors import EnginePressure, SearchRejected, SearchUnavailable
+from src.search.errors import EnginePressure, IndexIncompatible, SearchRejected, SearchUnavailable
 from src.search.schema import IndexSchema
 
 
@@ -90,6 +90,14 @@ class ElasticsearchBackend(ClusterBackend[AsyncElasticsearch]):
     async def _bulk(self, operations: list[ESBody], *, timeout_seconds: float) -> ESBody:
         response = await self._client.options(request_timeout=timeout_seconds).bulk(operations=operations)
         return cast(ESBody, response.body)
+
+    async def _put_mapping(self, index: str, properties: ESBody) -> None:
+        try:
+            await self._client.options(request_timeout=ADMIN_TIMEOUT_SECONDS).indices.put_mapping(
+                index=index, properties=properties
+            )
+        except BadRequestError as err:
+            raise IndexIncompatible(f"elasticsearch refused this version's fields on {index!r}: {err}") from err
 
     async def _refresh(self, index: str) -> None:
         await self._client.options(request_timeout=ADMIN_TIMEOUT_SECONDS).indices.refresh(index=index)

@@ -14,11 +14,11 @@ from typing import Any, Literal, cast
 
 from opensearchpy import AsyncHttpConnection, AsyncOpenSearch, AWSV4SignerAsyncAuth
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
-from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+from opensearchpy.exceptions import NotFoundError, OpenSearchException, RequestError, TransportError
 
 from src.search.backends.cluster import ADMIN_TIMEOUT_SECONDS, ClusterBackend
 from src.search.backends.querydsl import PRESSURE_STATUSES, ESBody, error_reason, error_type, is_rejection_status
-from src.search.errors import EnginePressure, SearchRejected, SearchUnavailable
+from src.search.errors import EnginePressure, IndexIncompatible, SearchRejected, SearchUnavailable
 from src.search.schema import IndexSchema
 
 type AwsService = Literal["es", "aoss"]
@@ -102,6 +102,14 @@ class OpenSearchBackend(ClusterBackend[AsyncOpenSearch]):
 
     async def _bulk(self, operations: list[ESBody], *, timeout_seconds: float) -> ESBody:
         return cast(ESBody, await self._client.bulk(body=operations, params=_timeout(timeout_seconds)))
+
+    async def _put_mapping(self, index: str, properties: ESBody) -> None:
+        try:
+            await self._client.indices.put_mapping(
+                index=index, body={"properties": properties}, params=_timeout(ADMIN_TIMEOUT_SECONDS)
+            )
+        except RequestError as err:
+            raise IndexIncompatible(f"opensearch refused this version's fields on {index!r}: {err}") from err
 
     async def _refresh(self, index: str) -> None:
         await self._client.indices.refresh(index=index, params=_timeout(ADMIN_TIMEOUT_SECONDS))

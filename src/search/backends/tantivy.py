@@ -37,7 +37,7 @@ import tantivy
 from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, IndexAction
 from src.search.backends.vocabulary import FieldVocabulary
 from src.search.documents import DocumentInvalid, PreparedDocument, prepare_document
-from src.search.errors import SearchRejected, SearchUnavailable
+from src.search.errors import IndexIncompatible, SearchRejected, SearchUnavailable
 from src.search.models import Document, JSONScalar
 from src.search.plan import FUZZY_MAX_EXPANSIONS, TYPO_PREFIX_LENGTHS, Alternative, QueryPlan, build_plan
 from src.search.query import BackendQuery, Filter, FilterValue, RangeFilter, SortSpec
@@ -535,7 +535,16 @@ class TantivyBackend:
                 path = self._dir / name
                 if not (path / "meta.json").exists():
                     raise SearchUnavailable(f"tantivy index {name!r} does not exist")
-                handle = self._handles[name] = _IndexHandle(path, self._tschema)
+                try:
+                    handle = _IndexHandle(path, self._tschema)
+                except ValueError as err:
+                    if "schema does not match" not in str(err):
+                        raise
+                    raise IndexIncompatible(
+                        f"tantivy index {name!r} was built for another schema or by an older version: rebuild it "
+                        "(python -m indexer load --recreate, or a reindex)"
+                    ) from err
+                self._handles[name] = handle
             return handle
 
     def _read_alias(self) -> str | None:
