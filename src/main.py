@@ -172,7 +172,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         warm = asyncio.Event()
         inner = make_backend(config, schema)
         services = Services(
-            backend=GuardedBackend(inner, breaker, warm=warm, warm_wait_seconds=config.search_timeout_seconds),
+            backend=GuardedBackend(inner, breaker, warm=warm),
             schema=schema,
             options=search_options(config),
             aside=create_cache_aside(config),

@@ -2,9 +2,9 @@
 
 A process that starts on a large index pays for its first queries: Tantivy builds its typo vocabularies
 from the term dictionaries (seconds on a million documents), an engine cluster fills its caches. Until
-then `/readyz` is a 503 (a load balancer keeps traffic away) and searches that still arrive wait for the
-warm-up, up to the search timeout, then get a fast 503: they never time out against the cold engine, so
-they never open the circuit breaker.
+then `/readyz` is a 503 (a load balancer keeps traffic away) and searches that still arrive get a fast 503
+(src/search/backends/guarded.py): they never time out against the cold engine, so they never open the
+circuit breaker, and an engine that is down when the process starts is reported once, by the warm-up.
 
 `warm_up` runs a search that takes every costly path (typo expansion of words and of the whole query,
 a prefix) until one answers within the timeout. A failed or timed-out attempt is retried after a pause:
@@ -29,6 +29,8 @@ WARM_QUERY = ParsedQuery(
     whole=Term(text="warmup queries", edits=2, prefix=True),
 )
 """Two words with typo budgets and a prefix: every vocabulary and expansion path a search can take."""
+REPORT_EVERY_SECONDS = 60.0
+"""A warm-up that keeps failing is logged once, then once a minute (never once per attempt)."""
 
 
 def warm_query() -> BackendQuery:
@@ -49,6 +51,7 @@ async def warm_up(
     a warm engine is ready as soon as the process listens). Runs until it succeeds (cancel it to stop)."""
     started = clock()
     attempts = 0
+    reported = float("-inf")
     while True:
         attempts += 1
         try:
@@ -58,8 +61,16 @@ async def warm_up(
         except SearchUnavailable as err:
             if tried is not None:
                 tried.set()
-            if attempts == 1 or attempts % 20 == 0:
-                logger.info("warming up the {} backend (attempt {}): {}", backend.kind, attempts, err)
+            if clock() - reported >= REPORT_EVERY_SECONDS:
+                reported = clock()
+                logger.warning(
+                    "the {} backend has not answered its warm-up search ({} attempts in {:.0f} s, last: {}); "
+                    "searches answer 503 until it does",
+                    backend.kind,
+                    attempts,
+                    reported - started,
+                    err,
+                )
             await asyncio.sleep(pause_seconds)
             continue
         took = clock() - started

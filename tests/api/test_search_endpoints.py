@@ -173,7 +173,7 @@ async def test_readyz_when_engine_is_warming_returns_503_until_it_is_warm(
     services = app.state.services
     warm = asyncio.Event()
     breaker = CircuitBreaker(name="test", failure_threshold=1, reset_seconds=60)
-    guarded = GuardedBackend(services.backend, breaker, warm=warm, warm_wait_seconds=0)
+    guarded = GuardedBackend(services.backend, breaker, warm=warm)
     app.state.services = dataclasses.replace(services, backend=guarded, warm=warm)
     response = await client.get("/readyz")
     assert response.status_code == 503

@@ -188,6 +188,7 @@ async def test_requests_when_backend_down_log_one_line_not_one_per_request(tmp_p
     lines: list[str] = []
     app = create_app(settings)
     async with app.router.lifespan_context(app):  # configures logging: the test's sink comes after it
+        app.state.services.warm.set()  # the engine answered once, then went away: the breaker's case
         sink = logger.add(lambda message: lines.append(str(message.record["message"])), level="WARNING")
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
@@ -202,3 +203,24 @@ async def test_requests_when_backend_down_log_one_line_not_one_per_request(tmp_p
     assert len(breaker_lines) == 1, lines
     assert len([line for line in lines if "unavailable" in line]) == 0
     assert 'search_api_unavailable_responses_total{dependency="search"}' in metrics
+
+
+async def test_requests_when_backend_down_from_the_start_answer_503_without_the_breaker(tmp_path: Path) -> None:
+    settings = Settings(
+        index_schema_path=schema_file(tmp_path), elasticsearch_url="http://127.0.0.1:9", search_timeout_seconds=0.2
+    )
+    lines: list[str] = []
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):  # the warm-up's first failure is logged at start-up (once)
+        sink = logger.add(lambda message: lines.append(str(message.record["message"])), level="WARNING")
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+                statuses = [(await client.get("/v1/search", params={"q": f"w{n}"})).status_code for n in range(40)]
+                ready = (await client.get("/readyz")).status_code
+        finally:
+            logger.remove(sink)
+        breaker = app.state.services.backend.breaker.state
+    assert set(statuses) == {503}
+    assert ready == 503
+    assert breaker == "closed"  # never warm: every search was a fast 503 that never reached the engine
+    assert lines == []  # and none of them logged a line

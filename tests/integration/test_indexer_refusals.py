@@ -109,7 +109,11 @@ async def letters(collection: Any, settings: Settings) -> dict[str, dict[str, An
 
 
 async def alias_ready(indexer: Indexer) -> bool:
-    return await indexer.backend.current_index() is not None
+    """The stream's first copy is over: the alias points at its index and its checkpoint is saved (the copy
+    still writes the index's building mark and the checkpoint just after the alias moves)."""
+    if await indexer.backend.current_index() is None:
+        return False
+    return await indexer.checkpoints.load(indexer.stream_options.consumer) is not None
 
 
 def engine_url(settings: Settings) -> str:

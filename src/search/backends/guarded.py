@@ -5,15 +5,14 @@ serves stale entries) instead of each request waiting for a timeout. A SearchRej
 refused that request's input) is that request's error alone: it never moves the breaker. Writes pass
 straight through.
 
-With `warm` (src/search/warmup.py), a search before the engine is warm waits for it up to `warm_wait_seconds`,
-then fails at once with SearchUnavailable, which does not count as a failure: a cold engine must not open
-the circuit.
+With `warm` (src/search/warmup.py), a search before the engine is warm fails at once with SearchUnavailable,
+which does not count as a failure: a cold engine must not open the circuit, and requests that arrive before
+the process says it is ready must not pile onto the warm-up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -35,27 +34,20 @@ class GuardedBackend:
         breaker: CircuitBreaker,
         *,
         warm: asyncio.Event | None = None,
-        warm_wait_seconds: float = 2.0,
     ) -> None:
         self.inner = inner
         self.breaker = breaker
         self.kind = inner.kind
         self.warm = warm
-        self.warm_wait_seconds = warm_wait_seconds
 
     @property
     def is_warm(self) -> bool:
         """Whether the engine answered its warm-up search (always, without a warm-up)."""
         return self.warm is None or self.warm.is_set()
 
-    async def _wait_warm(self) -> None:
-        if self.warm is None or self.warm.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.warm_wait_seconds):
-                await self.warm.wait()
-        if not self.warm.is_set():
-            raise SearchUnavailable(f"{self.kind}: warming up (a large index's first queries); retry shortly")
+    def _check_warm(self) -> None:
+        if self.warm is not None and not self.warm.is_set():
+            raise SearchUnavailable(f"{self.kind}: warming up (the engine has not answered its first search yet)")
 
     async def _guard[T](self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         if not self.breaker.allow():
@@ -82,7 +74,7 @@ class GuardedBackend:
 
     async def search(self, query: BackendQuery) -> BackendPage:
         """Guarded search (after the warm-up, when there is one)."""
-        await self._wait_warm()
+        self._check_warm()
         return await self._guard("search", lambda: self.inner.search(query))
 
     async def get(self, doc_id: str) -> Document | None:
