@@ -87,7 +87,7 @@ class ClusterBackend[Client](ABC):
         self._replicas = replicas
         self._refresh_interval = refresh_interval
         self._fields_added: set[str] = set()
-        """Indices (or the alias) whose mapping this process made sure holds every field it writes."""
+        """Indices (or the alias) this process added its fields to (an index built by an older version)."""
 
     # --- what each engine's client does ------------------------------------------------------------
 
@@ -270,33 +270,37 @@ class ClusterBackend[Client](ABC):
         """
         target = index or self._alias
         operations, sent, results = build_bulk_operations(actions, target=target, schema=self._schema)
-        if operations and target not in self._fields_added:
-            # An index built by an older version lacks fields this one writes (the mapping is strict): add them
-            # once per index before its first write, so no document is refused for them (a reindex fills them).
-            properties = build_mapping(self._schema, replicas=self._replicas, refresh_interval=self._refresh_interval)
-            async with self._translate_errors("put mapping", budget_seconds=ADMIN_TIMEOUT_SECONDS):
-                await self._put_mapping(target, properties["mappings"]["properties"])
-            self._fields_added.add(target)
-        if operations:
-            budget = max(30.0, self._timeout * 10)
-            try:
-                async with self._translate_errors("bulk", budget_seconds=budget):
+        if not operations:
+            return [results[position] for position in range(len(actions))]
+        budget = max(30.0, self._timeout * 10)
+        try:
+            async with self._translate_errors("bulk", budget_seconds=budget):
+                response = await self._bulk(operations, timeout_seconds=budget)
+                if target not in self._fields_added and any(_missing_field(item) for item in response["items"]):
+                    # An index built by an older version lacks fields this one writes (the mapping is strict):
+                    # add them once, then send the batch again (writes are idempotent and versioned).
+                    await self._add_fields(target)
                     response = await self._bulk(operations, timeout_seconds=budget)
-            except EnginePressure as err:
-                if len(sent) != 1 or not too_large_alone(err.status, err.reason, request_bytes(operations)):
-                    raise
-                results[sent[0]] = self._too_large(actions[sent[0]].doc_id, err.status, err.reason)
-                return [results[position] for position in range(len(actions))]
-            for position, item in zip(sent, response["items"], strict=True):
-                result = bulk_item_result(actions[position].doc_id, item)
-                if (
-                    result.pressure
-                    and len(sent) == 1
-                    and too_large_alone(429, result.error or "", request_bytes(operations))
-                ):
-                    result = self._too_large(result.doc_id, 429, result.error or "")
-                results[position] = result
+        except EnginePressure as err:
+            if len(sent) != 1 or not too_large_alone(err.status, err.reason, request_bytes(operations)):
+                raise
+            results[sent[0]] = self._too_large(actions[sent[0]].doc_id, err.status, err.reason)
+            return [results[position] for position in range(len(actions))]
+        for position, item in zip(sent, response["items"], strict=True):
+            result = bulk_item_result(actions[position].doc_id, item)
+            if (
+                result.pressure
+                and len(sent) == 1
+                and too_large_alone(429, result.error or "", request_bytes(operations))
+            ):
+                result = self._too_large(result.doc_id, 429, result.error or "")
+            results[position] = result
         return [results[position] for position in range(len(actions))]
+
+    async def _add_fields(self, target: str) -> None:
+        properties = build_mapping(self._schema, replicas=self._replicas, refresh_interval=self._refresh_interval)
+        await self._put_mapping(target, properties["mappings"]["properties"])
+        self._fields_added.add(target)
 
     def _too_large(self, doc_id: str, status: int, reason: str) -> BulkItemResult:
         detail = reason or "request entity too large"
@@ -329,3 +333,10 @@ class ClusterBackend[Client](ABC):
         """Documents in `index` (default: the alias)."""
         async with self._translate_errors("count"):
             return await self._count(index or self._alias)
+
+
+def _missing_field(item: ESBody) -> bool:
+    """Whether a bulk item was refused for a field the index's strict mapping does not have."""
+    outcome = next(iter(item.values()))
+    error = outcome.get("error") if isinstance(outcome, dict) else None
+    return isinstance(error, dict) and error.get("type") == "strict_dynamic_mapping_exception"
