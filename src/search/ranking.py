@@ -36,8 +36,9 @@ words (the rest must still match and add BM25); the custom bucket gets what bits
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from src.search.models import JSONScalar, RankingDetails
@@ -76,16 +77,22 @@ class Tiers:
     """The factor of the engine's BM25 score: the whole query's stays below 1."""
     levels: dict[str, int]
     """Each searchable field's attribute level (0 for the lowest boost)."""
+    _typo: float = field(init=False, repr=False, compare=False)
+    _attribute: float = field(init=False, repr=False, compare=False)
+    _exactness: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Read for every alternative of every query: looked up once here.
+        object.__setattr__(self, "_typo", self.units.get("typo", 0.0))
+        object.__setattr__(self, "_attribute", self.units.get("attribute", 0.0))
+        object.__setattr__(self, "_exactness", self.units.get("exactness", 0.0))
 
     def word(self, position: int, *, kind: MatchKind, edits: int, field: str) -> float:
         """The digits of one word (at `position` in the query) matching as `kind` in `field`."""
         if position >= self.ranked:
             return 0.0
-        return (
-            (2 - edits) * self.units.get("typo", 0.0)
-            + self.levels[field] * self.units.get("attribute", 0.0)
-            + (1 if kind == "exact" else 0) * self.units.get("exactness", 0.0)
-        )
+        exact = self._exactness if kind == "exact" else 0.0
+        return (2 - edits) * self._typo + self.levels[field] * self._attribute + exact
 
     def proximity(self, position: int) -> float:
         """The digit of the pair of words at `position` and `position + 1` standing close."""
@@ -154,12 +161,19 @@ def attribute_levels(schema: IndexSchema) -> dict[str, int]:
 
 
 def tiers_for(schema: IndexSchema, words: int) -> Tiers:
-    """The mixed radix of a query of `words` required clauses under the schema's rules."""
-    levels = attribute_levels(schema)
+    """The mixed radix of a query of `words` required clauses under the schema's rules (remembered: every
+    search needs it, and a schema has few query lengths)."""
+    boosts = tuple((spec.name, spec.boost) for spec in schema.searchable)
+    return _tiers(schema.rules, bool(schema.custom), boosts, words)
+
+
+@functools.lru_cache(maxsize=256)
+def _tiers(rules: tuple[str, ...], has_custom: bool, boosts: tuple[tuple[str, float], ...], words: int) -> Tiers:
+    distinct = sorted({boost for _, boost in boosts})
+    levels = {name: distinct.index(boost) for name, boost in boosts}
     top = max(levels.values(), default=0)
-    rules = schema.rules
     bm25_at = rules.index("bm25") if "bm25" in rules else len(rules)
-    custom_digit = bool(schema.custom) and "custom" in rules[:bm25_at]
+    custom_digit = has_custom and "custom" in rules[:bm25_at]
     ranked = min(words, MAX_RANKED_WORDS)
 
     def bases_of(n: int) -> dict[str, int]:

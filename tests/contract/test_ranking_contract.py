@@ -47,6 +47,12 @@ DOCS: list[Document] = [
 
 
 @pytest.fixture(params=BACKENDS)
+def engine_kind(request: pytest.FixtureRequest) -> str:
+    """Each implementation's name (for tests that load documents of their own)."""
+    return str(request.param)
+
+
+@pytest.fixture(params=BACKENDS)
 async def ranked(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SearchBackend]:
     """Each engine, loaded with `DOCS` under a schema with two custom ranking fields."""
     backend = await make_backend(str(request.param), SCHEMA, tmp_path)
@@ -133,3 +139,37 @@ async def test_search_when_details_asked_every_engine_explains_the_same_values(r
     assert custom["bucket"] is not None
     assert custom["bucket"] > 40
     assert express.get("bm25", 0) > 0
+
+
+async def test_search_when_many_hits_tie_orders_them_by_id_across_pages(tmp_path: Path, engine_kind: str) -> None:
+    twins: list[Document] = [
+        {"id": doc_id, "name": f"twin-{number}", "title": "same words here"}
+        for number, doc_id in enumerate(
+            [
+                "zz-short",
+                "a-shared-prefix-of-sixteen-bytes-2",  # ids alike in their first 16 bytes: ordered by the rest
+                "a-shared-prefix-of-sixteen-bytes-10",
+                "a-shared-prefix-of-sixteen-bytes-1",
+                "b",
+                "a-shared-prefix",
+                "ä-after-z-in-code-points",
+            ]
+        )
+    ]
+    backend = await make_backend(engine_kind, SCHEMA, tmp_path)
+    try:
+        await load(backend, twins)
+        expected = sorted(str(doc["id"]) for doc in twins)  # code point order is UTF-8 byte order
+        assert await ids(backend, "same words here ") == expected
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await run(backend, "same words here ", size=2, **({"cursor": cursor} if cursor else {}))
+            seen += [hit["id"] for hit in page["hits"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected
+    finally:
+        await drop_all(backend)
+        await backend.close()

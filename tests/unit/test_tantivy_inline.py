@@ -131,5 +131,5 @@ def test_tied_keys_when_hits_share_keys_or_meet_the_cursor_names_only_those() ->
     from src.search.backends.tantivy import _tied_keys
 
     assert _tied_keys([3.0, 2.0, 2.0, 1.0], None) == {2.0}
-    assert _tied_keys([3.0, 2.0, 1.0], (1.0, (), "b")) == {1.0}  # the previous page ended inside key 1.0
+    assert _tied_keys([3.0, 2.0, 1.0], (1.0, (), None, "b")) == {1.0}  # the previous page ended inside key 1.0
     assert _tied_keys([None, None, 5], None) == {None}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import dataclasses
 import functools
 import math
@@ -53,6 +54,9 @@ _INLINE_MAX_DEPTH = 100
 """Pages ending at most this deep, without facets, may be searched on the event loop (see `search`)."""
 BUILD_MARKER = "search-api-build.json"
 """The building mark's file, in the index's folder."""
+ID_HIGH, ID_LOW = "_id_hi", "_id_lo"
+"""The id's first 16 UTF-8 bytes as two big-endian integers (fast columns): hits sharing a score are put in id
+order from these columns, reading a stored id only where two ids share those 16 bytes."""
 RANK_FIELD = "r"
 """The custom ranking bucket's bits, one term each (src/search/ranking.py)."""
 _FIELD_TYPES = {
@@ -68,6 +72,8 @@ def build_tantivy_schema(schema: IndexSchema) -> tantivy.Schema:
     builder.add_text_field("id", stored=True, fast=True, tokenizer_name="raw")
     builder.add_bytes_field("_source", stored=True)
     builder.add_integer_field("_version", stored=True, indexed=True, fast=True)
+    builder.add_unsigned_field(ID_HIGH, fast=True)
+    builder.add_unsigned_field(ID_LOW, fast=True)
     for spec in schema.searchable:
         builder.add_text_field(f"t_{spec.name}", tokenizer_name=_ANALYZER, index_option="position")
     for spec in schema.searchable:
@@ -189,8 +195,14 @@ def _scored(query: tantivy.Query, digits: float, epsilon: float) -> tantivy.Quer
     scaled = tantivy.Query.boost_query(query, epsilon)
     if not digits:
         return scaled
-    constant = tantivy.Query.const_score_query(tantivy.Query.all_query(), digits)
-    return tantivy.Query.boolean_query([(tantivy.Occur.Must, scaled), (tantivy.Occur.Should, constant)])
+    return tantivy.Query.boolean_query([(tantivy.Occur.Must, scaled), (tantivy.Occur.Should, _constant(digits))])
+
+
+@functools.lru_cache(maxsize=4096)
+def _constant(digits: float) -> tantivy.Query:
+    """The constant clause of `digits` (queries are immutable and copied into the trees that use them: a
+    query's few digit values are built once, not once per alternative)."""
+    return tantivy.Query.const_score_query(tantivy.Query.all_query(), digits)
 
 
 def _by_field_and_edits(expanded: list[Expansion]) -> dict[tuple[str, int], list[tuple[str, float]]]:
@@ -276,8 +288,18 @@ def _range_bound(spec: FieldSpec, value: FilterValue | None) -> FilterValue | No
     return value
 
 
+def id_key(doc_id: str) -> tuple[int, int]:
+    """The id's first 16 UTF-8 bytes as two big-endian integers: their order is the ids' (UTF-8 byte order is
+    code point order, and an id holds no NUL to be confused with the padding) unless both start alike."""
+    head = doc_id.encode("utf-8", "surrogatepass")[:16].ljust(16, b"\0")
+    return int.from_bytes(head[:8], "big"), int.from_bytes(head[8:], "big")
+
+
 def _add_prepared(doc: tantivy.Document, prepared: PreparedDocument, version: int) -> None:
     doc.add_text("id", prepared.id)
+    high, low = id_key(prepared.id)
+    doc.add_unsigned(ID_HIGH, high)
+    doc.add_unsigned(ID_LOW, low)
     doc.add_bytes("_source", orjson.dumps(prepared.source))
     doc.add_integer("_version", version)
     for name, text in prepared.text.items():
@@ -311,11 +333,14 @@ class _Entry:
     score: float | None
     address: tantivy.DocAddress
     tie: tuple[JSONScalar, ...] = ()
-    """The custom ranking fields' values (relevance order only), read where the key is shared, as the id."""
+    """The custom ranking fields' values (relevance order only), read where the key is shared."""
+    id_key: tuple[int, int] | None = None
+    """`id_key(id)` from the fast columns, read where the key is shared; the id itself is read only when
+    another hit (or the previous page's last) has the same."""
 
 
-type _Position = tuple[JSONScalar, tuple[JSONScalar, ...], str | None]
-"""(sort key, custom ranking values, id): what orders a hit."""
+type _Position = tuple[JSONScalar, tuple[JSONScalar, ...], tuple[int, int] | None, str | None]
+"""(sort key, custom ranking values, id key, id): what orders a hit."""
 
 
 def _before(a: JSONScalar, b: JSONScalar, descending: bool) -> int:
@@ -331,15 +356,17 @@ def _before(a: JSONScalar, b: JSONScalar, descending: bool) -> int:
 
 
 def _compare(a: _Position, b: _Position, descending: bool, tie_order: tuple[bool, ...] = ()) -> int:
-    """Order by sort key, then the custom ranking values (each in its own direction), then id ascending (ties
-    and ids are read only on equal keys, where both are known)."""
-    (key_a, tie_a, id_a), (key_b, tie_b, id_b) = a, b
+    """Order by sort key, then the custom ranking values (each in its own direction), then id ascending: its
+    key first, the id where the keys are equal (ties, id keys and ids are read only where they decide)."""
+    (key_a, tie_a, id_key_a, id_a), (key_b, tie_b, id_key_b, id_b) = a, b
     if order := _before(key_a, key_b, descending):
         return order
     for value_a, value_b, tie_descending in zip(tie_a, tie_b, tie_order, strict=False):
         if order := _before(value_a, value_b, tie_descending):
             return order
-    # Entries sharing a key have their ids (see _tied_keys).
+    if id_key_a is not None and id_key_b is not None and id_key_a != id_key_b:
+        return -1 if id_key_a < id_key_b else 1
+    # Equal id keys (ids alike for 16 bytes, or the same id) or none read: the ids are (see _page).
     assert id_a is not None
     assert id_b is not None
     return (id_a > id_b) - (id_a < id_b)
@@ -356,9 +383,31 @@ def _tied_keys(keys: list[object], after: _Position | None) -> set[object]:
     return tied
 
 
+def _row_key(
+    score: float,
+    tie: tuple[JSONScalar, ...],
+    directions: tuple[bool, ...],
+    key: tuple[int, int] | None,
+    doc_id: str | None,
+) -> tuple[object, ...]:
+    """A relevance hit's position as a tuple whose plain order is the page's: score descending, each custom
+    value in its direction with a missing one last, then the id (its key, then itself where keys collide)."""
+    values: list[object] = [-score]
+    for value, descending in zip(tie, directions, strict=False):
+        number = cast(float, value)
+        values.append((1, 0.0) if value is None else (0, -number if descending else number))
+    values.append(key if key is not None else (0, 0))
+    values.append(doc_id or "")
+    return tuple(values)
+
+
+def _position(entry: _Entry) -> _Position:
+    return (entry.key, entry.tie, entry.id_key, entry.id)
+
+
 def _ordered(entries: list[_Entry], descending: bool, tie_order: tuple[bool, ...] = ()) -> list[_Entry]:
     def compare(a: _Entry, b: _Entry) -> int:
-        return _compare((a.key, a.tie, a.id), (b.key, b.tie, b.id), descending, tie_order)
+        return _compare(_position(a), _position(b), descending, tie_order)
 
     return sorted(entries, key=functools.cmp_to_key(compare))
 
@@ -634,9 +683,12 @@ class TantivyBackend:
         tie_order = tuple(tie_descending for _, tie_descending in ties)
         after: _Position | None = None
         if query.after:
-            after = (query.after[0], tuple(query.after[1:-1]), str(query.after[-1]))
+            after_id = str(query.after[-1])
+            after = (query.after[0], tuple(query.after[1:-1]), id_key(after_id), after_id)
         if by_id and query.offset >= _DEEP_PAGE_OFFSET and after is not None:
-            return self._page_by_id_terms(searcher, tquery, query.limit, cast(str, after[2]))
+            return self._page_by_id_terms(searcher, tquery, query.limit, cast(str, after[3]))
+        if sort.field is None and not by_id:
+            return self._relevance_page(searcher, tquery, query, ties, after)
         window = max(query.offset + query.limit * 3, 32)
         ids: dict[tuple[int, int], str] = {}  # stored-id reads survive window growth
         while True:
@@ -648,18 +700,17 @@ class TantivyBackend:
                 order=tantivy.Order.Desc if descending else tantivy.Order.Asc,
             )
             total = int(getattr(result, "count", 0) or 0)  # `count` is missing from tantivy's stubs
-            tied = set() if by_id else _tied_keys([raw_key for raw_key, _ in result.hits], after)
-            entries = [
-                self._entry(searcher, raw_key, address, sort, by_id, ids if raw_key in tied else None)
-                for raw_key, address in result.hits
-            ]
-            if ties:
-                entries = self._with_ties(searcher, entries, ties, only={key for key in tied})
+            entries = [self._entry(raw_key, address, sort, by_id) for raw_key, address in result.hits]
+            if not by_id:
+                tied = _tied_keys([entry.key for entry in entries], after)
+                entries = self._with_id_keys(searcher, entries, tied, after, ids)
+                if ties:
+                    entries = self._with_ties(searcher, entries, ties, only=tied)
             exhausted = len(result.hits) < window
             boundary = entries[-1].key if entries and not exhausted else None
             ordered = _ordered(entries, descending, tie_order)
             if after is not None:
-                ordered = [e for e in ordered if _compare((e.key, e.tie, e.id), after, descending, tie_order) > 0]
+                ordered = [e for e in ordered if _compare(_position(e), after, descending, tie_order) > 0]
             if not exhausted and not by_id:
                 # Hits sharing the window's last key may continue past the window: only keys strictly
                 # before it are certain to be complete.
@@ -669,6 +720,116 @@ class TantivyBackend:
                 # A page's last hit carries its custom values in its sort values (the next cursor).
                 return (self._with_ties(searcher, page, ties, only=None) if ties else page), total
             window *= 4
+
+    def _relevance_page(
+        self,
+        searcher: tantivy.Searcher,
+        tquery: tantivy.Query,
+        query: BackendQuery,
+        ties: tuple[tuple[str, bool], ...],
+        after: _Position | None,
+    ) -> tuple[list[_Entry], int]:
+        """A page in relevance order: score, then the custom ranking values, then the id.
+
+        The ranking rules make equal scores common (a typo of a common word matches thousands of names of
+        one length, and they share every rule), and such a group may start high on the first page. Each hit
+        becomes one tuple whose plain order is the page's order, sorted in C: the group's hits cost a fast
+        column read each, a stored read only for ids alike in their first 16 bytes.
+        """
+        directions = tuple(descending for _, descending in ties)
+        window = max(query.offset + query.limit * 3, 32)
+        ids: dict[tuple[int, int], str] = {}
+        after_key = None if after is None else _row_key(cast(float, after[0]), after[1], directions, after[2], after[3])
+        while True:
+            result = searcher.search(tquery, limit=window, count=True)
+            total = int(getattr(result, "count", 0) or 0)  # `count` is missing from tantivy's stubs
+            hits = result.hits
+            tied = _tied_keys([score for score, _ in hits], after)
+            rows = self._rows(searcher, hits, tied, ties, directions, after, ids)
+            exhausted = len(hits) < window
+            boundary = hits[-1][0] if hits and not exhausted else None
+            rows.sort(key=lambda row: row[0])
+            if after_key is not None:
+                rows = [row for row in rows if row[0] > after_key]
+            if not exhausted:
+                # Hits sharing the window's last score may continue past the window: only scores strictly
+                # above it are certain to be complete.
+                rows = [row for row in rows if row[1].key != boundary]
+            if exhausted or len(rows) >= query.limit:
+                page = [entry for _, entry in rows[: query.limit]]
+                return (self._with_ties(searcher, page, ties, only=None) if ties else page), total
+            # A window mostly made of the boundary's score is inside a large group: grow faster.
+            window *= 16 if len(rows) < len(hits) // 2 else 4
+
+    @staticmethod
+    def _rows(
+        searcher: tantivy.Searcher,
+        hits: list[tuple[float, tantivy.DocAddress]],
+        tied: set[object],
+        ties: tuple[tuple[str, bool], ...],
+        directions: tuple[bool, ...],
+        after: _Position | None,
+        ids: dict[tuple[int, int], str],
+    ) -> list[tuple[tuple[object, ...], _Entry]]:
+        """(sort key, entry) of every hit: a hit whose score no other shares is placed by its score alone; the
+        others read their custom values and id keys from the fast columns, and their ids where those collide."""
+        positions = [i for i, (score, _) in enumerate(hits) if score in tied]
+        addresses = [hits[i][1] for i in positions]
+        highs = searcher.fast_field_values(ID_HIGH, addresses) if addresses else []
+        lows = searcher.fast_field_values(ID_LOW, addresses) if addresses else []
+        columns = [searcher.fast_field_values(f"v_{name}", addresses) for name, _ in ties] if addresses else []
+        keys = [(int(cast(int, high)), int(cast(int, low))) for high, low in zip(highs, lows, strict=True)]
+        seen = collections.Counter(keys)
+        if after is not None and after[2] is not None:
+            seen[after[2]] += 1
+        rows: list[tuple[tuple[object, ...], _Entry]] = [
+            ((-score,), _Entry(key=score, id=None, score=score, address=address)) for score, address in hits
+        ]
+        for row, (i, key) in enumerate(zip(positions, keys, strict=True)):
+            score, address = hits[i]
+            doc_id = None
+            if seen[key] > 1:
+                slot = (address.segment_ord, address.doc)
+                doc_id = ids.get(slot)
+                if doc_id is None:
+                    doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
+            tie = tuple(cast(JSONScalar, column[row]) for column in columns)
+            entry = _Entry(key=score, id=doc_id, score=score, address=address, tie=tie, id_key=key)
+            rows[i] = (_row_key(score, tie, directions, key, doc_id), entry)
+        return rows
+
+    @staticmethod
+    def _with_id_keys(
+        searcher: tantivy.Searcher,
+        entries: list[_Entry],
+        tied: set[object],
+        after: _Position | None,
+        ids: dict[tuple[int, int], str],
+    ) -> list[_Entry]:
+        """`entries` whose key is shared with their id keys read from the fast columns, and their ids (stored
+        reads, remembered in `ids`) only where another of them, or the previous page's last hit, has the same
+        id key: many hits can share a score (a common word matched by a typo), few ids their first 16 bytes."""
+        wanted = [i for i, entry in enumerate(entries) if entry.key in tied]
+        if not wanted:
+            return entries
+        addresses = [entries[i].address for i in wanted]
+        highs = searcher.fast_field_values(ID_HIGH, addresses)
+        lows = searcher.fast_field_values(ID_LOW, addresses)
+        keys = [(int(cast(int, high)), int(cast(int, low))) for high, low in zip(highs, lows, strict=True)]
+        seen = collections.Counter(keys)
+        if after is not None and after[2] is not None:
+            seen[after[2]] += 1
+        found = list(entries)
+        for i, key in zip(wanted, keys, strict=True):
+            doc_id = None
+            if seen[key] > 1:
+                address = entries[i].address
+                slot = (address.segment_ord, address.doc)
+                doc_id = ids.get(slot)
+                if doc_id is None:
+                    doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
+            found[i] = dataclasses.replace(entries[i], id_key=key, id=doc_id)
+        return found
 
     @staticmethod
     def _with_ties(
@@ -705,27 +866,14 @@ class TantivyBackend:
         entries = [_Entry(key=1.0, id=doc_id, score=1.0, address=by_id[doc_id]) for doc_id in page_ids]
         return entries, len(matching)
 
-    def _entry(
-        self,
-        searcher: tantivy.Searcher,
-        raw_key: object,
-        address: tantivy.DocAddress,
-        sort: SortSpec,
-        by_id: bool,
-        ids: dict[tuple[int, int], str] | None,
-    ) -> _Entry:
-        """`ids` (the stored-id reads so far) when this hit's id is needed to order it, else None."""
+    @staticmethod
+    def _entry(raw_key: object, address: tantivy.DocAddress, sort: SortSpec, by_id: bool) -> _Entry:
+        """A hit as the collector gave it (its id key and id are read later, where they order something)."""
         if by_id:
             return _Entry(key=1.0, id=cast(str, raw_key), score=1.0, address=address)
-        doc_id = None
-        if ids is not None:
-            slot = (address.segment_ord, address.doc)
-            doc_id = ids.get(slot)
-            if doc_id is None:
-                doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
         if sort.field is None:
-            return _Entry(key=cast(float, raw_key), id=doc_id, score=cast(float, raw_key), address=address)
-        return _Entry(key=cast(JSONScalar, raw_key), id=doc_id, score=None, address=address)
+            return _Entry(key=cast(float, raw_key), id=None, score=cast(float, raw_key), address=address)
+        return _Entry(key=cast(JSONScalar, raw_key), id=None, score=None, address=address)
 
     def _facets(
         self, searcher: tantivy.Searcher, tquery: tantivy.Query, facets: tuple[FieldSpec, ...], size: int
