@@ -198,10 +198,15 @@ def _whole_alternatives(whole: Term, fields: tuple[str, ...], tiers: Tiers) -> t
     joined = whole.text.replace(" ", "")
     found: list[Alternative] = []
     for field in fields:
-        found.append(
-            Alternative("exact", whole.text, field, tiers.whole(level="exact", edits=0, field=field), group="x")
-        )
-        found.append(Alternative("exact", joined, field, tiers.whole(level="joined", edits=0, field=field), group="j"))
+        exact = tiers.whole(level="exact", edits=0, field=field)
+        if joined == whole.text:
+            # One word: a name equal to it has no separator, so its joined value is the word too; one clause
+            # finds the name equal to it and the one equal to it without separators, both as exact.
+            found.append(Alternative("exact", joined, field, exact, group="j"))
+        else:
+            found.append(Alternative("exact", whole.text, field, exact, group="x"))
+            joined_weight = tiers.whole(level="joined", edits=0, field=field)
+            found.append(Alternative("exact", joined, field, joined_weight, group="j"))
         if whole.prefix:
             weight = tiers.whole(level="prefix", edits=0, field=field)
             found.append(Alternative("prefix", joined, field, weight, group="j"))
