@@ -30,14 +30,14 @@ class Probe:
     """The target sample the probe came from (npm: `top5%` or `uniform`), reported apart; empty for none."""
 
 
-def typo(word: str, edit: str, rng: random.Random, separators: str = SEPARATORS) -> str | None:
+def typo(word: str, edit: str, rng: random.Random) -> str | None:
     """`word` with one random edit of kind `edit` that never touches a separator; None when impossible."""
-    inner = [i for i, ch in enumerate(word) if ch not in separators]
+    inner = [i for i, ch in enumerate(word) if ch not in SEPARATORS]
     if edit == "insertion":
         i = rng.randrange(len(word) + 1)
         return word[:i] + rng.choice(LETTERS) + word[i:]
     if edit == "transposition":
-        pairs = [i for i in inner if i + 1 < len(word) and word[i + 1] not in separators and word[i] != word[i + 1]]
+        pairs = [i for i in inner if i + 1 < len(word) and word[i + 1] not in SEPARATORS and word[i] != word[i + 1]]
         if not pairs:
             return None
         i = rng.choice(pairs)

@@ -459,8 +459,9 @@ def report(suite: Suite, results: dict[str, Figures], runs: dict[str, SystemRun]
     """The judging figure of every kind side by side, then one table per kind with every figure."""
     systems = list(results)
     first = results[systems[0]]
+    samples = "; top5%/uniform: the two target samples" if any("/" in label for label in first) else ""
     lines = [
-        "Judging figure per kind (s1: success@1, s10: success@10; top5%/uniform: the two target samples)",
+        f"Judging figure per kind (s1: success@1, s10: success@10{samples})",
         "",
         "| kind | figure | n | " + " | ".join(systems) + " |",
         "|---|---|---:|" + "---:|" * len(systems),
