@@ -120,7 +120,9 @@ class Tuned:
 TUNED_VARIANTS = (Tuned("multiply", 1.0), Tuned("sum", 1.0), Tuned("sum", 3.0))
 """What `--tuned-variants` compares (on the npm corpus, seed 7, 100 probes per kind: see TUNED_CHOSEN)."""
 TUNED_CHOSEN = Tuned("sum", 1.0)
-"""The tuned baseline reported as `tuned-baseline`: the variant with the better figures (see the README)."""
+"""The tuned baseline reported as `tuned-baseline`. Adding won: mean of the judging figures 0.543, against
+0.541 with weight 3 and 0.496 multiplying, which buries obscure exact names under popular fuzzy ones
+(name typo @1 on the uniform sample 1.00 against 0.64; it wins only on the top 5 %'s prefixes, 0.98 against 0.92)."""
 EXACT_BOOST = 2.0
 """The exact-name `term` clause's boost, times the field's own boost: an exact name outranks a fuzzy one."""
 
