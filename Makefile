@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance bench-cold-start es-start es-stop os-start os-stop clean
+.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance bench-relevance-npm bench-cold-start es-start es-stop os-start os-stop clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,13 @@ bench-load: venv
 # baseline when ELASTICSEARCH_URL is set).
 bench-relevance: venv
 	$(PY) bench/relevance.py
+
+# The same on the npm registry's package list (227k names with monthly downloads as popularity; the TSV is
+# on the development machine only, NPM_TSV=path for another copy): typo, collision, prefix, separator and
+# known-item probes, plus a tuned Elasticsearch baseline. The corpus is written to var/, never committed.
+bench-relevance-npm: venv
+	$(PY) bench/npm_corpus.py $(NPM_TSV)
+	$(PY) bench/relevance.py --corpus npm --json var/relevance-npm.json
 
 bench-indexer: venv
 	$(PY) bench/indexer_bench.py

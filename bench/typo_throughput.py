@@ -1,20 +1,20 @@
 """Benchmark: uncached throughput of distinct typo queries, this checkout against another commit, one run.
 
 For each checkout (this one, and `--against DIR`, e.g. a `git worktree` of an older commit), it loads the
-data into an embedded Tantivy index of its own (or a fresh alias on ELASTICSEARCH_URL with
-`--engine elasticsearch`), serves it from one uvicorn process pinned to core 0 with the cache off (or,
-for a checkout that has no off switch, with entries that are never reused: every query is distinct),
-and drives `wrk` from core 1 over a rotating list of distinct misspelled package names (one random
-edit each, fixed seed). `/healthz` on the same process is the floor.
+data into an embedded Tantivy index of its own (or a fresh alias on ELASTICSEARCH_URL with `--engine
+elasticsearch`, on OPENSEARCH_URL with `--engine opensearch`), serves it from one uvicorn process pinned to
+core 0 with the cache off (or, for a checkout that has no off switch, with entries that are never reused:
+every query is distinct), and drives `wrk` from core 1 over a rotating list of distinct misspelled package
+names (one random edit each, fixed seed). `/healthz` on the same process is the floor.
 
     git worktree add /tmp/before <commit>
     .venv/bin/python bench/typo_throughput.py --data /tmp/debian-full.jsonl.gz --against /tmp/before
 
-Needs `wrk`. Prints req/s, p50/p99 and non-2xx per checkout (and, on Elasticsearch, the segments
-behind each alias: each checkout's own loader decides them), and the ratio; `--force-merge` merges every
-checkout's index into one segment after loading, so only the queries differ; `--rounds N` measures the
-checkouts in turn N times (order reversed each round, so neither always meets a cold engine) and keeps
-each one's best.
+Needs `wrk`. Prints req/s, p50/p99 and non-2xx per checkout (and, on Elasticsearch and OpenSearch, the
+segments behind each alias: each checkout's own loader decides them), and the ratio; without `--against`
+it measures this checkout alone. `--force-merge` merges every checkout's cluster index into one segment
+after loading, so only the queries differ; `--rounds N` measures the checkouts in turn N times (order
+reversed each round, so neither always meets a cold engine) and keeps each one's best.
 """
 
 from __future__ import annotations
@@ -100,14 +100,16 @@ def measure(checkout: Path, args: argparse.Namespace, script: Path, directory: P
         "SEARCH_MAX_INFLIGHT": "1000",
         "REDIS_URL": "",
     }
+    # One engine per run: the settings refuse both cluster URLs at once.
     if args.engine != "elasticsearch":
         env["ELASTICSEARCH_URL"] = ""
+    if args.engine != "opensearch":
         env["OPENSEARCH_URL"] = ""
     python = sys.executable
     if load:
         subprocess.run([python, "-m", "indexer", "load", str(args.data)], cwd=checkout, env=env, check=True)
-        if args.engine == "elasticsearch" and args.force_merge:
-            url = f"{os.environ['ELASTICSEARCH_URL']}/{alias}/_forcemerge"
+        if args.engine != "tantivy" and args.force_merge:
+            url = f"{cluster_url(args.engine)}/{alias}/_forcemerge"
             httpx.post(url, params={"max_num_segments": 1}, timeout=600).raise_for_status()
     command = [python, "-m", "src"]
     server = subprocess.Popen(
@@ -122,26 +124,31 @@ def measure(checkout: Path, args: argparse.Namespace, script: Path, directory: P
     finally:
         server.terminate()
         server.wait(timeout=15)
-    return Run(typos, floor, segments(alias) if args.engine == "elasticsearch" else None)
+    return Run(typos, floor, None if args.engine == "tantivy" else segments(args.engine, alias))
 
 
-def segments(alias: str) -> int:
+def cluster_url(engine: str) -> str:
+    """The URL of the cluster engine (ELASTICSEARCH_URL or OPENSEARCH_URL)."""
+    return os.environ[f"{engine.upper()}_URL"]
+
+
+def segments(engine: str, alias: str) -> int:
     """The number of Lucene segments behind a bench alias (what a typo query expands over)."""
-    url = f"{os.environ['ELASTICSEARCH_URL']}/_cat/segments/{alias}"
+    url = f"{cluster_url(engine)}/_cat/segments/{alias}"
     return len(httpx.get(url, params={"format": "json"}, timeout=10).json())
 
 
-def drop(alias: str) -> None:
-    """Delete the Elasticsearch indices behind a bench alias."""
-    for index in httpx.get(f"{os.environ['ELASTICSEARCH_URL']}/_alias/{alias}", timeout=10).json():
-        httpx.delete(f"{os.environ['ELASTICSEARCH_URL']}/{index}", timeout=30)
+def drop(engine: str, alias: str) -> None:
+    """Delete the cluster indices behind a bench alias."""
+    for index in httpx.get(f"{cluster_url(engine)}/_alias/{alias}", timeout=10).json():
+        httpx.delete(f"{cluster_url(engine)}/{index}", timeout=30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "debian-packages.jsonl.gz")
     parser.add_argument("--against", type=Path, help="another checkout (e.g. a git worktree) to compare with")
-    parser.add_argument("--engine", choices=["tantivy", "elasticsearch"], default="tantivy")
+    parser.add_argument("--engine", choices=["tantivy", "elasticsearch", "opensearch"], default="tantivy")
     parser.add_argument("--queries", type=int, default=5000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=8)
@@ -149,7 +156,7 @@ def main() -> None:
     parser.add_argument(
         "--force-merge",
         action="store_true",
-        help="merge every checkout's Elasticsearch index into one segment after loading: compares the queries alone",
+        help="merge every checkout's cluster index into one segment after loading: compares the queries alone",
     )
     parser.add_argument(
         "--rounds", type=int, default=1, help="checkouts measured in turn this often, order reversed each round"
@@ -157,6 +164,8 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
+    if args.engine != "tantivy" and not os.environ.get(f"{args.engine.upper()}_URL"):
+        sys.exit(f"--engine {args.engine} needs {args.engine.upper()}_URL")
     checkouts = [ROOT] + ([args.against.resolve()] if args.against else [])
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -170,9 +179,9 @@ def main() -> None:
                         measure(checkout, args, script, directory, aliases[checkout], load=round_number == 0)
                     )
         finally:
-            if args.engine == "elasticsearch":
+            if args.engine != "tantivy":
                 for alias in aliases.values():
-                    drop(alias)
+                    drop(args.engine, alias)
     results = {checkout: max(found, key=lambda run: run.typos[0]) for checkout, found in runs.items()}
     for checkout, found in runs.items():
         print(f"{checkout}: typo req/s per round {[round(run.typos[0]) for run in found]}")
