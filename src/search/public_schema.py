@@ -16,11 +16,13 @@ MAX_PAGE_SIZE = 100
 
 RULE_DESCRIPTIONS: dict[str, str] = {
     "words": "every query word matched (else words are dropped from the end)",
-    "name": "the whole query is a name (exactly, without separators, as a prefix while typing, or with typos)",
+    "name": "the whole query is a name: exactly, without its separators, or its start while typing",
+    "name_with_typos": "the whole query is a name, misspelled or not",
+    "two_typos": "fewer words matched only with two typos",
     "typo": "fewest typos; an exact word, a synonym and a prefix of the last word count as none",
     "proximity": "most pairs of consecutive query words within 2 positions of each other",
     "attribute": "the fields matched, by the rank of their boost",
-    "exactness": "the whole query is a name (exactly, then without separators), then words matched as typed",
+    "exactness": "the whole query is a name (exact, joined, prefix, misspelled), else words matched as typed",
     "custom": "the custom ranking fields (the first in half-octave buckets; exact values break later ties)",
     "bm25": "the engine's term statistics of the words matched",
     "id": "the document id, ascending: a deterministic tie-break",

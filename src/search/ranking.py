@@ -5,19 +5,30 @@ The schema lists the rules, most significant first (Meilisearch's `rankingRules`
 - `words`: how many query words the document matches. Matching requires every word (or the whole query as a
   name; relaxation drops words from the end only when nothing matches), so within one result list it is the
   same for every hit: it is reported, never a tier.
-- `name`: the whole query is a name (a keyword field's whole value: exactly, without its separators, as a
-  prefix while typing, or within the typo budget): whoever typed a name, misspelled or not, meant it before
-  any document that merely mentions the words.
+- `name`: the whole query is a name as typed (a keyword field's whole value: exactly, without its
+  separators, or its start while typing).
+- `name_with_typos`: the same, or a name within the whole query's typo budget: whoever typed a name,
+  misspelled or not, meant it before any document that merely mentions the words (catalogues with long
+  descriptions and no popularity: the Debian demo).
+- `two_typos`: fewer words matched only with two typos (the loosest matches go last, whatever else).
 - `typo`: fewest typos over the query's words; an exact word, a synonym and a prefix of the last word count
   as zero typos.
 - `proximity`: how many pairs of consecutive query words stand within `PROXIMITY_SLOP` positions in a field.
 - `attribute`: how important the fields matched are (their boost's rank among the schema's boosts).
 - `exactness`: the whole query is a name (a keyword field's whole value: exactly, then with its separators
-  dropped, then as the start of a name while typing, then within the typo budget), else how many words
-  matched as typed (not as a prefix, a typo or a synonym).
+  dropped, then as the start of a name while typing), else how many words matched as typed (not as a
+  prefix, a typo or a synonym); a misspelled name counts as every word matched as typed, so the next rule
+  (popularity, by default) decides between `readdirp` misspelled as `readdir` and `readdir-glob`.
 - `custom`: the schema's first custom ranking field (popularity), in half-octave buckets of its value.
 - `bm25`: the engine's term statistics of the words matched (a typo scored by the real terms it expands to).
 - then the custom ranking fields' exact values, then the id (engine sort keys, not part of the score).
+
+The default order (`schema.DEFAULT_RULES`): words, name, two_typos, proximity, attribute, exactness, custom,
+typo, bm25. Measured on catalogues with popularity (npm, PyPI; the README has the figures), it keeps the
+famous packages that contain the query first (`react` → react-dom, not `reactn` one typo away), lets a famous
+name one typo from an obscure exact one reach the first page (a misspelling that is another real name), and
+still puts a name typed as a prefix before a typo. Its cost: a match with one typo in a more important field
+ranks before an exact match in a less important one (Meilisearch's order, typo first, is one setting away).
 
 Engines order hits by one float, so the rules become the digits of one number (a mixed radix): each rule's
 value is a whole number below its base, its unit is the product of the bases of the rules after it, and BM25,
@@ -29,7 +40,7 @@ word, and the custom bucket is added through one clause per bit of the bucket (t
 every engine computes it with plain boolean queries.
 
 Engines score in 32-bit floats (24 significant bits): the digits are kept within `MAX_INTEGER_BITS` so the
-number stays exact and BM25 keeps at least 7 bits below it. Ranking digits count the first `MAX_RANKED_WORDS`
+number stays exact and BM25 keeps at least 5 bits below it. Ranking digits count the first `MAX_RANKED_WORDS`
 words (the rest must still match and add BM25); the custom bucket gets what bits are left, up to
 `CUSTOM_BITS` (fewer, coarser buckets on long queries).
 """
@@ -47,8 +58,8 @@ from src.search.schema import IndexSchema
 PROXIMITY_SLOP = 2
 MAX_RANKED_WORDS = 6
 """Words (and phrases) whose typos, proximity, attribute and exactness rank; later ones match and add BM25."""
-MAX_INTEGER_BITS = 17
-"""The digits' range: below 2^17, a 32-bit float score keeps 2^-6 for the BM25 fraction at worst."""
+MAX_INTEGER_BITS = 18
+"""The digits' range: below 2^18, a 32-bit float score keeps 2^-5 for the BM25 fraction at worst."""
 CUSTOM_BITS = 6
 """Bits of the custom ranking bucket written at index time: 64 half-octave buckets of the value."""
 BM25_CEILING = 48.0
@@ -80,19 +91,22 @@ class Tiers:
     _typo: float = field(init=False, repr=False, compare=False)
     _attribute: float = field(init=False, repr=False, compare=False)
     _exactness: float = field(init=False, repr=False, compare=False)
+    _two_typos: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Read for every alternative of every query: looked up once here.
         object.__setattr__(self, "_typo", self.units.get("typo", 0.0))
         object.__setattr__(self, "_attribute", self.units.get("attribute", 0.0))
         object.__setattr__(self, "_exactness", self.units.get("exactness", 0.0))
+        object.__setattr__(self, "_two_typos", self.units.get("two_typos", 0.0))
 
     def word(self, position: int, *, kind: MatchKind, edits: int, field: str) -> float:
         """The digits of one word (at `position` in the query) matching as `kind` in `field`."""
         if position >= self.ranked:
             return 0.0
-        exact = self._exactness if kind == "exact" else 0.0
-        return (2 - edits) * self._typo + self.levels[field] * self._attribute + exact
+        exact = 2 * self._exactness if kind == "exact" else 0.0
+        mild = self._two_typos if edits < 2 else 0.0
+        return (2 - edits) * self._typo + mild + self.levels[field] * self._attribute + exact
 
     def proximity(self, position: int) -> float:
         """The digit of the pair of words at `position` and `position + 1` standing close."""
@@ -102,10 +116,12 @@ class Tiers:
         """The digits of the whole query matching `field`'s whole value: a match of every word, adjacent, in
         that field, plus the whole-name exactness (`exact` over `joined`, separators dropped)."""
         n = self.ranked
-        exactness = {"exact": n + 4, "joined": n + 3, "prefix": n + 2, "typo": n + 1}[level]
+        exactness = {"exact": 2 * n + 3, "joined": 2 * n + 2, "prefix": 2 * n + 1, "typo": 2 * n}[level]
         return (
-            self.units.get("name", 0.0)
+            (self.units.get("name", 0.0) if level != "typo" else 0.0)
+            + self.units.get("name_with_typos", 0.0)
             + (2 * n - edits) * self.units.get("typo", 0.0)
+            + (n - (1 if edits >= 2 else 0)) * self.units.get("two_typos", 0.0)
             + max(0, n - 1) * self.units.get("proximity", 0.0)
             + n * self.levels[field] * self.units.get("attribute", 0.0)
             + exactness * self.units.get("exactness", 0.0)
@@ -132,6 +148,8 @@ class Tiers:
         n = self.ranked
         if "name" in values:
             details["name"] = {"matched": values["name"] == 1}
+        if "name_with_typos" in values:
+            details["name_with_typos"] = {"matched": values["name_with_typos"] == 1}
         if "typo" in values:
             details["typo"] = {"typos": 2 * n - values["typo"], "counted_words": n}
         if "proximity" in values:
@@ -141,13 +159,13 @@ class Tiers:
         if "exactness" in values:
             value = values["exactness"]
             levels: dict[int, Literal["exact", "joined", "prefix", "typo"]] = {
-                n + 4: "exact",
-                n + 3: "joined",
-                n + 2: "prefix",
-                n + 1: "typo",
+                2 * n + 3: "exact",
+                2 * n + 2: "joined",
+                2 * n + 1: "prefix",
+                2 * n: "typo",
             }
             name = levels.get(value)
-            details["exactness"] = {"name_match": name, "exact_words": n if name else value}
+            details["exactness"] = {"name_match": name, "exact_words": n if name else value // 2}
         if "custom" in values or custom_values:
             details["custom"] = {"bucket": values.get("custom"), "values": list(custom_values)}
         details["bm25"] = round(fraction / self.bm25, 4) if self.bm25 else 0.0
@@ -177,7 +195,7 @@ def _tiers(rules: tuple[str, ...], has_custom: bool, boosts: tuple[tuple[str, fl
     ranked = min(words, MAX_RANKED_WORDS)
 
     def bases_of(n: int) -> dict[str, int]:
-        return {"name": 2, "typo": 2 * n + 1, "proximity": max(1, n), "attribute": n * top + 1, "exactness": n + 5}
+        return {"name": 2, "name_with_typos": 2, "two_typos": n + 1, "typo": 2 * n + 1, "proximity": max(1, n), "attribute": n * top + 1, "exactness": 2 * n + 4}
 
     while ranked > 1 and math.prod(b for r, b in bases_of(ranked).items() if r in rules) > 2 ** (MAX_INTEGER_BITS - 1):
         ranked -= 1  # many distinct boosts: fewer ranked words keep the digits exact

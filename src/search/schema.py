@@ -17,12 +17,26 @@ from typing import Literal, NotRequired, TypedDict, cast
 
 from src.search.analysis import normalise
 
-RULES = ("words", "name", "typo", "proximity", "attribute", "exactness", "custom", "bm25")
+RULES = (
+    "words",
+    "name",
+    "name_with_typos",
+    "two_typos",
+    "typo",
+    "proximity",
+    "attribute",
+    "exactness",
+    "custom",
+    "bm25",
+)
 """Every ranking rule; `id` (ascending) always breaks the last ties and is not listed."""
-DEFAULT_RULES = ("words", "typo", "proximity", "attribute", "exactness", "custom", "bm25")
-"""Meilisearch's order, then the custom ranking before the engine's term statistics (`name` is off: see
-src/search/ranking.py for when to put it first)."""
-TIER_RULES = frozenset({"words", "name", "typo", "proximity", "attribute", "exactness"})
+DEFAULT_RULES = ("words", "name", "two_typos", "proximity", "attribute", "exactness", "custom", "typo", "bm25")
+"""The order measured best on catalogues with popularity (see src/search/ranking.py and the README's
+figures): a name as typed first, words with two typos last, then Meilisearch's proximity, attribute and
+exactness, the custom ranking before the last typo count."""
+TIER_RULES = frozenset(
+    {"words", "name", "name_with_typos", "two_typos", "typo", "proximity", "attribute", "exactness"}
+)
 """Rules whose values are whole numbers per document; `bm25` must follow all of them."""
 
 type FieldType = Literal["text", "keyword", "integer", "float", "date"]

@@ -130,7 +130,7 @@ async def test_search_when_details_asked_every_engine_explains_the_same_values(r
     express = details["express"]
     assert express is not None
     assert express["words"] == {"matched": 1, "of": 1}
-    assert "name" not in express  # the name rule is off by default
+    assert express.get("name") == {"matched": False}  # a misspelled name is not a name as typed
     assert express.get("typo") == {"typos": 1, "counted_words": 1}
     assert express.get("exactness") == {"name_match": "typo", "exact_words": 1}
     custom = express.get("custom")

@@ -64,7 +64,8 @@ def _best_words(plan: QueryPlan) -> float:
 
 
 def test_build_plan_when_name_matches_whole_outranks_word_matches_of_as_many_typos() -> None:
-    plan = build_plan(_parse("quiet server "), (), SCHEMA)
+    meilisearch = dataclasses.replace(SCHEMA, rules=("words", "typo", "proximity", "attribute", "exactness", "bm25"))
+    plan = build_plan(_parse("quiet server "), (), meilisearch)
     assert plan.whole is not None
     by_form = {(alt.group, alt.kind, alt.edits): alt.weight for alt in plan.whole.alternatives}
     assert by_form["x", "exact", 0] > by_form["j", "exact", 0] > _best_words(plan)
@@ -77,7 +78,9 @@ def test_build_plan_when_name_matches_whole_outranks_word_matches_of_as_many_typ
 
 
 def test_build_plan_when_name_rule_is_first_a_misspelled_name_outranks_exact_words() -> None:
-    name_first = dataclasses.replace(SCHEMA, rules=("words", "name", *SCHEMA.rules[1:]))
+    name_first = dataclasses.replace(
+        SCHEMA, rules=("words", "name_with_typos", "typo", "proximity", "attribute", "exactness", "bm25")
+    )
     plan = build_plan(_parse("web server "), (), name_first)
     assert plan.whole is not None
     typo_name = next(alt.weight for alt in plan.whole.alternatives if alt.kind == "typo" and alt.edits == 1)

@@ -80,11 +80,13 @@ def test_public_schema_when_custom_ranking_lists_the_rules_in_order() -> None:
     assert found["custom_ranking"] == [{"field": "pop", "order": "asc"}]
     assert [rule["rule"] for rule in found["ranking_rules"]] == [
         "words",
-        "typo",
+        "name",
+        "two_typos",
         "proximity",
         "attribute",
         "exactness",
         "custom",
+        "typo",
         "bm25",
         "id",
     ]

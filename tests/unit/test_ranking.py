@@ -32,7 +32,7 @@ def test_tiers_for_when_rules_compared_no_later_rule_outweighs_one_unit_of_an_ea
     assert tiers.units[least] == 1.0  # BM25's fraction stays below the least significant digit
     top_rule, top_base = tiers.bases[0]
     assert tiers.units[top_rule] * top_base <= 2**MAX_INTEGER_BITS
-    assert tiers.ranked == min(words, MAX_RANKED_WORDS)
+    assert 1 <= tiers.ranked <= min(words, MAX_RANKED_WORDS)  # fewer when the digits would not fit
 
 
 def test_tiers_for_when_scores_are_float32_keeps_every_digit_exact() -> None:
@@ -42,8 +42,11 @@ def test_tiers_for_when_scores_are_float32_keeps_every_digit_exact() -> None:
     assert math.floor(as_float32) == best  # the integer part survives a 32-bit score with a BM25 fraction
 
 
+MEILISEARCH = ("words", "typo", "proximity", "attribute", "exactness", "bm25")
+
+
 def test_tiers_for_when_rule_order_changes_moves_the_digits() -> None:
-    typo_first = tiers_for(SCHEMA, 2)
+    typo_first = tiers_for(dataclasses.replace(SCHEMA, rules=MEILISEARCH), 2)
     attribute_first = tiers_for(dataclasses.replace(SCHEMA, rules=("attribute", "typo", "bm25")), 2)
     one_typo_in_name = typo_first.word(0, kind="typo", edits=1, field="name")
     exact_in_body = typo_first.word(0, kind="exact", edits=0, field="body")
@@ -54,9 +57,13 @@ def test_tiers_for_when_rule_order_changes_moves_the_digits() -> None:
     assert "proximity" not in attribute_first.units
 
 
-def test_tiers_for_when_prefix_is_zero_typos_outranks_a_typo_in_any_field() -> None:
-    tiers = tiers_for(SCHEMA, 1)
-    assert tiers.word(0, kind="prefix", edits=0, field="body") > tiers.word(0, kind="typo", edits=1, field="name")
+def test_tiers_for_when_prefix_is_zero_typos_outranks_a_typo() -> None:
+    tiers = tiers_for(SCHEMA, 1)  # the default: attribute before typo, so in one field
+    assert tiers.word(0, kind="prefix", edits=0, field="name") > tiers.word(0, kind="typo", edits=1, field="name")
+    typo_first = tiers_for(dataclasses.replace(SCHEMA, rules=MEILISEARCH), 1)
+    assert typo_first.word(0, kind="prefix", edits=0, field="body") > typo_first.word(
+        0, kind="typo", edits=1, field="name"
+    )
     assert tiers.word(0, kind="exact", edits=0, field="name") > tiers.word(0, kind="prefix", edits=0, field="name")
     assert tiers.word(0, kind="exact", edits=0, field="name") > tiers.word(0, kind="synonym", edits=0, field="name")
 
@@ -64,13 +71,14 @@ def test_tiers_for_when_prefix_is_zero_typos_outranks_a_typo_in_any_field() -> N
 def test_tiers_for_when_custom_follows_bm25_keeps_it_out_of_the_score() -> None:
     late = dataclasses.replace(RANKED, rules=("words", "typo", "proximity", "attribute", "exactness", "bm25", "custom"))
     assert tiers_for(late, 2).custom_weights() == ()
-    assert tiers_for(RANKED, 2).custom_bits == CUSTOM_BITS
+    assert tiers_for(RANKED, 1).custom_bits == CUSTOM_BITS
 
 
 def test_tiers_for_when_query_is_long_counts_the_first_words_and_fewer_custom_bits() -> None:
-    short, long = tiers_for(RANKED, 2), tiers_for(RANKED, 16)
-    assert long.ranked == MAX_RANKED_WORDS
-    assert long.word(MAX_RANKED_WORDS, kind="exact", edits=0, field="name") == 0.0
+    short, long = tiers_for(RANKED, 1), tiers_for(RANKED, 16)
+    assert long.ranked <= MAX_RANKED_WORDS
+    assert long.word(long.ranked, kind="exact", edits=0, field="name") == 0.0
+    assert long.word(long.ranked - 1, kind="exact", edits=0, field="name") > 0.0
     assert 0 < long.custom_bits < short.custom_bits
 
 
@@ -85,10 +93,11 @@ def test_explain_when_score_decoded_names_each_rule_value() -> None:
     )
     details = tiers.explain(score, (500,))
     assert details["words"] == {"matched": 2, "of": 2}
+    assert details.get("name") == {"matched": False}
     assert details.get("typo") == {"typos": 1, "counted_words": 2}
     assert details.get("proximity") == {"close_pairs": 1, "of": 1}
     assert details.get("exactness") == {"name_match": None, "exact_words": 1}
-    assert details.get("custom") == {"bucket": 37, "values": [500]}
+    assert details.get("custom") == {"bucket": 37 >> (CUSTOM_BITS - tiers.custom_bits), "values": [500]}
     assert details.get("bm25") == pytest.approx(0.25 / tiers.bm25, rel=1e-3)
 
 
@@ -117,7 +126,7 @@ def test_custom_bucket_when_ascending_mirrors_and_junk_is_lowest() -> None:
 
 def test_parse_rules_when_valid_keeps_the_order() -> None:
     assert parse_rules(["typo", "words", "bm25", "custom"]) == ("typo", "words", "bm25", "custom")
-    assert DEFAULT_RULES[-2:] == ("custom", "bm25")
+    assert DEFAULT_RULES[-3:] == ("custom", "typo", "bm25")
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,8 @@ class NameDetail(TypedDict):
     """The `name` rule of one hit."""
 
     matched: bool
-    """The whole query matches a name (exactly, without separators, as a prefix or with typos)."""
+    """The whole query matches a name (exactly, without separators or as a prefix; `name_with_typos`: or
+    within the typo budget)."""
 
 
 class TypoDetail(TypedDict):
@@ -112,7 +113,9 @@ class RankingDetails(TypedDict):
     words: WordsDetail
     """How many query words matched."""
     name: NotRequired[NameDetail]
-    """Whether the whole query is a name (when the rule is on)."""
+    """Whether the whole query is a name, as typed (when the rule is on)."""
+    name_with_typos: NotRequired[NameDetail]
+    """Whether the whole query is a name, misspelled or not (when the rule is on)."""
     typo: NotRequired[TypoDetail]
     """Typos (when the rule is on)."""
     proximity: NotRequired[ProximityDetail]
