@@ -195,7 +195,15 @@ def _tiers(rules: tuple[str, ...], has_custom: bool, boosts: tuple[tuple[str, fl
     ranked = min(words, MAX_RANKED_WORDS)
 
     def bases_of(n: int) -> dict[str, int]:
-        return {"name": 2, "name_with_typos": 2, "two_typos": n + 1, "typo": 2 * n + 1, "proximity": max(1, n), "attribute": n * top + 1, "exactness": 2 * n + 4}
+        return {
+            "name": 2,
+            "name_with_typos": 2,
+            "two_typos": n + 1,
+            "typo": 2 * n + 1,
+            "proximity": max(1, n),
+            "attribute": n * top + 1,
+            "exactness": 2 * n + 4,
+        }
 
     while ranked > 1 and math.prod(b for r, b in bases_of(ranked).items() if r in rules) > 2 ** (MAX_INTEGER_BITS - 1):
         ranked -= 1  # many distinct boosts: fewer ranked words keep the digits exact
