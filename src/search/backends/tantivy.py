@@ -135,19 +135,30 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
         grouped: dict[tuple[str, int], list[tuple[str, float]]] | None = None
         queries: list[tantivy.Query] = []
         for alt in alternatives:
+            # A whole value is one term of one token: its BM25 is the same for every document holding it (and,
+            # blended, for every expansion of a typo), so the constant alone scores it, with no second clause.
+            whole = alt.group != "t"
             if alt.kind != "typo" or expand is None:
-                queries.append(_scored(_alternative(alt, tschema), alt.weight, epsilon))
+                matched = _alternative(alt, tschema)
+                queries.append(
+                    _constant_score(matched, alt.weight + epsilon) if whole else _scored(matched, alt.weight, epsilon)
+                )
                 continue
             if grouped is None:  # one expansion per word, shared by every field and edit count
                 typos = [a.edits for a in alternatives if a.kind == "typo" and a.group == alt.group]
                 grouped = _by_field_and_edits(expand(alt.group, alt.text, max(typos)))
             field = f"{alt.group}_{alt.field}"
-            terms = [  # only where the term occurs: elsewhere it would only cost a lookup per segment
-                Query.boost_query(Query.term_query(tschema, field, term), blend)
-                for term, blend in grouped.get((field, alt.edits), ())
-            ]
-            if terms:
-                queries.append(_scored(_dis_max(terms), alt.weight, epsilon))
+            expansions = grouped.get((field, alt.edits), ())  # only where a term occurs: no lookups elsewhere
+            if not expansions:
+                continue
+            if whole:
+                terms = _dis_max([Query.term_query(tschema, field, term) for term, _ in expansions])
+                queries.append(_constant_score(terms, alt.weight + epsilon))
+                continue
+            terms = _dis_max(
+                [Query.boost_query(Query.term_query(tschema, field, term), blend) for term, blend in expansions]
+            )
+            queries.append(_scored(terms, alt.weight, epsilon))
         return _dis_max(queries) if queries else Query.empty_query()
 
     positive = [clause(word.alternatives) for word in plan.words]
@@ -196,6 +207,10 @@ def _scored(query: tantivy.Query, digits: float, epsilon: float) -> tantivy.Quer
     if not digits:
         return scaled
     return tantivy.Query.boolean_query([(tantivy.Occur.Must, scaled), (tantivy.Occur.Should, _constant(digits))])
+
+
+def _constant_score(query: tantivy.Query, score: float) -> tantivy.Query:
+    return tantivy.Query.const_score_query(query, score)
 
 
 @functools.lru_cache(maxsize=4096)
