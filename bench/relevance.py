@@ -63,6 +63,7 @@ from probes import EDITS, SEPARATORS, Probe, typo  # noqa: E402
 from src.indexer.load import load_file, open_lines  # noqa: E402
 from src.search.analysis import normalise, tokenize  # noqa: E402
 from src.search.backends.base import SearchBackend  # noqa: E402
+from src.search.backends.cluster import ClusterBackend  # noqa: E402
 from src.search.backends.elasticsearch import create_elasticsearch_backend  # noqa: E402
 from src.search.backends.opensearch import create_opensearch_backend  # noqa: E402
 from src.search.backends.tantivy import TantivyBackend  # noqa: E402
@@ -380,9 +381,16 @@ async def run_tantivy(data: Path, schema: IndexSchema, probes: list[Probe], tmp:
 
 async def run_opensearch(url: str, data: Path, schema: IndexSchema, probes: list[Probe]) -> SystemRun:
     """Our OpenSearch backend, on an index deleted at the end."""
-    backend = create_opensearch_backend(
-        url=url, schema=schema, alias=f"relevance-{secrets.token_hex(4)}", timeout_seconds=10
-    )
+    alias = f"relevance-{secrets.token_hex(4)}"
+    backend = create_opensearch_backend(url=url, schema=schema, alias=alias, timeout_seconds=10)
+    return await run_cluster(backend, data, schema, probes)
+
+
+async def run_cluster(
+    backend: ClusterBackend[Any], data: Path, schema: IndexSchema, probes: list[Probe]
+) -> SystemRun:
+    """`data` loaded into an engine cluster's backend and the probes run through the API; every index of the
+    backend's alias is deleted at the end."""
     try:
         started = time.perf_counter()
         await load_file(data, backend=backend, batch_size=CLUSTER_BATCH)
@@ -414,16 +422,7 @@ async def run_elasticsearch(url: str, data: Path, schema: IndexSchema, probes: l
     """Our Elasticsearch backend, on indices deleted at the end."""
     alias = f"relevance-{secrets.token_hex(4)}"
     backend = create_elasticsearch_backend(url=url, schema=schema, alias=alias, timeout_seconds=10)
-    try:
-        started = time.perf_counter()
-        await load_file(data, backend=backend, batch_size=CLUSTER_BATCH)
-        return await run_probes(probes, api_search(backend, schema), time.perf_counter() - started)
-    finally:
-        try:
-            for index in await backend.list_indices():
-                await backend._client.indices.delete(index=index)
-        finally:
-            await backend.close()
+    return await run_cluster(backend, data, schema, probes)
 
 
 async def run_baselines(

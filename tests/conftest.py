@@ -13,9 +13,10 @@ import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from socketserver import BaseRequestHandler
+from typing import Any
 
 import httpx
 import pytest
@@ -233,6 +234,19 @@ async def drop_all(backend: SearchBackend) -> None:
     if current is not None:
         client = backend._client
         await client.indices.delete(index=current)
+
+
+@asynccontextmanager
+async def cluster_backend(kind: str, schema: IndexSchema, tmp_path: Path) -> AsyncIterator[ClusterBackend[Any]]:
+    """A fresh engine-cluster backend of `kind` (elasticsearch or opensearch), every index it made dropped
+    and its client closed at the end."""
+    backend = await make_backend(kind, schema, tmp_path)
+    assert isinstance(backend, ClusterBackend)
+    try:
+        yield backend
+    finally:
+        await drop_all(backend)
+        await backend.close()
 
 
 async def load(backend: SearchBackend, docs: list[Document]) -> str:

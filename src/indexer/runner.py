@@ -29,6 +29,12 @@ from src.indexer.source import ChangeSource
 from src.observability.metrics import INDEXER_FAILURES
 from src.search.errors import IndexIncompatible, SearchUnavailable
 
+_REINDEX_CAUSES: dict[type[Exception], tuple[str, str]] = {
+    HistoryLost: ("history_lost", "CHANGE STREAM HISTORY LOST"),
+    IndexIncompatible: ("index_incompatible", "THE INDEX CANNOT TAKE THIS VERSION'S WRITES"),
+}
+"""What a full reindex recovers from: (failure label, log line)."""
+
 
 async def run_stream(
     *,
@@ -110,13 +116,10 @@ async def _follow(
                 options=stream_options,
                 stop=stop,
             )
-        except HistoryLost as err:
-            INDEXER_FAILURES.labels(stream_options.consumer, "history_lost").inc()
-            logger.error("CHANGE STREAM HISTORY LOST ({}): running a full reindex, then resuming", err)
-            await _reindex(source, sink, checkpoints, invalidate, reindex_options)
-        except IndexIncompatible as err:
-            INDEXER_FAILURES.labels(stream_options.consumer, "index_incompatible").inc()
-            logger.error("THE INDEX CANNOT TAKE THIS VERSION'S WRITES ({}): running a full reindex, then resuming", err)
+        except (HistoryLost, IndexIncompatible) as err:
+            kind, what = _REINDEX_CAUSES[type(err)]
+            INDEXER_FAILURES.labels(stream_options.consumer, kind).inc()
+            logger.error("{} ({}): running a full reindex, then resuming", what, err)
             await _reindex(source, sink, checkpoints, invalidate, reindex_options)
         except (SourceUnavailable, SearchUnavailable) as err:
             failures += 1

@@ -172,12 +172,6 @@ class Tiers:
         return details
 
 
-def attribute_levels(schema: IndexSchema) -> dict[str, int]:
-    """Each searchable field's level: the rank of its boost among the schema's distinct boosts (0 lowest)."""
-    boosts = sorted({spec.boost for spec in schema.searchable})
-    return {spec.name: boosts.index(spec.boost) for spec in schema.searchable}
-
-
 def tiers_for(schema: IndexSchema, words: int) -> Tiers:
     """The mixed radix of a query of `words` required clauses under the schema's rules (remembered: every
     search needs it, and a schema has few query lengths)."""

@@ -12,7 +12,7 @@ import pytest
 from src.search.backends import cluster
 from src.search.backends.base import IndexAction
 from src.search.backends.cluster import ClusterBackend
-from tests.conftest import drop_all, make_backend
+from tests.conftest import cluster_backend
 from tests.fixtures.catalog import DOCS, SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -20,13 +20,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(params=["elasticsearch", "opensearch"])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ClusterBackend[Any]]:
-    backend = await make_backend(str(request.param), SCHEMA, tmp_path)
-    assert isinstance(backend, ClusterBackend)
-    try:
+    async with cluster_backend(str(request.param), SCHEMA, tmp_path) as backend:
         yield backend
-    finally:
-        await drop_all(backend)
-        await backend.close()
 
 
 async def _written_in_batches(backend: ClusterBackend[Any]) -> str:

@@ -22,7 +22,7 @@ from src.search.backends.tantivy import TantivyBackend
 from src.search.errors import IndexIncompatible
 from src.search.service import SearchOptions, SearchRequest, search_documents
 from src.settings import get_settings
-from tests.conftest import drop_all, load, make_backend
+from tests.conftest import cluster_backend, load
 from tests.fixtures.catalog import DOCS, SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -33,13 +33,8 @@ OPTIONS = SearchOptions(cursor_secret=b"upgrade")
 
 @pytest.fixture(params=["elasticsearch", "opensearch"])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ClusterBackend[Any]]:
-    backend = await make_backend(str(request.param), RANKED, tmp_path)
-    assert isinstance(backend, ClusterBackend)
-    try:
+    async with cluster_backend(str(request.param), RANKED, tmp_path) as backend:
         yield backend
-    finally:
-        await drop_all(backend)
-        await backend.close()
 
 
 async def _old_index(backend: ClusterBackend[Any], *, r_type: str | None = None) -> str:

@@ -53,19 +53,30 @@ class Harness:
     def collection_state(self) -> dict[str, dict[str, object]]:
         return {k: {f: v for f, v in d.items() if f != "_id"} for k, d in self.collection.documents.items()}
 
-    async def run_until(self, condition: object, *, timeout: float = 5.0) -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
+    def start(
+        self,
+        stop: asyncio.Event,
+        *,
+        options: StreamOptions = OPTIONS,
+        reindex: ReindexOptions | None = None,
+        invalidating: bool = True,
+    ) -> asyncio.Task[None]:
+        """`run_stream` over this harness, as a task, until `stop` is set."""
+        return asyncio.create_task(
             run_stream(
                 source=self.source,
                 sink=self.sink,
                 checkpoints=self.checkpoints,
-                invalidate=self.invalidate,
-                stream_options=OPTIONS,
-                reindex_options=ReindexOptions(batch_size=3),
+                invalidate=self.invalidate if invalidating else None,
+                stream_options=options,
+                reindex_options=reindex or ReindexOptions(batch_size=3),
                 stop=stop,
             )
         )
+
+    async def run_until(self, condition: object, *, timeout: float = 5.0) -> None:
+        stop = asyncio.Event()
+        task = self.start(stop)
         try:
             async with asyncio.timeout(timeout):
                 while not await condition():  # type: ignore[operator]
@@ -517,16 +528,11 @@ async def test_run_stream_when_stopped_while_the_engine_never_acknowledges_retur
     h, backend, reader_blocked = await full_queue_harness()
     h.checkpoints.saved["test"] = FRESH
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_stream(
-            source=h.source,
-            sink=h.sink,
-            checkpoints=h.checkpoints,
-            invalidate=None,
-            stream_options=dataclasses.replace(OPTIONS, shutdown_grace_seconds=0.05),
-            reindex_options=ReindexOptions(),
-            stop=stop,
-        )
+    task = h.start(
+        stop,
+        options=dataclasses.replace(OPTIONS, shutdown_grace_seconds=0.05),
+        reindex=ReindexOptions(),
+        invalidating=False,
     )
     await reader_blocked.wait()
     await backend.entered.wait()
@@ -540,16 +546,11 @@ async def test_run_stream_when_stopped_while_the_engine_never_acknowledges_retur
 async def test_run_stream_when_stopped_during_the_first_copy_returns_after_the_grace() -> None:
     h, backend, _ = await full_queue_harness(count=3)
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_stream(
-            source=h.source,
-            sink=h.sink,
-            checkpoints=h.checkpoints,
-            invalidate=None,
-            stream_options=dataclasses.replace(OPTIONS, shutdown_grace_seconds=0.05),
-            reindex_options=ReindexOptions(),
-            stop=stop,
-        )
+    task = h.start(
+        stop,
+        options=dataclasses.replace(OPTIONS, shutdown_grace_seconds=0.05),
+        reindex=ReindexOptions(),
+        invalidating=False,
     )
     await backend.entered.wait()  # the copy's first bulk, held
     stop.set()

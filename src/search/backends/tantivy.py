@@ -141,7 +141,9 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
             if alt.kind != "typo" or expand is None:
                 matched = _alternative(alt, tschema)
                 queries.append(
-                    _constant_score(matched, alt.weight + epsilon) if whole else _scored(matched, alt.weight, epsilon)
+                    Query.const_score_query(matched, alt.weight + epsilon)
+                    if whole
+                    else _scored(matched, alt.weight, epsilon)
                 )
                 continue
             if grouped is None:  # one expansion per word, shared by every field and edit count
@@ -153,7 +155,7 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
                 continue
             if whole:
                 terms = _dis_max([Query.term_query(tschema, field, term) for term, _ in expansions])
-                queries.append(_constant_score(terms, alt.weight + epsilon))
+                queries.append(Query.const_score_query(terms, alt.weight + epsilon))
                 continue
             terms = _dis_max(
                 [Query.boost_query(Query.term_query(tschema, field, term), blend) for term, blend in expansions]
@@ -207,10 +209,6 @@ def _scored(query: tantivy.Query, digits: float, epsilon: float) -> tantivy.Quer
     if not digits:
         return scaled
     return tantivy.Query.boolean_query([(tantivy.Occur.Must, scaled), (tantivy.Occur.Should, _constant(digits))])
-
-
-def _constant_score(query: tantivy.Query, score: float) -> tantivy.Query:
-    return tantivy.Query.const_score_query(query, score)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -414,6 +412,35 @@ def _row_key(
     values.append(key if key is not None else (0, 0))
     values.append(doc_id or "")
     return tuple(values)
+
+
+def _id_keys(
+    searcher: tantivy.Searcher,
+    addresses: list[tantivy.DocAddress],
+    after: _Position | None,
+    ids: dict[tuple[int, int], str],
+) -> list[tuple[tuple[int, int], str | None]]:
+    """(id key, id or None) of each address: the key from the fast columns, the id (a stored read, remembered
+    in `ids`) only where another of them, or the previous page's last hit, has the same key. Many hits can
+    share a score (a common word matched by a typo), few ids their first 16 bytes."""
+    if not addresses:
+        return []
+    highs = searcher.fast_field_values(ID_HIGH, addresses)
+    lows = searcher.fast_field_values(ID_LOW, addresses)
+    keys = [(int(cast(int, high)), int(cast(int, low))) for high, low in zip(highs, lows, strict=True)]
+    seen = collections.Counter(keys)
+    if after is not None and after[2] is not None:
+        seen[after[2]] += 1
+    found: list[tuple[tuple[int, int], str | None]] = []
+    for address, key in zip(addresses, keys, strict=True):
+        doc_id = None
+        if seen[key] > 1:
+            slot = (address.segment_ord, address.doc)
+            doc_id = ids.get(slot)
+            if doc_id is None:
+                doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
+        found.append((key, doc_id))
+    return found
 
 
 def _position(entry: _Entry) -> _Position:
@@ -790,24 +817,14 @@ class TantivyBackend:
         others read their custom values and id keys from the fast columns, and their ids where those collide."""
         positions = [i for i, (score, _) in enumerate(hits) if score in tied]
         addresses = [hits[i][1] for i in positions]
-        highs = searcher.fast_field_values(ID_HIGH, addresses) if addresses else []
-        lows = searcher.fast_field_values(ID_LOW, addresses) if addresses else []
         columns = [searcher.fast_field_values(f"v_{name}", addresses) for name, _ in ties] if addresses else []
-        keys = [(int(cast(int, high)), int(cast(int, low))) for high, low in zip(highs, lows, strict=True)]
-        seen = collections.Counter(keys)
-        if after is not None and after[2] is not None:
-            seen[after[2]] += 1
         rows: list[tuple[tuple[object, ...], _Entry]] = [
             ((-score,), _Entry(key=score, id=None, score=score, address=address)) for score, address in hits
         ]
-        for row, (i, key) in enumerate(zip(positions, keys, strict=True)):
+        for row, (i, (key, doc_id)) in enumerate(
+            zip(positions, _id_keys(searcher, addresses, after, ids), strict=True)
+        ):
             score, address = hits[i]
-            doc_id = None
-            if seen[key] > 1:
-                slot = (address.segment_ord, address.doc)
-                doc_id = ids.get(slot)
-                if doc_id is None:
-                    doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
             tie = tuple(cast(JSONScalar, column[row]) for column in columns)
             entry = _Entry(key=score, id=doc_id, score=score, address=address, tie=tie, id_key=key)
             rows[i] = (_row_key(score, tie, directions, key, doc_id), entry)
@@ -821,28 +838,13 @@ class TantivyBackend:
         after: _Position | None,
         ids: dict[tuple[int, int], str],
     ) -> list[_Entry]:
-        """`entries` whose key is shared with their id keys read from the fast columns, and their ids (stored
-        reads, remembered in `ids`) only where another of them, or the previous page's last hit, has the same
-        id key: many hits can share a score (a common word matched by a typo), few ids their first 16 bytes."""
+        """`entries` whose key is shared with their id keys and, where those collide, ids (`_id_keys`)."""
         wanted = [i for i, entry in enumerate(entries) if entry.key in tied]
         if not wanted:
             return entries
-        addresses = [entries[i].address for i in wanted]
-        highs = searcher.fast_field_values(ID_HIGH, addresses)
-        lows = searcher.fast_field_values(ID_LOW, addresses)
-        keys = [(int(cast(int, high)), int(cast(int, low))) for high, low in zip(highs, lows, strict=True)]
-        seen = collections.Counter(keys)
-        if after is not None and after[2] is not None:
-            seen[after[2]] += 1
         found = list(entries)
-        for i, key in zip(wanted, keys, strict=True):
-            doc_id = None
-            if seen[key] > 1:
-                address = entries[i].address
-                slot = (address.segment_ord, address.doc)
-                doc_id = ids.get(slot)
-                if doc_id is None:
-                    doc_id = ids[slot] = cast(str, searcher.doc(address).get_first("id"))
+        read = _id_keys(searcher, [entries[i].address for i in wanted], after, ids)
+        for i, (key, doc_id) in zip(wanted, read, strict=True):
             found[i] = dataclasses.replace(entries[i], id_key=key, id=doc_id)
         return found
 
