@@ -93,3 +93,23 @@ async def test_search_when_a_word_is_newer_than_the_vocabulary_finds_it_exactly(
         assert [hit.id for hit in page.hits] == ["b"]
     finally:
         await backend.close()
+
+
+async def test_search_when_one_of_two_words_is_misspelled_still_ranks_the_nearby_pair_first(tmp_path: Path) -> None:
+    backend = TantivyBackend(tmp_path / "tantivy", schema=SCHEMA, alias="near", timeout_seconds=10)
+    try:
+        await load(
+            backend,
+            [
+                {"id": "apart", "name": "a", "title": "reverse the order", "body": "of every proxy"},
+                {"id": "near", "name": "b", "title": "reverse proxy", "body": "in front of servers"},
+            ],
+        )
+        await backend.search(backend_query("reverse proxy"))  # builds the vocabulary
+        # "proxi" is held by no field: its proximity pair is left out, the typo still matches both.
+        page = await backend.search(backend_query("reverse proxi"))
+        assert {hit.id for hit in page.hits} == {"apart", "near"}
+        exact = await backend.search(backend_query("reverse proxy"))
+        assert [hit.id for hit in exact.hits] == ["near", "apart"]  # the pair nearby first
+    finally:
+        await backend.close()

@@ -191,6 +191,7 @@ def translate_plan(
             pair.weight,
         )
         for pair in plan.proximity
+        if holders is None or all(holders("t", token) != frozenset() for token in pair.tokens)  # else none near
     ]
     if positive:
         matched = (
