@@ -36,9 +36,9 @@ async def test_expand_when_a_term_is_in_one_field_only_names_that_field(tmp_path
         handle = backend._reader()
         searcher = handle.index.searcher()
         fields = backend._vocabulary_fields["t"]
-        found = {term: holders for term, _, _, holders in handle.expand(searcher, fields, "proxi", 1)}
+        found = {term: holders for term, _, _, holders in handle.typos.expand(searcher, fields, "proxi", 1)}
         assert found["proxy"] == frozenset({"t_title", "t_body"})  # never in a name
-        servers = {term: holders for term, _, _, holders in handle.expand(searcher, fields, "servr", 1)}
+        servers = {term: holders for term, _, _, holders in handle.typos.expand(searcher, fields, "servr", 1)}
         assert servers["server"] == frozenset({"t_title"})
     finally:
         await backend.close()
@@ -51,9 +51,9 @@ async def test_holders_when_the_vocabulary_is_of_the_searchers_index_names_each_
         handle = backend._reader()
         searcher = handle.index.searcher()
         fields = backend._vocabulary_fields["t"]
-        assert handle.holders(searcher, fields) is None  # no vocabulary yet: nothing is known
-        handle.vocabulary(searcher, fields)
-        known = handle.holders(searcher, fields)
+        assert handle.typos.holders(searcher, fields) is None  # no vocabulary yet: nothing is known
+        handle.typos.vocabulary(searcher, fields)
+        known = handle.typos.holders(searcher, fields)
         assert known is not None
         assert known["proxy"] == frozenset({"t_body"})
         assert "proxi" not in known
@@ -67,14 +67,14 @@ async def test_holders_when_documents_were_written_since_the_vocabulary_is_unkno
         index = await load(backend, [{"id": "a", "name": "nginx", "title": "web server", "body": "reverse proxy"}])
         handle = backend._reader()
         fields = backend._vocabulary_fields["t"]
-        handle.vocabulary(handle.index.searcher(), fields)
+        handle.typos.vocabulary(handle.index.searcher(), fields)
         await backend.bulk(
             [IndexAction(op="upsert", doc_id="b", document={"id": "b", "name": "squid", "title": "zeppelin"})],
             index=index,
         )
         await backend.refresh(index)
         newer = backend._reader().index.searcher()
-        assert handle.holders(newer, fields) is None  # "zeppelin" may be new: no exact clause may be left out
+        assert handle.typos.holders(newer, fields) is None  # "zeppelin" may be new: no exact clause may be left out
     finally:
         await backend.close()
 
