@@ -12,6 +12,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
@@ -54,9 +55,8 @@ async def retrying[T](
 
     def before_sleep(state: RetryCallState) -> None:
         if on_retry is not None and state.outcome is not None:
-            error = state.outcome.exception()
-            if isinstance(error, Exception):
-                on_retry(error, state.attempt_number - 1)
+            # Only `transient` errors are retried, so the failure before a sleep is one of them.
+            on_retry(cast(Exception, state.outcome.exception()), state.attempt_number - 1)
 
     async def attempt() -> T:
         # tenacity awaits only what it sees is a coroutine function: a lambda returning an awaitable
