@@ -32,7 +32,7 @@ def main() -> None:
         host=settings.app_host,
         port=settings.app_port,
         log_level=settings.log_level.lower(),
-        access_log=False,  # the app writes its own access log (src/observability/middleware.py)
+        access_log=False,  # the app writes its own access log (src/api/outermost.py)
         log_config=None,  # uvicorn's loggers go through the app's JSON logging
         proxy_headers=False,  # the app reads X-Forwarded-For itself, from TRUSTED_PROXIES only
         server_header=False,  # no `server: uvicorn`: nothing that names the software to a client

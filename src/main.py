@@ -27,6 +27,7 @@ from src.api.edge import HeadMiddleware, RequestLimitsMiddleware
 from src.api.fast_hits import FastHitMiddleware
 from src.api.http_cache import HttpCachePolicy
 from src.api.openapi import make_openapi
+from src.api.outermost import ObservabilityMiddleware
 from src.api.preview import install_preview
 from src.api.problems import install_problem_handlers
 from src.api.ratelimit import RateLimitMiddleware, create_engine_budget, parse_networks
@@ -35,7 +36,6 @@ from src.api.security import SecurityHeaders
 from src.cache.factory import create_cache_aside
 from src.events import Invalidation, LazyReindexPublisher, ReindexRequest, apply_invalidation, create_broker, publish
 from src.observability.logging import access_log, configure_logging
-from src.observability.middleware import ObservabilityMiddleware
 from src.observability.tracing import ServerSpans, configure_tracing, flush_tracing
 from src.resilience import CircuitBreaker
 from src.search.backends.base import SearchBackend
@@ -243,7 +243,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         redoc_url=None,
         openapi_url="/openapi.json" if config.docs_on else None,
         # The server span, metrics and access log come from ObservabilityMiddleware (FastAPI's built-in
-        # instrumentation costs three cache hits per request: see src/observability/middleware.py).
+        # instrumentation costs three cache hits per request: see src/api/outermost.py).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.openapi = make_openapi(app, max_query_chars=config.search_max_query_chars)  # type: ignore[method-assign]

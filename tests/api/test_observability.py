@@ -200,7 +200,7 @@ async def test_observability_when_the_app_ends_without_a_response_answers_a_500_
 ) -> None:
     from starlette.types import Message, Receive, Scope, Send
 
-    from src.observability.middleware import ObservabilityMiddleware
+    from src.api.outermost import ObservabilityMiddleware
 
     async def inner(scope: Scope, receive: Receive, send: Send) -> None:
         if ends == "raising":
