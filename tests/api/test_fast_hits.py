@@ -20,7 +20,7 @@ from src.api.routes import search as search_routes
 from src.main import create_app
 from src.resilience import Overloaded, Unavailable
 from src.search.service import SearchRequest
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.api.conftest import install_fake_backend
 
 
@@ -155,9 +155,9 @@ async def test_fast_path_when_the_lookup_fails_lets_the_route_answer(app: FastAP
 
 
 @pytest.fixture
-async def uncached(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def uncached(settings: ApiSettings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app with the cache off (every search reaches the backend) and a client calling it."""
-    app = create_app(settings.model_copy(update={"cache_enabled": False}))
+    app = create_app(settings.replace(cache_enabled=False))
     async with app.router.lifespan_context(app):
         await install_fake_backend(app)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
