@@ -183,7 +183,7 @@ def test_variables_when_grouped_are_exactly_the_ones_the_flat_settings_read() ->
 
 
 @pytest.mark.parametrize(("variable", "raw", "where", "expected"), VARIABLES, ids=[row[0] for row in VARIABLES])
-def test_variable_when_set_in_the_environment_sets_its_grouped_field(
+def test_value_when_set_in_the_environment_is_read_into_its_grouped_field(
     variable: str, raw: str, where: str, expected: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     readers = [model for model in (ApiSettings, IndexerSettings) if where.split(".")[0] in model.groups()]
@@ -206,7 +206,7 @@ def test_groups_when_composed_per_process_leave_out_what_the_other_process_reads
     assert api & indexer == set(ProcessSettings.groups())
 
 
-def test_variable_when_in_lower_case_or_in_the_dotenv_file_still_sets_its_field(
+def test_value_when_set_in_lower_case_or_in_the_dotenv_file_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -252,7 +252,7 @@ def test_replace_when_given_variables_validates_them_and_keeps_the_rest() -> Non
         (CdnSettings, {"CDN_PURGER": "cloudfront"}, "CDN_PURGER=cloudfront needs CLOUDFRONT_DISTRIBUTION_ID"),
     ],
 )
-def test_group_when_its_fields_disagree_refuses_naming_the_variables(
+def test_settings_when_fields_of_a_group_disagree_refuse_naming_the_variables(
     model: type[QuerySettings | CacheSettings | CdnSettings],
     variables: dict[str, str],
     named: str,
