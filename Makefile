@@ -5,14 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance bench-relevance-npm bench-cold-start es-start es-stop os-start os-stop clean
+.PHONY: venv run load test pytest typecheck lint docs bench bench-search bench-cache bench-indexer bench-load bench-relevance bench-relevance-npm bench-cold-start es-start es-stop os-start os-stop clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || "$$(scripts/find-python.sh)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench,deploy]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,deploy,docs]'
 	@touch $(STAMP)
 
 # Loads the demo data (DEMO_DATA_PATH) into the configured backend unless the alias already exists.
@@ -36,6 +36,10 @@ typecheck: venv
 
 lint: venv
 	$(VENV)/bin/ruff check src indexer tests scripts bench infra
+
+# The documentation site (mkdocs.yml, docs/) into site/; `make test` checks the same build.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # Benchmarks (figures in the issues' closing notes). bench-search: API vs the engines' own clients
 # (Elasticsearch too when ELASTICSEARCH_URL is set). bench-cache needs REDIS_URL and `wrk`.

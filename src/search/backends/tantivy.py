@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,23 +110,34 @@ type Expand = Callable[[str, str, int], list[Expansion]]
 """(field group "t" or "x", word, max edits) -> the index's terms within that distance, with their edit
 counts and a boost that blends their rarity: "t" is every searchable field's terms together, "x" every
 keyword field's whole values."""
+type Holders = Callable[[str, str], frozenset[str] | None]
+"""(field group, term) -> the fields of the group holding the term, or None when that is not known (no
+vocabulary of the searcher's very index yet: a term may be new): a sure "no field" lets a plan skip it."""
 
 
 def build_tantivy_query(
-    query: BackendQuery, schema: IndexSchema, tschema: tantivy.Schema, expand: Expand | None = None
+    query: BackendQuery,
+    schema: IndexSchema,
+    tschema: tantivy.Schema,
+    expand: Expand | None = None,
+    holders: Holders | None = None,
 ) -> tantivy.Query:
     """Translate the query plan (see src/search/plan.py) into a Tantivy query."""
-    return translate_plan(build_plan(query.query, query.filters, schema), tschema, expand)
+    return translate_plan(build_plan(query.query, query.filters, schema), tschema, expand, holders)
 
 
-def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | None = None) -> tantivy.Query:
+def translate_plan(
+    plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | None = None, holders: Holders | None = None
+) -> tantivy.Query:
     """Every word and phrase, or the whole query as a name (the better of the two scores); the custom ranking
     bits; filters (scoring nothing); exclusions.
 
     Each alternative scores its constant ranking digits plus its BM25 times the plan's `bm25` (a constant
     clause over every document beside the match: no second evaluation of the match). With `expand`, a typo
     alternative becomes the index's real terms at exactly its edit count, each scored by BM25 (see
-    vocabulary.py); without, Tantivy's constant-score fuzzy query.
+    vocabulary.py); without, Tantivy's constant-score fuzzy query. With `holders`, an exact alternative of
+    a term that no document's field holds is left out: a misspelled word (most typo queries' words) costs
+    no clause per field that could only match nothing.
     """
     Occur, Query = tantivy.Occur, tantivy.Query
     epsilon = plan.bm25
@@ -138,6 +149,10 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
             # A whole value is one term of one token: its BM25 is the same for every document holding it (and,
             # blended, for every expansion of a typo), so the constant alone scores it, with no second clause.
             whole = alt.group != "t"
+            if alt.kind == "exact" and holders is not None:
+                held = holders(alt.group, alt.text)
+                if held is not None and f"{alt.group}_{alt.field}" not in held:
+                    continue
             if alt.kind != "typo" or expand is None:
                 matched = _alternative(alt, tschema)
                 queries.append(
@@ -176,6 +191,7 @@ def translate_plan(plan: QueryPlan, tschema: tantivy.Schema, expand: Expand | No
             pair.weight,
         )
         for pair in plan.proximity
+        if holders is None or all(holders("t", token) != frozenset() for token in pair.tokens)  # else none near
     ]
     if positive:
         matched = (
@@ -557,6 +573,15 @@ class _IndexHandle:
                 self._expansions.popitem(last=False)
         return found
 
+    def holders(self, searcher: tantivy.Searcher, fields: tuple[str, ...]) -> Mapping[str, frozenset[str]] | None:
+        """Each term of `fields` with the fields holding it, if the vocabulary was built from `searcher`'s very
+        index (else None: a term may be newer than the vocabulary). A rebuild replaces the mapping whole, and
+        sets it before the vocabulary's version: one read of each, no lock."""
+        held = self._vocabularies.get(fields)
+        if held is None or held[1] != (searcher.num_docs, searcher.num_segments):
+            return None
+        return self._holders.get(fields)
+
     def writer(self) -> tantivy.IndexWriter:
         if self._writer is None:
             self._writer = self.index.writer(_WRITER_HEAP_BYTES, 1)
@@ -697,7 +722,16 @@ class TantivyBackend:
         def expand(group: str, word: str, max_edits: int) -> list[Expansion]:
             return handle.expand(searcher, self._vocabulary_fields[group], word, max_edits, wait=wait)
 
-        tquery = build_tantivy_query(query, self._schema, self._tschema, expand)
+        known: dict[str, Mapping[str, frozenset[str]] | None] = {}
+
+        def holders(group: str, term: str) -> frozenset[str] | None:
+            if group not in known:  # no vocabulary of joined names ("j"): never known
+                fields = self._vocabulary_fields.get(group)
+                known[group] = None if fields is None else handle.holders(searcher, fields)
+            terms = known[group]
+            return None if terms is None else terms.get(term, frozenset())
+
+        tquery = build_tantivy_query(query, self._schema, self._tschema, expand, holders)
         entries, total = self._page(searcher, tquery, query)
         hits = tuple(self._hit(searcher, entry) for entry in entries)
         facets = self._facets(searcher, tquery, query.facets, query.facet_size)
@@ -787,8 +821,17 @@ class TantivyBackend:
             total = int(getattr(result, "count", 0) or 0)  # `count` is missing from tantivy's stubs
             hits = result.hits
             tied = _tied_keys([score for score, _ in hits], after)
-            rows = self._rows(searcher, hits, tied, ties, directions, after, ids)
             exhausted = len(hits) < window
+            if not tied:
+                # Every score in the window is its own (and no cursor): Tantivy's order is the page's, and only
+                # the page's hits become entries. The last score may continue past the window: not certain.
+                certain = hits if exhausted else hits[:-1]
+                if exhausted or len(certain) >= query.limit:
+                    page = [_Entry(key=s, id=None, score=s, address=at) for s, at in certain[: query.limit]]
+                    return (self._with_ties(searcher, page, ties, only=None) if ties else page), total
+                window *= 4
+                continue
+            rows = self._rows(searcher, hits, tied, ties, directions, after, ids)
             boundary = hits[-1][0] if hits and not exhausted else None
             rows.sort(key=lambda row: row[0])
             if after_key is not None:
