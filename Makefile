@@ -29,6 +29,7 @@ test: venv
 	$(VENV)/bin/coverage report -m
 	$(VENV)/bin/mypy src indexer tests infra
 	$(VENV)/bin/ruff check src indexer tests scripts bench infra
+	$(VENV)/bin/lint-imports
 
 typecheck: venv
 	$(VENV)/bin/mypy src indexer tests infra

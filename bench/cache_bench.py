@@ -51,10 +51,10 @@ def bench_app() -> Any:
 
     from src.main import create_app
     from src.search import service
-    from src.settings import get_settings
+    from src.settings import get_api_settings
 
     app = create_app()
-    redis = Redis.from_url(get_settings().redis_url)
+    redis = Redis.from_url(get_api_settings().redis.url)
     original = app.router.lifespan_context
 
     @asynccontextmanager

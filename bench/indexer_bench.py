@@ -45,7 +45,7 @@ from src.search.backends.tantivy.schema import add_prepared  # noqa: E402
 from src.search.documents import prepare_document  # noqa: E402
 from src.search.errors import SearchUnavailable  # noqa: E402
 from src.search.query import BackendQuery, ParsedQuery, SortSpec, ValueFilter  # noqa: E402
-from src.settings import Settings  # noqa: E402
+from src.settings import IndexerSettings  # noqa: E402
 from tests.conftest import start_secantus, stop_process  # noqa: E402
 
 DEMO = ROOT / "data" / "debian-packages.jsonl.gz"
@@ -73,7 +73,7 @@ async def wait_count(indexer: Any, expected: int, timeout: float = 600) -> float
     raise TimeoutError(f"index never reached {expected} documents")
 
 
-def start_stream_task(settings: Settings) -> tuple[Any, asyncio.Event, asyncio.Task[None]]:
+def start_stream_task(settings: IndexerSettings) -> tuple[Any, asyncio.Event, asyncio.Task[None]]:
     indexer = build_indexer(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(
@@ -90,7 +90,7 @@ def start_stream_task(settings: Settings) -> tuple[Any, asyncio.Event, asyncio.T
     return indexer, stop, task
 
 
-async def throughput(settings: Settings, collection: Any, docs: list[dict[str, Any]]) -> tuple[float, float]:
+async def throughput(settings: IndexerSettings, collection: Any, docs: list[dict[str, Any]]) -> tuple[float, float]:
     """(stream docs/s draining a backlog, plain bulk docs/s) on the same backend."""
     await collection.insert_one({"_id": "seed", "name": "seed"})
     indexer, stop, task = start_stream_task(settings)
@@ -144,7 +144,7 @@ async def plain_bulk(backend: Any, docs: list[dict[str, Any]]) -> float:
     return rate
 
 
-async def freshness(settings: Settings, collection: Any, samples: int) -> list[float]:
+async def freshness(settings: IndexerSettings, collection: Any, samples: int) -> list[float]:
     """Seconds from insert until a search by name finds the document."""
     indexer, stop, task = start_stream_task(settings)
     await wait_count(indexer, 0)  # the (empty) alias exists: the stream is tailing
@@ -168,16 +168,16 @@ async def freshness(settings: Settings, collection: Any, samples: int) -> list[f
 
 
 async def memory(
-    settings: Settings, collection: Any, docs: list[dict[str, Any]], multiplier: int
+    settings: IndexerSettings, collection: Any, docs: list[dict[str, Any]], multiplier: int
 ) -> list[tuple[int, int]]:
     """(documents indexed, RSS KiB) samples of a stream subprocess while it streams docs x multiplier."""
     env = os.environ | {
-        "MONGODB_URL": settings.mongodb_url,
-        "MONGODB_DATABASE": settings.mongodb_database,
-        "MONGODB_COLLECTION": settings.mongodb_collection,
-        "INDEX_ALIAS": settings.index_alias,
-        "TANTIVY_DATA_DIR": str(settings.tantivy_data_dir),
-        "ELASTICSEARCH_URL": settings.elasticsearch_url,
+        "MONGODB_URL": settings.source.url,
+        "MONGODB_DATABASE": settings.source.database,
+        "MONGODB_COLLECTION": settings.source.collection,
+        "INDEX_ALIAS": settings.index.alias,
+        "TANTIVY_DATA_DIR": str(settings.engine.tantivy_data_dir),
+        "ELASTICSEARCH_URL": settings.engine.elasticsearch_url,
         "INDEXER_METRICS_PORT": "0",
         "LOG_LEVEL": "WARNING",
     }
@@ -216,16 +216,16 @@ async def memory(
 
 async def run(args: argparse.Namespace) -> None:
     docs = demo_documents()
-    kind = Settings(
+    kind = IndexerSettings.build(
         elasticsearch_url=os.environ.get("ELASTICSEARCH_URL", ""), opensearch_url=os.environ.get("OPENSEARCH_URL", "")
-    ).backend_kind
+    ).engine.kind
     with tempfile.TemporaryDirectory() as tmp:
         url, server = start_secantus(Path(tmp) / "mongo")
         try:
             client: AsyncMongoClient[Any] = AsyncMongoClient(url)
 
-            def settings_for(part: str) -> Settings:
-                return Settings(
+            def settings_for(part: str) -> IndexerSettings:
+                return IndexerSettings.build(
                     mongodb_url=url,
                     mongodb_database=f"bench_{part}",
                     mongodb_collection="packages",
@@ -240,11 +240,11 @@ async def run(args: argparse.Namespace) -> None:
 
             a = settings_for("a")
             backlog = [{**doc, "id": f"{doc['id']}~{n}"} for n in range(args.multiplier) for doc in docs]
-            stream_rate, bulk_rate = await throughput(a, client[a.mongodb_database]["packages"], backlog)
+            stream_rate, bulk_rate = await throughput(a, client[a.source.database]["packages"], backlog)
             b = settings_for("b")
-            delays = await freshness(b, client[b.mongodb_database]["packages"], args.freshness_samples)
+            delays = await freshness(b, client[b.source.database]["packages"], args.freshness_samples)
             c = settings_for("c")
-            rss = await memory(c, client[c.mongodb_database]["packages"], docs, args.multiplier)
+            rss = await memory(c, client[c.source.database]["packages"], docs, args.multiplier)
             await client.close()
         finally:
             stop_process(server)

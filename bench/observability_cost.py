@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUERY = "web+server"
 ABLATE = "BENCH_WITHOUT_OBSERVABILITY"
 WITHOUT_MIDDLEWARE = """
-import src.observability.middleware as middleware
+import src.api.outermost as middleware
 from src.__main__ import main
 
 async def security_headers_only(self, scope, receive, send):

@@ -45,7 +45,7 @@ from src.search.backends.tantivy import TantivyBackend  # noqa: E402
 from src.search.backends.tantivy.query import build_tantivy_query  # noqa: E402
 from src.search.schema import IndexSchema, load_schema  # noqa: E402
 from src.search.service import PreparedSearch, SearchOptions, SearchRequest, prepare_search  # noqa: E402
-from src.settings import Settings  # noqa: E402
+from src.settings import IndexerSettings  # noqa: E402
 
 QUERIES = [
     "ngnix", "postgrsql", "libreofice", "pyton3", "emcas", "imagemagik", "opnssh-server", "redis servr",
@@ -109,17 +109,17 @@ async def wait_ready(url: str) -> None:
     raise RuntimeError(f"API at {url} never became ready")
 
 
-async def bench_backend(kind: str, settings: Settings, args: argparse.Namespace) -> list[Result]:
-    schema = load_schema(settings.index_schema_path)
+async def bench_backend(kind: str, settings: IndexerSettings, args: argparse.Namespace) -> list[Result]:
+    schema = load_schema(settings.index.schema_path)
     backend = create_backend(settings, schema)
     if await backend.current_index() is None:
-        await load_file(settings.demo_data_path, backend=backend, batch_size=250)  # aiohttp: bodies under 1 MB
+        await load_file(settings.load.demo_data_path, backend=backend, batch_size=250)  # aiohttp: bodies under 1 MB
     port = free_port()
     env = os.environ | {
-        "INDEX_ALIAS": settings.index_alias,
-        "TANTIVY_DATA_DIR": str(settings.tantivy_data_dir),
-        "ELASTICSEARCH_URL": settings.elasticsearch_url,
-        "OPENSEARCH_URL": settings.opensearch_url,
+        "INDEX_ALIAS": settings.index.alias,
+        "TANTIVY_DATA_DIR": str(settings.engine.tantivy_data_dir),
+        "ELASTICSEARCH_URL": settings.engine.elasticsearch_url,
+        "OPENSEARCH_URL": settings.engine.opensearch_url,
         "APP_PORT": str(port),
         "LOG_LEVEL": "WARNING",
         "CURSOR_SECRET": "bench",
@@ -209,7 +209,7 @@ async def main() -> None:
     args = parser.parse_args()
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        tantivy = Settings(
+        tantivy = IndexerSettings.build(
             tantivy_data_dir=Path(tmp), index_alias="bench-packages", elasticsearch_url="", opensearch_url=""
         )
         results += await bench_backend("tantivy", tantivy, args)
@@ -218,8 +218,8 @@ async def main() -> None:
         if not url:
             print(f"{variable} not set: {kind} skipped", file=sys.stderr)
             continue
-        engine = Settings(
-            **{"elasticsearch_url": "", "opensearch_url": "", f"{kind}_url": url},  # type: ignore[arg-type]
+        engine = IndexerSettings.build(
+            **{"elasticsearch_url": "", "opensearch_url": "", f"{kind}_url": url},
             index_alias="bench-packages",
         )
         results += await bench_backend(kind, engine, args)

@@ -47,7 +47,7 @@ from src.observability.tracing import configure_tracing, flush_tracing
 from src.search.backends.factory import create_backend
 from src.search.errors import IndexIncompatible, SearchUnavailable
 from src.search.schema import SchemaError, load_schema
-from src.settings import Settings, settings_or_exit
+from src.settings import IndexerSettings, settings_or_exit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run_stream_command(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+async def run_stream_command(settings: IndexerSettings, *, stop: asyncio.Event | None = None) -> int:
     """Run `stream` until `stop` is set (by default: until SIGTERM/SIGINT); exit 3 when the collection is
     dropped or renamed. Once stopped it exits within INDEXER_SHUTDOWN_GRACE_SECONDS, whatever the stream
     was doing (the batch in flight gets all but CLOSE_SECONDS of it, closing the clients the rest)."""
@@ -88,8 +88,8 @@ async def run_stream_command(settings: Settings, *, stop: asyncio.Event | None =
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    if settings.indexer_metrics_port:
-        start_http_server(settings.indexer_metrics_port, addr=settings.indexer_metrics_host)
+    if settings.indexer.metrics_port:
+        start_http_server(settings.indexer.metrics_port, addr=settings.indexer.metrics_host)
     requests = await start_reindex_requests(indexer)
     try:
         await run_stream(
@@ -146,7 +146,7 @@ async def start_reindex_requests(indexer: Indexer) -> ReindexRequests | None:
     return requests
 
 
-async def run_checked_stream(settings: Settings, *, check_first: bool) -> int:
+async def run_checked_stream(settings: IndexerSettings, *, check_first: bool) -> int:
     """`stream`, after the preflight when asked (a container's start command: a broken setup exits at once)."""
     if check_first and await run_check_command(settings) != 0:
         print("error: the preflight failed; not streaming", file=sys.stderr)
@@ -154,11 +154,11 @@ async def run_checked_stream(settings: Settings, *, check_first: bool) -> int:
     return await run_stream_command(settings)
 
 
-async def run_reindex_command(settings: Settings) -> int:
+async def run_reindex_command(settings: IndexerSettings) -> int:
     """Run `reindex` once with a progress bar; a running stream keeps its own checkpoint."""
     indexer = build_indexer(settings)
     try:
-        existing = await indexer.checkpoints.load(settings.indexer_consumer)
+        existing = await indexer.checkpoints.load(settings.indexer.consumer)
         options = dataclasses.replace(indexer.reindex_options, save_checkpoint=existing is None)
         total = await indexer.source.count()
         with tqdm(total=total, desc="reindex", unit="doc", file=sys.stderr, mininterval=0.5) as bar:
@@ -187,25 +187,25 @@ async def run_reindex_command(settings: Settings) -> int:
     return 0
 
 
-async def run_status_command(settings: Settings, *, clock: Callable[[], float] = time.time) -> int:
+async def run_status_command(settings: IndexerSettings, *, clock: Callable[[], float] = time.time) -> int:
     """Print the status as JSON and return its exit code."""
     status = await read_indexer_status(settings, now=clock())
     print(json.dumps(status))
     return EXIT_CODES[status["state"]]
 
 
-async def run_check_command(settings: Settings, *, clock: Callable[[], float] = time.time) -> int:
+async def run_check_command(settings: IndexerSettings, *, clock: Callable[[], float] = time.time) -> int:
     """Print one line per preflight check; exit 1 when any failed."""
     indexer = build_indexer(settings)
     target = PreflightTarget(
-        source=redacted(settings.mongodb_url),
-        database=settings.mongodb_database,
-        collection=settings.mongodb_collection,
-        checkpoint_collection=settings.indexer_checkpoint_collection,
-        dead_letter_collection=settings.indexer_dead_letter_collection,
-        consumer=settings.indexer_consumer,
-        flavor=settings.mongodb_flavor,
-        token_retention_seconds=settings.indexer_token_retention_seconds,
+        source=redacted(settings.source.url),
+        database=settings.source.database,
+        collection=settings.source.collection,
+        checkpoint_collection=settings.indexer.checkpoint_collection,
+        dead_letter_collection=settings.indexer.dead_letter_collection,
+        consumer=settings.indexer.consumer,
+        flavor=settings.source.flavor,
+        token_retention_seconds=settings.indexer.token_retention_seconds,
     )
     try:
         lines = await preflight(
@@ -223,9 +223,9 @@ def redacted(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
-async def run_load(args: argparse.Namespace, settings: Settings) -> int:
+async def run_load(args: argparse.Namespace, settings: IndexerSettings) -> int:
     """Run the `load` command; returns the exit code."""
-    schema = load_schema(settings.index_schema_path)
+    schema = load_schema(settings.index.schema_path)
     backend = create_backend(settings, schema)
     try:
         if args.if_empty and await backend.current_index() is not None:
@@ -235,7 +235,7 @@ async def run_load(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{err}; rebuilding it from {args.file.name}", file=sys.stderr)
                 args.recreate = True
             else:
-                print(f"alias {settings.index_alias!r} already exists on {backend.kind}; nothing to load")
+                print(f"alias {settings.index.alias!r} already exists on {backend.kind}; nothing to load")
                 return 0
         with tqdm(desc=f"loading {args.file.name}", unit="doc", file=sys.stderr, mininterval=0.5) as bar:
 
@@ -245,32 +245,32 @@ async def run_load(args: argparse.Namespace, settings: Settings) -> int:
             summary = await load_file(
                 args.file,
                 backend=backend,
-                batch_size=args.batch_size or settings.load_batch_size,
+                batch_size=args.batch_size or settings.load.batch_size,
                 recreate=args.recreate,
                 on_progress=advance,
-                max_document_bytes=settings.indexer_max_document_bytes,
-                heartbeat_seconds=settings.indexer_build_heartbeat_seconds,
-                orphan_after_seconds=settings.indexer_orphan_after_seconds,
+                max_document_bytes=settings.indexer.max_document_bytes,
+                heartbeat_seconds=settings.indexer.build_heartbeat_seconds,
+                orphan_after_seconds=settings.indexer.orphan_after_seconds,
             )
     finally:
         await backend.close()
-    print_summary(summary, backend_kind=backend.kind, alias=settings.index_alias)
+    print_summary(summary, backend_kind=backend.kind, alias=settings.index.alias)
     return 0 if summary.documents or not summary.errors else 1
 
 
-async def run_seed(args: argparse.Namespace, settings: Settings) -> int:
+async def run_seed(args: argparse.Namespace, settings: IndexerSettings) -> int:
     """Run the `seed` command; exit 1 when nothing could be written."""
     summary = await seed_collection(
         args.file,
-        url=settings.mongodb_url,
-        database=settings.mongodb_database,
-        collection=settings.mongodb_collection,
-        batch_size=args.batch_size or settings.load_batch_size,
-        timeout_seconds=settings.mongodb_timeout_seconds,
-        connection=source_connection(settings),
+        url=settings.source.url,
+        database=settings.source.database,
+        collection=settings.source.collection,
+        batch_size=args.batch_size or settings.load.batch_size,
+        timeout_seconds=settings.source.timeout_seconds,
+        connection=source_connection(settings.source),
         if_empty=args.if_empty,
     )
-    where = f"{settings.mongodb_database}.{settings.mongodb_collection}"
+    where = f"{settings.source.database}.{settings.source.collection}"
     if summary.skipped:
         print(f"{where} already holds documents; nothing to seed")
         return 0
@@ -296,8 +296,8 @@ def print_summary(summary: LoadSummary, *, backend_kind: str, alias: str) -> Non
 def main(argv: list[str] | None = None, *, clock: Callable[[], float] = time.time) -> int:
     """Entry point; returns the process exit code. `clock` is the wall clock `status` judges ages by."""
     args = build_parser().parse_args(argv)
-    settings = settings_or_exit()
-    configure_logging(settings.log_level, process="indexer")
+    settings = settings_or_exit(IndexerSettings)
+    configure_logging(settings.app.log_level, process="indexer")
     configure_tracing("search-indexer")
     try:
         return _run(args, settings, clock)
@@ -305,8 +305,8 @@ def main(argv: list[str] | None = None, *, clock: Callable[[], float] = time.tim
         flush_tracing()
 
 
-def _run(args: argparse.Namespace, settings: Settings, clock: Callable[[], float]) -> int:
-    jobs: dict[str, Callable[[Settings], Coroutine[None, None, int]]] = {
+def _run(args: argparse.Namespace, settings: IndexerSettings, clock: Callable[[], float]) -> int:
+    jobs: dict[str, Callable[[IndexerSettings], Coroutine[None, None, int]]] = {
         "stream": lambda config: run_checked_stream(config, check_first=bool(args.check)),
         "reindex": run_reindex_command,
         "status": lambda config: run_status_command(config, clock=clock),
@@ -318,7 +318,7 @@ def _run(args: argparse.Namespace, settings: Settings, clock: Callable[[], float
         except (SchemaError, SearchUnavailable, SourceUnavailable) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-    args.file = args.file or settings.demo_data_path
+    args.file = args.file or settings.load.demo_data_path
     if not args.file.exists():
         print(f"error: {args.file} does not exist", file=sys.stderr)
         return 2

@@ -25,8 +25,6 @@ from pydantic import BaseModel, Field
 
 from src.cache.base import Cache
 from src.cache.keys import document_key, generation_key
-from src.cache.memory import MemoryCache
-from src.cache.tiered import TieredCache
 from src.observability.metrics import BROKER_EVENTS
 
 if TYPE_CHECKING:
@@ -146,21 +144,15 @@ async def publish(broker: RabbitBroker, message: BaseModel, *, exchange: RabbitE
 async def apply_invalidation(cache: Cache, event: Invalidation, *, namespace: str, schema_fingerprint: str) -> int:
     """Drop the event's entries from this process's in-process tier; returns how many keys were dropped.
 
-    Events of another alias's namespace or schema are ignored. With a tiered cache only the near tier
-    is touched (the indexer already deleted the shared entries) and the new generation is taken as
-    known at once; a memory-only cache (no Redis) deletes its entries and moves its own generation.
+    Events of another alias's namespace or schema are ignored. What dropping means is the cache's own
+    (`Cache.drop_in_process`): a tiered cache touches only its near tier and takes the new generation
+    as known at once; a memory-only cache (no Redis) deletes its entries and moves its own generation;
+    Redis alone holds nothing here.
     """
     if event.namespace != namespace or event.schema_fingerprint != schema_fingerprint:
         return 0
     keys = [document_key(namespace, schema_fingerprint, doc_id) for doc_id in event.ids]
-    generation = generation_key(namespace, schema_fingerprint)
-    if isinstance(cache, TieredCache):
-        await cache.near.delete(*keys)
-        if event.generation is not None:
-            cache.learn_generation(generation, event.generation)
-    elif isinstance(cache, MemoryCache):
-        await cache.delete(*keys)
-        await cache.incr(generation)
+    await cache.drop_in_process(keys, generation_key(namespace, schema_fingerprint), event.generation)
     BROKER_EVENTS.labels("invalidation", "applied").inc()
     return len(keys)
 

@@ -27,6 +27,7 @@ from src.api.edge import HeadMiddleware, RequestLimitsMiddleware
 from src.api.fast_hits import FastHitMiddleware
 from src.api.http_cache import HttpCachePolicy
 from src.api.openapi import make_openapi
+from src.api.outermost import ObservabilityMiddleware
 from src.api.preview import install_preview
 from src.api.problems import install_problem_handlers
 from src.api.ratelimit import RateLimitMiddleware, create_engine_budget, parse_networks
@@ -35,7 +36,6 @@ from src.api.security import SecurityHeaders
 from src.cache.factory import create_cache_aside
 from src.events import Invalidation, LazyReindexPublisher, ReindexRequest, apply_invalidation, create_broker, publish
 from src.observability.logging import access_log, configure_logging
-from src.observability.middleware import ObservabilityMiddleware
 from src.observability.tracing import ServerSpans, configure_tracing, flush_tracing
 from src.resilience import CircuitBreaker
 from src.search.backends.base import SearchBackend
@@ -43,49 +43,49 @@ from src.search.backends.guarded import GuardedBackend
 from src.search.schema import IndexSchema, load_schema
 from src.search.service import SearchOptions
 from src.search.warmup import warm_up
-from src.settings import DEV_CURSOR_SECRET, Settings, get_settings
+from src.settings import DEV_CURSOR_SECRET, ApiSettings, ProcessSettings, get_api_settings
 
 if TYPE_CHECKING:
     from faststream.rabbit import RabbitBroker
     from opentelemetry.sdk.trace import TracerProvider
 
 
-def search_options(settings: Settings) -> SearchOptions:
+def search_options(settings: ApiSettings) -> SearchOptions:
     """The search service's limits, from settings."""
-    signing, *verifying = settings.cursor_keys()
+    signing, *verifying = settings.query.cursor_keys()
     return SearchOptions(
         cursor_secret=signing,
         cursor_verify_secrets=tuple(verifying),
-        default_size=settings.search_default_size,
-        one_edit_min_chars=settings.fuzzy_one_edit_min_chars,
-        two_edits_min_chars=settings.fuzzy_two_edits_min_chars,
-        max_query_chars=settings.search_max_query_chars,
-        max_query_terms=settings.search_max_query_terms,
-        max_filters=settings.search_max_filters,
-        facet_size=settings.search_facet_size,
-        track_total_up_to=settings.search_track_total_hits_up_to,
-        fragment_chars=settings.highlight_fragment_chars,
-        max_fragments=settings.highlight_max_fragments,
+        default_size=settings.query.default_size,
+        one_edit_min_chars=settings.query.fuzzy_one_edit_min_chars,
+        two_edits_min_chars=settings.query.fuzzy_two_edits_min_chars,
+        max_query_chars=settings.query.max_query_chars,
+        max_query_terms=settings.query.max_query_terms,
+        max_filters=settings.query.max_filters,
+        facet_size=settings.query.facet_size,
+        track_total_up_to=settings.query.track_total_hits_up_to,
+        fragment_chars=settings.query.highlight_fragment_chars,
+        max_fragments=settings.query.highlight_max_fragments,
     )
 
 
-def http_cache_policy(settings: Settings) -> HttpCachePolicy:
+def http_cache_policy(settings: ApiSettings) -> HttpCachePolicy:
     """Cache-Control values, from settings."""
     return HttpCachePolicy(
-        max_age_seconds=settings.http_max_age_seconds,
-        s_maxage_seconds=settings.http_s_maxage_seconds,
-        stale_while_revalidate_seconds=settings.http_stale_while_revalidate_seconds,
-        stale_if_error_seconds=settings.http_stale_if_error_seconds,
-        negative_max_age_seconds=int(settings.cache_negative_ttl_seconds),
-        compress_min_bytes=None if settings.cache_enabled else settings.cache_gzip_min_bytes,
+        max_age_seconds=settings.http_cache.max_age_seconds,
+        s_maxage_seconds=settings.http_cache.s_maxage_seconds,
+        stale_while_revalidate_seconds=settings.http_cache.stale_while_revalidate_seconds,
+        stale_if_error_seconds=settings.http_cache.stale_if_error_seconds,
+        negative_max_age_seconds=int(settings.cache.negative_ttl_seconds),
+        compress_min_bytes=None if settings.cache.enabled else settings.cache.gzip_min_bytes,
     )
 
 
-type BackendFactory = Callable[[Settings, IndexSchema], SearchBackend]
+type BackendFactory = Callable[[ProcessSettings, IndexSchema], SearchBackend]
 """Builds the configured search backend (the Lambda handler passes one that imports only its engine)."""
 
 
-def create_configured_backend(settings: Settings, schema: IndexSchema) -> SearchBackend:
+def create_configured_backend(settings: ProcessSettings, schema: IndexSchema) -> SearchBackend:
     """The backend the settings name, through the shared factory (imported on first use)."""
     from src.search.backends.factory import create_backend
 
@@ -105,7 +105,7 @@ class SearchApp(FastAPI):
         await self.edge(scope, receive, send)
 
 
-def install_edge(app: SearchApp, config: Settings, provider: TracerProvider | None) -> None:
+def install_edge(app: SearchApp, config: ApiSettings, provider: TracerProvider | None) -> None:
     """The layers every request passes, outermost first:
 
     observability (request id, span, metrics, access log, security headers) → rate limit → size
@@ -117,15 +117,15 @@ def install_edge(app: SearchApp, config: Settings, provider: TracerProvider | No
     observability → Starlette's stack (CORS → rate limit → size limits → HEAD → fast hits → routes).
     """
     limits: dict[str, Any] = {
-        "max_target_bytes": config.http_max_target_bytes,
-        "max_header_bytes": config.http_max_header_bytes,
-        "max_body_bytes": config.http_max_body_bytes,
+        "max_target_bytes": config.http.max_target_bytes,
+        "max_header_bytes": config.http.max_header_bytes,
+        "max_body_bytes": config.http.max_body_bytes,
     }
     rate_limit: dict[str, Any] = {
-        "limit": config.rate_limit if config.rate_limit_enabled else None,
-        "trusted_proxies": parse_networks(config.trusted_proxies),
+        "limit": config.edge.rate_limit if config.edge.rate_limit_enabled else None,
+        "trusted_proxies": parse_networks(config.edge.trusted_proxies),
     }
-    origins = [origin.strip() for origin in config.cors_allow_origins.split(",") if origin.strip()]
+    origins = [origin.strip() for origin in config.edge.cors_allow_origins.split(",") if origin.strip()]
     app.add_middleware(FastHitMiddleware)  # HEAD (made GET below) and, with CORS on, every fast hit
     app.add_middleware(HeadMiddleware)
     starlette: ASGIApp = functools.partial(FastAPI.__call__, app)
@@ -146,28 +146,28 @@ def install_edge(app: SearchApp, config: Settings, provider: TracerProvider | No
         front = RateLimitMiddleware(RequestLimitsMiddleware(FastHitMiddleware(starlette), **limits), **rate_limit)
     app.edge = ObservabilityMiddleware(
         front,
-        access_log=config.access_log,
+        access_log=config.http.access_log,
         spans=ServerSpans(provider, "search-read-api") if provider is not None else None,
-        security_headers=SecurityHeaders(hsts_max_age_seconds=config.hsts_max_age_seconds),
+        security_headers=SecurityHeaders(hsts_max_age_seconds=config.edge.hsts_max_age_seconds),
     )
 
 
-def create_app(settings: Settings | None = None, *, backend_factory: BackendFactory | None = None) -> SearchApp:
+def create_app(settings: ApiSettings | None = None, *, backend_factory: BackendFactory | None = None) -> SearchApp:
     """Build the app; clients open in the lifespan, so building it does no I/O."""
-    config = settings or get_settings()
+    config = settings or get_api_settings()
     make_backend = backend_factory or create_configured_backend
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(config.log_level, process="api")
+        configure_logging(config.app.log_level, process="api")
         config.check_serving()  # production refuses development secrets before anything opens
-        if DEV_CURSOR_SECRET.encode() in config.cursor_keys():
+        if DEV_CURSOR_SECRET.encode() in config.query.cursor_keys():
             logger.warning("CURSOR_SECRET is the development default: set a secret shared by all instances")
-        schema = load_schema(config.index_schema_path)
+        schema = load_schema(config.index.schema_path)
         breaker = CircuitBreaker(
             name="search",
-            failure_threshold=config.search_breaker_failures,
-            reset_seconds=config.search_breaker_reset_seconds,
+            failure_threshold=config.engine.breaker_failures,
+            reset_seconds=config.engine.breaker_reset_seconds,
         )
         warm = asyncio.Event()
         inner = make_backend(config, schema)
@@ -178,40 +178,40 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
             aside=create_cache_aside(config),
             http_cache_policy=http_cache_policy(config),
             verifier=token_verifier(config),
-            metrics_scope=config.metrics_scope,
+            metrics_scope=config.edge.metrics_scope,
             indexer_status=indexer_status_reader(config),
             warm=warm,
         )
         tried = asyncio.Event()
         warming = asyncio.create_task(warm_up(inner, warm, tried=tried), name="search warm-up")
         with contextlib.suppress(TimeoutError):  # a warm engine: ready when the process listens
-            async with asyncio.timeout(config.search_timeout_seconds * 2 + 1):
+            async with asyncio.timeout(config.engine.timeout_seconds * 2 + 1):
                 await tried.wait()
         budget = None
-        if config.rate_limit_enabled:
+        if config.edge.rate_limit_enabled:
             budget = create_engine_budget(
-                config.rate_limit_engine,
-                redis_url=config.redis_url,
-                cluster=config.redis_cluster,
-                timeout_seconds=config.redis_timeout_seconds,
+                config.edge.rate_limit_engine,
+                redis_url=config.redis.url,
+                cluster=config.redis.cluster,
+                timeout_seconds=config.redis.timeout_seconds,
                 key_prefix=f"{services.aside.policy.namespace}:limits",
                 # Its own breaker: an outage of the limiter's Redis costs one budget per request only
                 # until it opens (the local count decides meanwhile).
                 breaker=CircuitBreaker(
                     name="rate-limiter",
-                    failure_threshold=config.redis_breaker_failures,
-                    reset_seconds=config.redis_breaker_reset_seconds,
+                    failure_threshold=config.redis.breaker_failures,
+                    reset_seconds=config.redis.breaker_reset_seconds,
                 ),
             )
             services.aside.admit = budget.charge
-        subscribe = config.broker_url and config.broker_subscribe
+        subscribe = config.broker.url and config.broker.subscribe
         broker = await start_events(config, services) if subscribe else None
-        publisher = LazyReindexPublisher(config.broker_url) if config.broker_url and not subscribe else None
+        publisher = LazyReindexPublisher(config.broker.url) if config.broker.url and not subscribe else None
         if publisher is not None:
             services = dataclasses.replace(services, request_reindex=publisher)
         elif broker is not None:
             services = dataclasses.replace(services, request_reindex=functools.partial(_publish_reindex, broker))
-        elif not config.broker_url:
+        elif not config.broker.url:
             logger.info("no BROKER_URL: the in-process cache polls for invalidations; reindexes run on the schedule")
         app.state.services = services
         logger.info(
@@ -243,10 +243,10 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         redoc_url=None,
         openapi_url="/openapi.json" if config.docs_on else None,
         # The server span, metrics and access log come from ObservabilityMiddleware (FastAPI's built-in
-        # instrumentation costs three cache hits per request: see src/observability/middleware.py).
+        # instrumentation costs three cache hits per request: see src/api/outermost.py).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.openapi = make_openapi(app, max_query_chars=config.search_max_query_chars)  # type: ignore[method-assign]
+    app.openapi = make_openapi(app, max_query_chars=config.query.max_query_chars)  # type: ignore[method-assign]
     install_problem_handlers(app)
     install_edge(app, config, provider)
     app.include_router(search.router)
@@ -285,14 +285,14 @@ def install_docs(app: FastAPI) -> None:
     app.mount("/docs/static", StaticFiles(directory=str(static)), name="docs-static")
 
 
-async def start_events(settings: Settings, services: Services) -> RabbitBroker | None:
+async def start_events(settings: ApiSettings, services: Services) -> RabbitBroker | None:
     """Subscribe this process to the invalidation fan-out (an exclusive queue of its own) and connect the
     broker reindex requests are published through; None (logged) when the broker cannot be reached."""
     from faststream.rabbit import RabbitQueue
 
     from src.events import INVALIDATIONS
 
-    broker = create_broker(settings.broker_url)
+    broker = create_broker(settings.broker.url)
     namespace, fingerprint = services.aside.policy.namespace, services.schema.fingerprint
     mine = RabbitQueue(f"search.invalidations.{uuid.uuid4().hex[:12]}", exclusive=True, auto_delete=True)
 
@@ -318,30 +318,30 @@ async def _publish_reindex(broker: RabbitBroker, request: ReindexRequest) -> boo
     return await publish(broker, request, queue=REINDEX_QUEUE)
 
 
-def token_verifier(settings: Settings) -> TokenVerifier:
+def token_verifier(settings: ApiSettings) -> TokenVerifier:
     """The admin API's token checks, from settings."""
-    algorithms = tuple(part.strip() for part in settings.auth_algorithms.split(",") if part.strip())
+    algorithms = tuple(part.strip() for part in settings.auth.algorithms.split(",") if part.strip())
     jwks = (
         JwksCache(
-            settings.auth_jwks_url,
-            ttl_seconds=settings.auth_jwks_cache_seconds,
-            min_refresh_seconds=settings.auth_jwks_min_refresh_seconds,
+            settings.auth.jwks_url,
+            ttl_seconds=settings.auth.jwks_cache_seconds,
+            min_refresh_seconds=settings.auth.jwks_min_refresh_seconds,
         )
-        if settings.auth_jwks_url
+        if settings.auth.jwks_url
         else None
     )
-    static = settings.auth_static_key.get_secret_value() if settings.auth_static_key else None
+    static = settings.auth.static_key.get_secret_value() if settings.auth.static_key else None
     return TokenVerifier(
         algorithms=algorithms,
         jwks=jwks,
         static_key=static or None,
-        issuer=settings.auth_issuer,
-        audience=settings.auth_audience,
-        leeway_seconds=settings.auth_leeway_seconds,
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        leeway_seconds=settings.auth.leeway_seconds,
     )
 
 
-def indexer_status_reader(settings: Settings) -> Callable[[], Awaitable[dict[str, Any]]]:
+def indexer_status_reader(settings: ApiSettings) -> Callable[[], Awaitable[dict[str, Any]]]:
     """`python -m indexer status` as a call (the admin API's status route); opens and closes its clients."""
 
     async def read() -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""A small circuit breaker shared by the Redis and search adapters.
+"""Unavailability, and a small circuit breaker shared by the Redis and search adapters.
+
+`Unavailable` is what every layer understands of a dependency that cannot answer now: the search
+adapters raise it (as `SearchUnavailable`), the cache-aside layer serves a stale copy instead of it and
+raises `Overloaded` (one kind of it) for admission control, and the edge answers it with a 503 naming
+the dependency. It lives here, under all of them, so none of them imports another for it.
 
 Closed: calls go through; `failure_threshold` consecutive failures open it. Open: calls are refused at
 once for `reset_seconds`. Half-open: one trial call goes through; success closes, failure reopens.
@@ -20,6 +25,27 @@ from loguru import logger
 from src.observability.metrics import BREAKER_OPEN, BREAKER_TRANSITIONS
 
 type BreakerState = Literal["closed", "open", "half-open"]
+
+
+class Unavailable(Exception):
+    """A dependency cannot answer now: down, timed out, its circuit open, or admission refused (a 503
+    with Retry-After at the edge, unless a cached copy is served instead)."""
+
+    def __init__(self, detail: str, *, dependency: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.dependency = dependency
+        """What was unavailable ("search", "capacity", ...): the problem response and the metric name it."""
+
+
+class Overloaded(Unavailable):
+    """Admission control refused an engine call: too many are in flight in this process (a fast 503).
+
+    Raised before the engine is called, so it never counts towards the engine's circuit breaker.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, dependency="capacity")
 
 
 class CircuitBreaker:

@@ -42,8 +42,8 @@ from typing import Any, ClassVar, Self
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from src.api.edge import PROBLEM_MEDIA_TYPE, problem_body
+from src.api.outermost import REQUEST_ID_HEADER, new_request_id
 from src.api.security import SecurityHeaders
-from src.observability.middleware import REQUEST_ID_HEADER, new_request_id
 
 
 class CoalescingTransport:

@@ -31,7 +31,7 @@ from src.search.backends.opensearch import create_opensearch_backend
 from src.search.backends.tantivy import TantivyBackend
 from src.search.models import Document
 from src.search.schema import IndexSchema
-from src.settings import get_settings
+from src.settings import get_api_settings, get_indexer_settings
 from tests.fakes.search_backend import FakeSearchBackend
 
 ES_URL = os.environ.get("ELASTICSEARCH_URL") or "http://127.0.0.1:9200"
@@ -112,7 +112,7 @@ def require_opensearch() -> None:
 
 
 def engine_settings(kind: str) -> dict[str, str]:
-    """The Settings fields that select engine `kind` (requiring its server), as field name -> value."""
+    """The variables that select engine `kind` (requiring its server), as lower-case name -> value."""
     if kind == "elasticsearch":
         require_elasticsearch()
         return {"elasticsearch_url": ES_URL, "opensearch_url": ""}
@@ -161,9 +161,11 @@ def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Tests send hundreds of requests a second from one client: the rate limits are off unless a test
     # (tests/api/test_security.py) sets its own; servers started by tests inherit this.
     monkeypatch.setenv("RATE_LIMIT_ENABLED", "false")
-    get_settings.cache_clear()
+    get_api_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     yield
-    get_settings.cache_clear()
+    get_api_settings.cache_clear()
+    get_indexer_settings.cache_clear()
 
 
 def redis_reachable() -> bool:

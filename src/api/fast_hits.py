@@ -28,9 +28,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from src.api.deps import Services
 from src.api.http_cache import accepts_gzip, render
+from src.api.outermost import ROUTE_KEY
 from src.cache.keys import GenerationalKey, document_key
 from src.cache.models import CacheEntry, Served
-from src.observability.middleware import ROUTE_KEY
 from src.search.documents import id_problem
 from src.search.errors import SearchError
 from src.search.public_schema import MAX_PAGE_SIZE

@@ -2,7 +2,7 @@
 build step, no CDN), served under a strict CSP of their own; the page reads GET /v1/schema and calls
 GET /v1/search and GET /v1/documents/{id} like any client.
 
-On by default in development, off with APP_ENV=production unless PREVIEW_ENABLED=true (Settings.preview_on).
+On by default in development, off with APP_ENV=production unless PREVIEW_ENABLED=true (ApiSettings.preview_on).
 """
 
 from __future__ import annotations

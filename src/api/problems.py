@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from src.api.auth import AuthError
 from src.api.ratelimit import RateLimited
 from src.observability.metrics import UNAVAILABLE_RESPONSES
-from src.search.errors import InvalidParameter, Overloaded, SearchRejected, SearchUnavailable
+from src.resilience import Overloaded, Unavailable
+from src.search.errors import InvalidParameter, SearchRejected
 from src.search.models import Problem, ProblemError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -73,8 +74,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return ProblemResponse(body)
 
 
-async def _search_unavailable(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SearchUnavailable)
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Unavailable)
     # Not logged per request: the breaker logs each state change, and this counter counts the 503s.
     UNAVAILABLE_RESPONSES.labels(exc.dependency).inc()
     logger.debug("dependency unavailable: {}", exc.detail)
@@ -125,7 +126,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Register every error-to-problem translation on `app`."""
     app.add_exception_handler(InvalidParameter, _invalid_parameter)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(SearchUnavailable, _search_unavailable)
+    app.add_exception_handler(Unavailable, _unavailable)
     app.add_exception_handler(SearchRejected, _search_rejected)
     app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(RateLimited, _rate_limited)

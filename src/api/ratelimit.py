@@ -46,8 +46,8 @@ import orjson
 from loguru import logger
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from src.api.outermost import CLIENT_KEY
 from src.observability.metrics import RATE_LIMITED, RATE_LIMITER_ERRORS
-from src.observability.middleware import CLIENT_KEY
 from src.resilience import CircuitBreaker
 
 if TYPE_CHECKING:  # `limits` loads only where a limit is on (not on Lambda, where API Gateway throttles)

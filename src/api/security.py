@@ -38,7 +38,7 @@ DOCS_PATHS = ("/docs",)
 
 class SecurityHeaders:
     """The headers above for a response to `path` (added to every response, fast hits and refusals
-    included, by the outermost middleware: src/observability/middleware.py, in the one pass over the
+    included, by the outermost middleware: src/api/outermost.py, in the one pass over the
     response headers that also adds X-Request-Id)."""
 
     def __init__(self, *, hsts_max_age_seconds: int = 0) -> None:

@@ -8,8 +8,9 @@ response bytes) and returns a `Served` entry:
 - absent or past the hard TTL: computed once per key however many requests wait for it, in this
   process (a shared future) and across processes (a short-lease lock; a waiter polls the cache and
   computes itself when its wait runs out, rather than erroring);
-- compute fails with SearchUnavailable (or is refused by admission control) while an entry younger
-  than hard TTL + stale-if-error grace exists: that entry is served as STALE, never a 503;
+- compute fails with `Unavailable` (src/resilience.py: the search adapters' SearchUnavailable is one;
+  admission control's `Overloaded` too) while an entry younger than hard TTL + stale-if-error grace
+  exists: that entry is served as STALE, never a 503;
 - any cache failure (down, slow, garbage) is a miss, counted, never an error; concurrent misses of one
   key are still computed once in this process.
 
@@ -43,7 +44,7 @@ from src.observability.metrics import (
     CACHE_SKIPPED,
     ENGINE_INFLIGHT,
 )
-from src.search.errors import Overloaded, SearchError, SearchUnavailable
+from src.resilience import Overloaded, Unavailable
 
 _DECODED_ENTRIES = 64
 """Decoded entries remembered by `CacheAside._decode_memoised` (at most 64 stored values are kept
@@ -86,7 +87,9 @@ class Computed:
 
 
 type Compute = Callable[[int | None], Awaitable[Computed]]
-"""Builds the response; receives the search generation it is computed under (None when unknown)."""
+"""Builds the response; receives the search generation it is computed under (None when unknown). It raises
+`Unavailable` when its dependency cannot answer (a stale entry may be served instead); any other error is
+the caller's (a background refresh logs it and keeps the entry)."""
 
 
 class CacheAside:
@@ -253,7 +256,7 @@ class CacheAside:
     ) -> Served:
         try:
             computed = await self._admitted(compute, generation)
-        except SearchUnavailable:  # Overloaded included: a stale copy beats a 503
+        except Unavailable:  # Overloaded included: a stale copy beats a 503
             if expired is not None and self._clock() < expired.hard_expires_at + self.policy.stale_if_error_seconds:
                 logger.debug("backend unavailable: serving a stale entry for {}", key)  # counted as STALE
                 return Served(expired, "STALE")
@@ -340,8 +343,10 @@ class CacheAside:
             finally:
                 if token is not None:
                     await self._release(key, token)
-        except SearchError as err:  # the breaker logs outages once; a rejected refresh keeps the entry
+        except Unavailable as err:  # the breaker logs outages once; the entry stays
             logger.debug("background refresh of {} failed: {}", key, err)
+        except Exception as err:  # nobody awaits this task: a refused refresh (or a bug) keeps the entry, logged
+            logger.opt(exception=err).warning("background refresh of {} failed", key)
         finally:
             self._refreshing.discard(key)
 

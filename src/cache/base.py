@@ -11,11 +11,16 @@ Redis server):
 - `delete(*keys)` removes keys; absent keys are fine.
 - `acquire(key, lease_seconds)` returns a token when nobody holds the lock (or the holder's lease
   ran out), else None; `release(key, token)` frees it only for the token's holder.
+- `drop_in_process(keys, generation_key, generation)` applies an invalidation event to what this
+  process holds in memory: those keys are gone from it, and its view of the generation moved on (to
+  `generation` when the event carries one). A cache that holds nothing in the process does nothing;
+  the shared entries are the indexer's to delete.
 - Every call fails with `CacheUnavailable` (never a vendor error) within the adapter's timeout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -59,6 +64,10 @@ class Cache(Protocol):
 
     async def release(self, key: str, token: str) -> None:
         """Release the lock `key` if `token` still holds it."""
+        ...
+
+    async def drop_in_process(self, keys: Sequence[str], generation_key: str, generation: int | None) -> None:
+        """Forget `keys` held in this process and move its generation on (an invalidation event)."""
         ...
 
     async def ping(self) -> None:

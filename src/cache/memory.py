@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from src.cache.tokens import lock_token
@@ -99,6 +99,12 @@ class MemoryCache:
         """Add one to a counter."""
         self._counters[key] = self._counters.get(key, 0) + 1
         return self._counters[key]
+
+    async def drop_in_process(self, keys: Sequence[str], generation_key: str, generation: int | None) -> None:
+        """This cache is the process's whole cache (no shared tier): the keys go, and its own generation
+        moves on, which retires every search entry of the old one."""
+        await self.delete(*keys)
+        await self.incr(generation_key)
 
     async def acquire(self, key: str, lease_seconds: float) -> str | None:
         """Take the lock unless a live lease holds it."""

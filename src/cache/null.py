@@ -7,6 +7,8 @@ by the cache-aside layer, which needs no cache for that).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from src.cache.tokens import lock_token
 
 
@@ -36,6 +38,9 @@ class NullCache:
     async def incr(self, key: str) -> int:
         """Always 0: nothing is ever retired because nothing is kept."""
         return 0
+
+    async def drop_in_process(self, keys: Sequence[str], generation_key: str, generation: int | None) -> None:
+        """Nothing held."""
 
     async def acquire(self, key: str, lease_seconds: float) -> str | None:
         """Always granted."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 from redis.asyncio import Redis
@@ -146,6 +146,9 @@ class RedisCache:
         """DEL."""
         if keys:
             await self._call("delete", lambda: self._client.delete(*keys))
+
+    async def drop_in_process(self, keys: Sequence[str], generation_key: str, generation: int | None) -> None:
+        """Nothing is held in this process: every read goes to Redis."""
 
     async def delete_prefix(self, prefix: str) -> int:
         """SCAN the keys under `prefix` (every primary of a cluster) and UNLINK them in batches.

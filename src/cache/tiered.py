@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from src.cache.base import Cache, CacheUnavailable
@@ -129,6 +129,13 @@ class TieredCache:
         value = await self.far.incr(key)
         self._generations[key] = _Generation(value, self._clock())
         return value
+
+    async def drop_in_process(self, keys: Sequence[str], generation_key: str, generation: int | None) -> None:
+        """The near tier only (the indexer deleted the shared entries); an announced generation is known
+        at once (`learn_generation`), without waiting for the next poll."""
+        await self.near.delete(*keys)
+        if generation is not None:
+            self.learn_generation(generation_key, generation)
 
     async def acquire(self, key: str, lease_seconds: float) -> str | None:
         """Far tier only: a lock must be shared."""

@@ -24,8 +24,8 @@ from src.indexer.source import BatchLimits, MongoChangeSource, SourceConnection,
 from src.indexer.status import read_status
 from src.search.backends.base import SearchBackend
 from src.search.backends.factory import create_backend
-from src.search.schema import load_schema
-from src.settings import Settings
+from src.search.schema import IndexSchema, load_schema
+from src.settings import CdnSettings, IndexerSettings, ProcessSettings, SourceSettings
 
 
 @dataclass(slots=True)
@@ -81,101 +81,103 @@ def stream_grace_seconds(grace_seconds: float) -> float:
     return max(grace_seconds - CLOSE_SECONDS, grace_seconds / 2)
 
 
-def source_connection(settings: Settings) -> SourceConnection:
+def source_connection(source: SourceSettings) -> SourceConnection:
     """The source's TLS, credentials and flavour from settings."""
     return SourceConnection(
-        flavor=settings.mongodb_flavor,
-        tls=settings.mongodb_tls,
-        tls_ca_file=str(settings.mongodb_tls_ca_file) if settings.mongodb_tls_ca_file else None,
-        tls_cert_key_file=str(settings.mongodb_tls_cert_key_file) if settings.mongodb_tls_cert_key_file else None,
-        username=settings.mongodb_username,
-        password=settings.mongodb_password.get_secret_value() if settings.mongodb_password else None,
-        auth_mechanism=settings.mongodb_auth_mechanism,
+        flavor=source.flavor,
+        tls=source.tls,
+        tls_ca_file=str(source.tls_ca_file) if source.tls_ca_file else None,
+        tls_cert_key_file=str(source.tls_cert_key_file) if source.tls_cert_key_file else None,
+        username=source.username,
+        password=source.password.get_secret_value() if source.password else None,
+        auth_mechanism=source.auth_mechanism,
     )
 
 
-def build_indexer(settings: Settings, *, save_checkpoint: bool = True, invalidation: bool = True) -> Indexer:
-    """Source, stores, sink and cache invalidation as configured (`invalidation=False`: a reader of the
-    status only, which invalidates nothing)."""
-    schema = load_schema(settings.index_schema_path)
+def open_indexer(settings: ProcessSettings, schema: IndexSchema, *, save_checkpoint: bool = True) -> Indexer:
+    """Source, stores and sink as configured, invalidating nothing (what reading the status needs: the API
+    reads it too, without the indexer's own groups)."""
+    pipeline, mongo = settings.indexer, settings.source
     limits = BatchLimits(
-        max_events=settings.indexer_batch_max_events,
-        max_bytes=settings.indexer_batch_max_bytes,
-        max_seconds=settings.indexer_batch_max_seconds,
-        heartbeat_seconds=settings.indexer_heartbeat_seconds,
+        max_events=pipeline.batch_max_events,
+        max_bytes=pipeline.batch_max_bytes,
+        max_seconds=pipeline.batch_max_seconds,
+        heartbeat_seconds=pipeline.heartbeat_seconds,
     )
     source = create_mongo_source(
-        settings.mongodb_url,
-        database=settings.mongodb_database,
-        collection=settings.mongodb_collection,
+        mongo.url,
+        database=mongo.database,
+        collection=mongo.collection,
         limits=limits,
-        timeout_seconds=settings.mongodb_timeout_seconds,
-        connection=source_connection(settings),
+        timeout_seconds=mongo.timeout_seconds,
+        connection=source_connection(mongo),
     )
     database = source.database
     retry = RetryPolicy(
-        attempts=settings.indexer_retry_attempts,
-        base_seconds=settings.indexer_retry_base_seconds,
-        cap_seconds=settings.indexer_retry_cap_seconds,
+        attempts=pipeline.retry_attempts,
+        base_seconds=pipeline.retry_base_seconds,
+        cap_seconds=pipeline.retry_cap_seconds,
     )
     sink = Sink(
         backend=create_backend(settings, schema),
-        dead_letters=MongoDeadLetterStore(database, settings.indexer_dead_letter_collection),
-        consumer=settings.indexer_consumer,
+        dead_letters=MongoDeadLetterStore(database, pipeline.dead_letter_collection),
+        consumer=pipeline.consumer,
         retry=retry,
         limits=WriteLimits(
-            max_document_bytes=settings.indexer_max_document_bytes,
-            pressure_alert_seconds=settings.indexer_pressure_alert_seconds,
+            max_document_bytes=pipeline.max_document_bytes,
+            pressure_alert_seconds=pipeline.pressure_alert_seconds,
         ),
     )
-    invalidate = None
-    purges = None
-    shared = None
-    broker = create_broker(settings.broker_url) if settings.broker_url and invalidation else None
-    if invalidation:
-        if not settings.redis_url:
-            logger.warning("REDIS_URL is empty: the API's in-process caches are not reachable and expire by TTL only")
-        if settings.cdn_purger != "none":
-            purges = PurgeQueue(
-                create_purger_from(settings),
-                max_pending=settings.cdn_purge_max_pending,
-                repeat_seconds=settings.cdn_purge_repeat_seconds,
-            )
-            logger.info("CDN purges by surrogate key through {}", settings.cdn_purger)
-        if settings.redis_url or purges is not None or broker is not None:
-            namespace = cache_policy(settings).namespace
-            shared = create_shared_cache(settings) if settings.redis_url else None
-            invalidate = make_invalidator(
-                shared,
-                namespace=namespace,
-                schema_fingerprint=schema.fingerprint,
-                purges=purges,
-                announce=_announcer(broker, namespace, schema.fingerprint) if broker is not None else None,
-            )
     return Indexer(
         source=source,
         sink=sink,
-        checkpoints=MongoCheckpointStore(database, settings.indexer_checkpoint_collection),
-        invalidate=invalidate,
+        checkpoints=MongoCheckpointStore(database, pipeline.checkpoint_collection),
+        invalidate=None,
         stream_options=StreamOptions(
-            consumer=settings.indexer_consumer,
+            consumer=pipeline.consumer,
             retry=retry,
-            queue_batches=settings.indexer_queue_batches,
-            token_retention_seconds=settings.indexer_token_retention_seconds,
-            shutdown_grace_seconds=stream_grace_seconds(settings.indexer_shutdown_grace_seconds),
+            queue_batches=pipeline.queue_batches,
+            token_retention_seconds=pipeline.token_retention_seconds,
+            shutdown_grace_seconds=stream_grace_seconds(pipeline.shutdown_grace_seconds),
         ),
         reindex_options=ReindexOptions(
-            batch_size=settings.indexer_reindex_batch_size,
-            keep_previous=settings.indexer_reindex_keep_previous,
+            batch_size=pipeline.reindex_batch_size,
+            keep_previous=pipeline.reindex_keep_previous,
             save_checkpoint=save_checkpoint,
-            heartbeat_seconds=settings.indexer_build_heartbeat_seconds,
-            orphan_after_seconds=settings.indexer_orphan_after_seconds,
+            heartbeat_seconds=pipeline.build_heartbeat_seconds,
+            orphan_after_seconds=pipeline.orphan_after_seconds,
         ),
-        purges=purges,
-        broker=broker,
-        reindex_log=MongoReindexLog(database, settings.indexer_checkpoint_collection, settings.indexer_consumer),
-        cache=shared,
+        reindex_log=MongoReindexLog(database, pipeline.checkpoint_collection, pipeline.consumer),
     )
+
+
+def build_indexer(settings: IndexerSettings, *, save_checkpoint: bool = True, invalidation: bool = True) -> Indexer:
+    """`open_indexer`, and cache invalidation as configured: the shared cache, CDN purges and the broker's
+    fan-out (`invalidation=False`: none of them)."""
+    schema = load_schema(settings.index.schema_path)
+    indexer = open_indexer(settings, schema, save_checkpoint=save_checkpoint)
+    if not invalidation:
+        return indexer
+    if not settings.redis.url:
+        logger.warning("REDIS_URL is empty: the API's in-process caches are not reachable and expire by TTL only")
+    cdn = settings.cdn
+    if cdn.purger != "none":
+        indexer.purges = PurgeQueue(
+            create_purger_from(cdn), max_pending=cdn.purge_max_pending, repeat_seconds=cdn.purge_repeat_seconds
+        )
+        logger.info("CDN purges by surrogate key through {}", cdn.purger)
+    broker = indexer.broker = create_broker(settings.broker.url) if settings.broker.url else None
+    if settings.redis.url or indexer.purges is not None or broker is not None:
+        namespace = cache_policy(settings).namespace
+        indexer.cache = create_shared_cache(settings) if settings.redis.url else None
+        indexer.invalidate = make_invalidator(
+            indexer.cache,
+            namespace=namespace,
+            schema_fingerprint=schema.fingerprint,
+            purges=indexer.purges,
+            announce=_announcer(broker, namespace, schema.fingerprint) if broker is not None else None,
+        )
+    return indexer
 
 
 def _announcer(
@@ -190,33 +192,33 @@ def _announcer(
     return announce
 
 
-def create_purger_from(settings: Settings) -> Purger:
+def create_purger_from(cdn: CdnSettings) -> Purger:
     """The CDN purger of CDN_PURGER, from settings."""
     return create_purger(
-        settings.cdn_purger,
-        url=settings.cdn_purge_url,
-        fastly_service_id=settings.fastly_service_id,
-        fastly_api_token=settings.fastly_api_token.get_secret_value() if settings.fastly_api_token else "",
-        fastly_api_url=settings.fastly_api_url,
-        fastly_soft=settings.fastly_soft_purge,
-        cloudfront_distribution_id=settings.cloudfront_distribution_id,
+        cdn.purger,
+        url=cdn.purge_url,
+        fastly_service_id=cdn.fastly_service_id,
+        fastly_api_token=cdn.fastly_api_token.get_secret_value() if cdn.fastly_api_token else "",
+        fastly_api_url=cdn.fastly_api_url,
+        fastly_soft=cdn.fastly_soft_purge,
+        cloudfront_distribution_id=cdn.cloudfront_distribution_id,
     )
 
 
-async def read_indexer_status(settings: Settings, *, now: float) -> IndexerStatus:
+async def read_indexer_status(settings: ProcessSettings, *, now: float) -> IndexerStatus:
     """The stream's status as `python -m indexer status` reports it, from fresh clients it closes."""
-    indexer = build_indexer(settings, invalidation=False)
+    indexer = open_indexer(settings, load_schema(settings.index.schema_path))
     try:
         status = await read_status(
-            settings.indexer_consumer,
+            settings.indexer.consumer,
             source=indexer.source,
             checkpoints=indexer.checkpoints,
             now=now,
-            max_lag_seconds=settings.indexer_status_max_lag_seconds,
-            stall_seconds=settings.indexer_status_stall_seconds,
+            max_lag_seconds=settings.indexer.status_max_lag_seconds,
+            stall_seconds=settings.indexer.status_stall_seconds,
             backend=indexer.backend,
-            timeout_seconds=settings.mongodb_timeout_seconds + 1,
-            orphan_after_seconds=settings.indexer_orphan_after_seconds,
+            timeout_seconds=settings.source.timeout_seconds + 1,
+            orphan_after_seconds=settings.indexer.orphan_after_seconds,
         )
         if status["state"] != "source-unreachable" and indexer.reindex_log is not None:
             latest = await indexer.reindex_log.latest()

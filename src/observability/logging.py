@@ -32,7 +32,7 @@ _ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "faststream", "pymongo", "elastic
 """Loggers that bring handlers of their own (uvicorn's); theirs are removed so each line is written once."""
 
 _SILENCED_LOGGERS = ("uvicorn.access",)
-"""The API writes its own access log (src/observability/middleware.py): uvicorn's, without handlers
+"""The API writes its own access log (src/api/outermost.py): uvicorn's, without handlers
 anywhere above it, is not even formatted (uvicorn checks `hasHandlers()`)."""
 
 

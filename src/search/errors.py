@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
+from src.resilience import Unavailable
+
 
 class SearchError(Exception):
     """Base class of the search module's errors."""
 
 
-class SearchUnavailable(SearchError):
+class SearchUnavailable(SearchError, Unavailable):
     """The search backend cannot be reached, timed out or failed on its side (a 503 at the edge)."""
 
     def __init__(self, detail: str, *, dependency: str = "search") -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.dependency = dependency
-
-
-class Overloaded(SearchUnavailable):
-    """Admission control refused an engine call: too many are in flight in this process (a fast 503).
-
-    Raised before the engine is called, so it never counts towards the engine's circuit breaker.
-    """
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, dependency="capacity")
+        super().__init__(detail, dependency=dependency)
 
 
 class IndexIncompatible(SearchUnavailable):

@@ -57,12 +57,12 @@ def handler(event: Mapping[str, Any], context: object) -> ProviderResult:  # pra
     from src.indexer.factory import source_connection
     from src.indexer.source import client_options
     from src.serverless.secrets import load_secrets
-    from src.settings import Settings
+    from src.settings import SourceSettings
 
     load_secrets(os.environ)
-    settings = Settings()
-    options = client_options(source_connection(settings), timeout_seconds=settings.mongodb_timeout_seconds)
-    client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_url, **options)
+    source = SourceSettings()  # the source's group alone: this function reads nothing else
+    options = client_options(source_connection(source), timeout_seconds=source.timeout_seconds)
+    client: MongoClient[dict[str, Any]] = MongoClient(source.url, **options)
     try:
         return on_event(event, lambda command: client.admin.command(command))
     finally:

@@ -43,7 +43,7 @@ from src.serverless.docdb import EVENT_SOURCE, Conversion, DocDbEvent, to_change
 from src.serverless.emf import EmfRecord, Unit, emf_record, write_record
 from src.serverless.environment import PerEnvironment
 from src.serverless.secrets import load_secrets
-from src.settings import Settings, get_settings
+from src.settings import IndexerSettings, get_indexer_settings
 
 
 class BatchSummary(TypedDict):
@@ -147,7 +147,7 @@ class IndexerRuntime:
 
     runner: asyncio.Runner
     indexer: Indexer
-    settings: Settings
+    settings: IndexerSettings
 
     def __call__(self, event: DocDbEvent) -> BatchSummary:
         started = time.perf_counter()
@@ -169,7 +169,7 @@ class IndexerRuntime:
     @property
     def purge_timeout_seconds(self) -> float:
         """How long an invocation waits for its purges: their repeat plus a few seconds of sending."""
-        return self.settings.cdn_purge_repeat_seconds + 5.0
+        return self.settings.cdn.purge_repeat_seconds + 5.0
 
     def close(self) -> None:
         """Close the clients and the loop (tests; Lambda simply ends the environment)."""
@@ -179,14 +179,14 @@ class IndexerRuntime:
             self.runner.close()
 
 
-def build_runtime(settings: Settings | None = None) -> IndexerRuntime:
+def build_runtime(settings: IndexerSettings | None = None) -> IndexerRuntime:
     """The indexer's collaborators from settings (as the stream builds them), on a loop of their own."""
     from src.observability.logging import configure_logging
 
     if settings is None:
         load_secrets(os.environ)  # SECRETS_FROM: Secrets Manager values, before the settings are read
-    config = settings or get_settings()
-    configure_logging(config.log_level, process="indexer")
+    config = settings or get_indexer_settings()
+    configure_logging(config.app.log_level, process="indexer")
     runner = asyncio.Runner()
 
     async def build() -> Indexer:

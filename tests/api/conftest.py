@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from src.api.deps import Services
 from src.main import create_app
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.conftest import load
 from tests.fakes.search_backend import FakeSearchBackend
 from tests.fixtures.catalog import DOCS, SCHEMA
@@ -44,8 +44,8 @@ def schema_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
+def settings(tmp_path: Path) -> ApiSettings:
+    return ApiSettings.build(
         index_schema_path=schema_file(tmp_path),
         tantivy_data_dir=tmp_path / "tantivy",
         cursor_secret="api-test-secret",
@@ -65,7 +65,7 @@ async def install_fake_backend(app: FastAPI) -> FakeSearchBackend:
 
 @asynccontextmanager
 async def started_client(
-    settings: Settings, client: tuple[str, int] = ("203.0.113.7", 5000)
+    settings: ApiSettings, client: tuple[str, int] = ("203.0.113.7", 5000)
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """An app started through its lifespan with the fake backend, and a client calling it from `client`."""
     application = create_app(settings)
@@ -77,7 +77,7 @@ async def started_client(
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+async def app(settings: ApiSettings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         await install_fake_backend(application)

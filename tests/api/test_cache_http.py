@@ -18,7 +18,7 @@ from src.cache.tiered import TieredCache
 from src.main import create_app
 from src.resilience import CircuitBreaker
 from src.search.backends.base import IndexAction
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.api.conftest import install_fake_backend
 from tests.fakes.search_backend import FakeSearchBackend
 from tests.fixtures.catalog import DOCS
@@ -131,7 +131,7 @@ async def test_search_when_document_changes_and_is_invalidated_serves_new_body(
     assert new_document.json()["title"] == "Renamed web server"
 
 
-async def test_search_when_backend_stopped_serves_cached_entry_as_stale(settings: Settings) -> None:
+async def test_search_when_backend_stopped_serves_cached_entry_as_stale(settings: ApiSettings) -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         fake = await install_fake_backend(app)
@@ -143,7 +143,7 @@ async def test_search_when_backend_stopped_serves_cached_entry_as_stale(settings
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             fresh = await client.get("/v1/search", params=SEARCH)
-            now[0] += settings.cache_hard_ttl_seconds * 1.2  # past the hard TTL (and its jitter), inside stale-if-error
+            now[0] += settings.cache.hard_ttl_seconds * 1.2  # past the hard TTL (and its jitter), inside stale-if-error
             fake.down = True
             stale = await client.get("/v1/search", params=SEARCH)
             uncached = await client.get("/v1/search", params={"q": "emacs"})
@@ -153,8 +153,8 @@ async def test_search_when_backend_stopped_serves_cached_entry_as_stale(settings
     assert uncached.status_code == 503
 
 
-async def test_search_when_redis_unreachable_serves_every_request(settings: Settings) -> None:
-    broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0", "redis_timeout_seconds": 0.05})
+async def test_search_when_redis_unreachable_serves_every_request(settings: ApiSettings) -> None:
+    broken = settings.replace(redis_url="redis://127.0.0.1:9/0", redis_timeout_seconds=0.05)
     app = create_app(broken)
     async with app.router.lifespan_context(app):
         await install_fake_backend(app)
@@ -175,8 +175,8 @@ async def test_metrics_when_requests_served_counts_cache_results(client: httpx.A
     assert 'search_api_cache_lookups_total{result="hit",route="search"}' in body
 
 
-async def test_search_when_cache_disabled_computes_every_request(settings: Settings) -> None:
-    app = create_app(settings.model_copy(update={"cache_enabled": False}))
+async def test_search_when_cache_disabled_computes_every_request(settings: ApiSettings) -> None:
+    app = create_app(settings.replace(cache_enabled=False))
     async with app.router.lifespan_context(app):
         await install_fake_backend(app)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
@@ -187,7 +187,7 @@ async def test_search_when_cache_disabled_computes_every_request(settings: Setti
     assert app.state.services.aside.cache.kind == "none"
     # Nothing is stored, so nothing is compressed for storage; a response is gzipped when its client asks.
     assert app.state.services.aside.policy.gzip_min_bytes == sys.maxsize
-    assert app.state.services.http_cache_policy.compress_min_bytes == settings.cache_gzip_min_bytes
+    assert app.state.services.http_cache_policy.compress_min_bytes == settings.cache.gzip_min_bytes
 
 
 async def test_search_when_engine_calls_at_the_limit_is_a_fast_503_with_retry_after(
@@ -205,7 +205,7 @@ async def test_search_when_engine_calls_at_the_limit_is_a_fast_503_with_retry_af
     assert (await client.get("/v1/search", params={"q": "never cached"})).status_code == 200
 
 
-async def test_search_when_redis_slow_and_backend_down_serves_the_in_process_copy(settings: Settings) -> None:
+async def test_search_when_redis_slow_and_backend_down_serves_the_in_process_copy(settings: ApiSettings) -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         fake = await install_fake_backend(app)

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Message
 
 from src.main import create_app
-from src.settings import DEV_CURSOR_SECRET, Settings, UnsafeSettings
+from src.settings import DEV_CURSOR_SECRET, ApiSettings, UnsafeSettings
 from tests.api.conftest import install_fake_backend, started_client
 from tests.fakes.search_backend import FakeSearchBackend
 
@@ -139,15 +139,14 @@ async def test_openapi_when_read_documents_every_error_as_problem_json(client: h
 async def test_create_app_when_production_has_unsafe_secret_refuses_to_start(
     changes: dict[str, str], named: str
 ) -> None:
-    app = create_app(Settings(app_env="production", **changes))  # type: ignore[arg-type]
+    app = create_app(ApiSettings.build(app_env="production", **changes))
     with pytest.raises(UnsafeSettings, match=named):
         async with app.router.lifespan_context(app):
             pass
 
 
-async def test_create_app_when_production_has_strong_secret_starts(settings: Settings) -> None:
-    strong = settings.model_copy(update={"app_env": "production"})
-    strong = Settings(**{**strong.model_dump(), "cursor_secret": "s" * 32, "metrics_public": True})
+async def test_create_app_when_production_has_strong_secret_starts(settings: ApiSettings) -> None:
+    strong = settings.replace(app_env="production", cursor_secret="s" * 32, metrics_public=True)
     app = create_app(strong)
     async with app.router.lifespan_context(app):
         await install_fake_backend(app)
@@ -155,25 +154,25 @@ async def test_create_app_when_production_has_strong_secret_starts(settings: Set
             assert (await client.get("/v1/search", params={"q": "vim"})).status_code == 200
 
 
-async def test_search_when_secret_rotates_keeps_cursors_in_flight(settings: Settings) -> None:
-    async def first_page_cursor(keys: Settings) -> str:
+async def test_search_when_secret_rotates_keeps_cursors_in_flight(settings: ApiSettings) -> None:
+    async def first_page_cursor(keys: ApiSettings) -> str:
         app = create_app(keys)
         async with app.router.lifespan_context(app):
             await install_fake_backend(app)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
                 return str((await client.get("/v1/search", params={"size": 2})).json()["next_cursor"])
 
-    async def next_page_status(keys: Settings, cursor: str) -> int:
+    async def next_page_status(keys: ApiSettings, cursor: str) -> int:
         app = create_app(keys)
         async with app.router.lifespan_context(app):
             await install_fake_backend(app)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
                 return (await client.get("/v1/search", params={"size": 2, "cursor": cursor})).status_code
 
-    old_cursor = await first_page_cursor(settings.model_copy(update={"cursor_secrets": _secret("old-key")}))
-    rotated = settings.model_copy(update={"cursor_secrets": _secret("new-key,old-key")})
+    old_cursor = await first_page_cursor(settings.replace(cursor_secrets=_secret("old-key")))
+    rotated = settings.replace(cursor_secrets=_secret("new-key,old-key"))
     assert await next_page_status(rotated, old_cursor) == 200
-    retired = settings.model_copy(update={"cursor_secrets": _secret("new-key")})
+    retired = settings.replace(cursor_secrets=_secret("new-key"))
     assert await next_page_status(retired, old_cursor) == 422
 
 
@@ -262,9 +261,9 @@ DEV_KEY = "development-only-hmac-secret-of-32-bytes!"
 
 
 @pytest.fixture
-async def admin(settings: Settings) -> AsyncIterator[tuple[FastAPI, tuple[bytes, bytes]]]:
+async def admin(settings: ApiSettings) -> AsyncIterator[tuple[FastAPI, tuple[bytes, bytes]]]:
     """The app with a development token key, and an Authorization header granting the purge."""
-    configured = settings.model_copy(update={"auth_static_key": SecretStr(DEV_KEY), "auth_algorithms": "HS256"})
+    configured = settings.replace(auth_static_key=SecretStr(DEV_KEY), auth_algorithms="HS256")
     minted = jwt.encode({"exp": int(time.time()) + 60, "scope": "search:cache:purge"}, DEV_KEY, algorithm="HS256")
     async with started_client(configured) as (app, _):
         yield app, (b"authorization", f"Bearer {minted}".encode())

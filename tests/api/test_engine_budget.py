@@ -6,12 +6,12 @@ The same scenario with a real Redis, up and paused, is in tests/integration/test
 from __future__ import annotations
 
 from src.main import create_app
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.fixtures.burst import LIMITS, burst
 
 
-async def test_engine_budget_when_one_client_bursts_refuses_it_and_serves_the_other(settings: Settings) -> None:
-    app = create_app(settings.model_copy(update=LIMITS))
+async def test_engine_budget_when_one_client_bursts_refuses_it_and_serves_the_other(settings: ApiSettings) -> None:
+    app = create_app(settings.replace(**LIMITS))
     async with app.router.lifespan_context(app):
         outcome = await burst(app)
     assert outcome.abuser.count(429) == 80

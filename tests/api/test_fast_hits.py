@@ -18,9 +18,9 @@ from src.api.fast_hits import (
 )
 from src.api.routes import search as search_routes
 from src.main import create_app
-from src.search.errors import Overloaded, SearchUnavailable
+from src.resilience import Overloaded, Unavailable
 from src.search.service import SearchRequest
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.api.conftest import install_fake_backend
 
 
@@ -155,9 +155,9 @@ async def test_fast_path_when_the_lookup_fails_lets_the_route_answer(app: FastAP
 
 
 @pytest.fixture
-async def uncached(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def uncached(settings: ApiSettings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app with the cache off (every search reaches the backend) and a client calling it."""
-    app = create_app(settings.model_copy(update={"cache_enabled": False}))
+    app = create_app(settings.replace(cache_enabled=False))
     async with app.router.lifespan_context(app):
         await install_fake_backend(app)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -232,7 +232,7 @@ async def test_fast_path_when_backend_fails_unexpectedly_propagates_to_the_500_p
 
 async def test_exception_handler_when_subclass_raised_finds_the_nearest_registered_base(app: FastAPI) -> None:
     scope = {"type": "http", "app": app}
-    assert _exception_handler(scope, Overloaded("full")) is app.exception_handlers[SearchUnavailable]
+    assert _exception_handler(scope, Overloaded("full")) is app.exception_handlers[Unavailable]
     assert _exception_handler(scope, RuntimeError("a bug")) is None  # the outermost error middleware's
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.api.conftest import started_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def dashboard_expressions() -> list[str]:
     return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
-async def _scrape(settings: Settings) -> str:
+async def _scrape(settings: ApiSettings) -> str:
     async with started_client(settings) as (_, client):
         await client.get("/v1/search", params={"q": "metrics"})
         await client.get("/v1/documents/no-such-id")
@@ -85,7 +85,7 @@ def test_metric_names_when_expression_has_functions_matchers_and_grouping_keeps_
     assert metric_names(expr) == {"a_seconds_bucket", "b:recorded:rate5m", "up"}
 
 
-async def test_alert_rules_when_scraped_reference_only_exported_metrics(settings: Settings) -> None:
+async def test_alert_rules_when_scraped_reference_only_exported_metrics(settings: ApiSettings) -> None:
     exported = exported_series(await _scrape(settings))
     expressions, recorded = rule_expressions()
     referenced = set().union(*(metric_names(expr) for expr in expressions))
@@ -93,7 +93,7 @@ async def test_alert_rules_when_scraped_reference_only_exported_metrics(settings
     assert referenced - exported - recorded - SYNTHETIC == set()
 
 
-async def test_dashboard_when_scraped_references_only_exported_metrics(settings: Settings) -> None:
+async def test_dashboard_when_scraped_references_only_exported_metrics(settings: ApiSettings) -> None:
     exported = exported_series(await _scrape(settings))
     expressions = dashboard_expressions()
     assert len(expressions) >= 10

@@ -20,7 +20,7 @@ from src.main import create_app
 from src.observability.logging import configure_logging
 from src.resilience import CircuitBreaker
 from src.search.backends.guarded import GuardedBackend
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.api.conftest import install_fake_backend
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -29,7 +29,7 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_SPAN}-01"
 
 
 @pytest.fixture
-async def traced(settings: Settings, span_exporter: InMemorySpanExporter) -> AsyncIterator[FastAPI]:
+async def traced(settings: ApiSettings, span_exporter: InMemorySpanExporter) -> AsyncIterator[FastAPI]:
     """The app with tracing on (the in-memory exporter) and the fake engine behind the breaker."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -135,7 +135,7 @@ async def test_request_id_when_sent_is_kept_only_when_a_plain_token(
         assert int(returned, 16) >= 0
 
 
-async def test_access_log_when_request_served_writes_one_json_line_with_its_fields(settings: Settings) -> None:
+async def test_access_log_when_request_served_writes_one_json_line_with_its_fields(settings: ApiSettings) -> None:
     app = create_app(settings)
     stream = io.StringIO()
     async with app.router.lifespan_context(app):
@@ -200,7 +200,7 @@ async def test_observability_when_the_app_ends_without_a_response_answers_a_500_
 ) -> None:
     from starlette.types import Message, Receive, Scope, Send
 
-    from src.observability.middleware import ObservabilityMiddleware
+    from src.api.outermost import ObservabilityMiddleware
 
     async def inner(scope: Scope, receive: Receive, send: Send) -> None:
         if ends == "raising":

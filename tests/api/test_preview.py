@@ -9,7 +9,7 @@ import pytest
 
 from src.api.preview import STATIC
 from src.main import create_app
-from src.settings import Settings
+from src.settings import ApiSettings
 
 
 async def test_read_schema_when_requested_returns_public_schema_with_cache_headers(client: httpx.AsyncClient) -> None:
@@ -71,21 +71,21 @@ async def test_preview_page_when_loaded_every_file_it_references_is_served(clien
     assert {path.name for path in STATIC.iterdir()} == {"index.html", "preview.js", "preview.css", "favicon.svg"}
 
 
-async def test_preview_page_when_in_production_is_off_unless_turned_on(settings: Settings) -> None:
-    production = settings.model_copy(update={"app_env": "production", "cursor_secret": "x" * 40})
+async def test_preview_page_when_in_production_is_off_unless_turned_on(settings: ApiSettings) -> None:
+    production = settings.replace(app_env="production", cursor_secret="x" * 40)
     app = create_app(production)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         for path in ("/", "/preview", "/preview/static/preview.js"):
             response = await client.get(path)
             assert response.status_code == 404, path
             assert response.headers["content-type"] == "application/problem+json"
-    app = create_app(production.model_copy(update={"preview_enabled": True}))
+    app = create_app(production.replace(preview_enabled=True))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         assert (await client.get("/")).status_code == 200
         assert (await client.get("/preview/static/preview.js")).status_code == 200
 
 
-async def test_preview_page_when_turned_off_in_development_is_not_served(settings: Settings) -> None:
-    app = create_app(settings.model_copy(update={"preview_enabled": False}))
+async def test_preview_page_when_turned_off_in_development_is_not_served(settings: ApiSettings) -> None:
+    app = create_app(settings.replace(preview_enabled=False))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         assert (await client.get("/")).status_code == 404

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from src.api.ratelimit import client_address, parse_networks
 from src.api.security import API_CSP, DOCS_CSP, relative_location
 from src.main import create_app
-from src.settings import Settings, UnsafeSettings
+from src.settings import ApiSettings, UnsafeSettings
 from tests.api.conftest import started_client
 from tests.conftest import http_server
 
@@ -111,22 +111,20 @@ def jwks() -> Iterator[Jwks]:
         yield served
 
 
-async def _started(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def _started(settings: ApiSettings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     async with started_client(settings) as started:
         yield started
 
 
 @pytest.fixture
-async def secured(settings: Settings, jwks: Jwks) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    configured = settings.model_copy(
-        update={
-            "auth_jwks_url": jwks.url,
-            "auth_issuer": ISSUER,
-            "auth_audience": AUDIENCE,
-            "auth_jwks_min_refresh_seconds": 0.0,
-            "cors_allow_origins": "https://app.example",
-            "hsts_max_age_seconds": 31536000,
-        }
+async def secured(settings: ApiSettings, jwks: Jwks) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    configured = settings.replace(
+        auth_jwks_url=jwks.url,
+        auth_issuer=ISSUER,
+        auth_audience=AUDIENCE,
+        auth_jwks_min_refresh_seconds=0.0,
+        cors_allow_origins="https://app.example",
+        hsts_max_age_seconds=31536000,
     )
     async for started in _started(configured):
         yield started
@@ -213,31 +211,29 @@ async def test_docs_when_in_development_are_self_hosted_under_a_strict_csp(clien
     assert (await client.get("/openapi.json")).json()["info"]["title"] == "Search read API"
 
 
-async def test_docs_when_in_production_are_off_unless_turned_on(settings: Settings) -> None:
-    production = settings.model_copy(update={"app_env": "production", "cursor_secret": "x" * 40})
+async def test_docs_when_in_production_are_off_unless_turned_on(settings: ApiSettings) -> None:
+    production = settings.replace(app_env="production", cursor_secret="x" * 40)
     app = create_app(production)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         assert (await client.get("/docs")).status_code == 404
         assert (await client.get("/openapi.json")).status_code == 404
-    app = create_app(production.model_copy(update={"docs_enabled": True}))
+    app = create_app(production.replace(docs_enabled=True))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         assert (await client.get("/docs")).status_code == 200
 
 
-def test_check_serving_when_production_has_a_static_key_refuses_it(settings: Settings) -> None:
-    production = settings.model_copy(
-        update={
-            "app_env": "production",
-            "cursor_secret": SecretStr("x" * 40),
-            "auth_static_key": SecretStr("dev-secret"),
-            "metrics_public": True,
-        }
+def test_check_serving_when_production_has_a_static_key_refuses_it(settings: ApiSettings) -> None:
+    production = settings.replace(
+        app_env="production",
+        cursor_secret=SecretStr("x" * 40),
+        auth_static_key=SecretStr("dev-secret"),
+        metrics_public=True,
     )
     with pytest.raises(UnsafeSettings, match="AUTH_STATIC_KEY"):
         production.check_serving()
 
 
-def _production(settings: Settings, **update: object) -> Settings:
+def _production(settings: ApiSettings, **update: object) -> ApiSettings:
     """Production settings that pass every check but those `update` breaks."""
     base: dict[str, object] = {
         "app_env": "production",
@@ -247,7 +243,7 @@ def _production(settings: Settings, **update: object) -> Settings:
         "auth_audience": AUDIENCE,
         "metrics_scope": "search:metrics",
     }
-    return settings.model_copy(update=base | update)
+    return settings.replace(**base | update)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +256,7 @@ def _production(settings: Settings, **update: object) -> Settings:
     ],
 )
 def test_check_serving_when_production_auth_or_metrics_are_lax_refuses_naming_the_setting(
-    settings: Settings, update: dict[str, object], named: str
+    settings: ApiSettings, update: dict[str, object], named: str
 ) -> None:
     with pytest.raises(UnsafeSettings, match=named):
         _production(settings, **update).check_serving()
@@ -277,23 +273,23 @@ def test_check_serving_when_production_auth_or_metrics_are_lax_refuses_naming_th
     ],
 )
 def test_check_serving_when_production_is_strict_or_opts_out_explicitly_passes(
-    settings: Settings, update: dict[str, object]
+    settings: ApiSettings, update: dict[str, object]
 ) -> None:
     _production(settings, **update).check_serving()
 
 
-def test_check_serving_when_in_development_allows_open_metrics_and_any_audience(settings: Settings) -> None:
-    settings.model_copy(update={"auth_jwks_url": "https://issuer.test/jwks", "metrics_scope": ""}).check_serving()
+def test_check_serving_when_in_development_allows_open_metrics_and_any_audience(settings: ApiSettings) -> None:
+    settings.replace(auth_jwks_url="https://issuer.test/jwks", metrics_scope="").check_serving()
 
 
 def test_settings_when_metrics_are_both_public_and_scoped_refuses() -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="METRICS_PUBLIC=true and METRICS_SCOPE are both set"):
-        Settings(metrics_public=True, metrics_scope="search:metrics")
+        ApiSettings.build(metrics_public=True, metrics_scope="search:metrics")
 
 
-async def test_create_app_when_production_metrics_are_open_refuses_to_start(settings: Settings) -> None:
+async def test_create_app_when_production_metrics_are_open_refuses_to_start(settings: ApiSettings) -> None:
     app = create_app(_production(settings, metrics_scope=""))
     with pytest.raises(UnsafeSettings, match="METRICS_SCOPE"):
         async with app.router.lifespan_context(app):
@@ -304,9 +300,11 @@ async def test_create_app_when_production_metrics_are_open_refuses_to_start(sett
 
 
 @pytest.fixture
-async def limited(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    configured = settings.model_copy(
-        update={"rate_limit_enabled": True, "rate_limit": "5/minute", "rate_limit_engine": "2/minute"}
+async def limited(settings: ApiSettings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    configured = settings.replace(
+        rate_limit_enabled=True,
+        rate_limit="5/minute",
+        rate_limit_engine="2/minute",
     )
     async for started in _started(configured):
         yield started
@@ -345,9 +343,11 @@ async def test_rate_limit_when_misses_exceed_the_engine_budget_refuses_only_miss
     assert again.headers["x-cache"] == "HIT"
 
 
-async def test_rate_limit_when_forwarded_by_a_trusted_proxy_counts_each_client_apart(settings: Settings) -> None:
-    configured = settings.model_copy(
-        update={"rate_limit_enabled": True, "rate_limit": "2/minute", "trusted_proxies": "203.0.113.0/24"}
+async def test_rate_limit_when_forwarded_by_a_trusted_proxy_counts_each_client_apart(settings: ApiSettings) -> None:
+    configured = settings.replace(
+        rate_limit_enabled=True,
+        rate_limit="2/minute",
+        trusted_proxies="203.0.113.0/24",
     )
     async for _, client in _started(configured):
         alice = [(await client.get("/v1/documents/a", headers={"x-forwarded-for": "198.51.100.1"})).status_code]
@@ -533,10 +533,12 @@ def _bearer() -> dict[str, str]:
 
 
 async def test_verify_when_unknown_kids_keep_coming_refreshes_at_most_once_per_interval(
-    settings: Settings, jwks: Jwks
+    settings: ApiSettings, jwks: Jwks
 ) -> None:
-    configured = settings.model_copy(
-        update={"auth_jwks_url": jwks.url, "auth_issuer": ISSUER, "auth_audience": AUDIENCE}
+    configured = settings.replace(
+        auth_jwks_url=jwks.url,
+        auth_issuer=ISSUER,
+        auth_audience=AUDIENCE,
     )  # the default 30 s between refreshes
     async for _, client in _started(configured):
         for number in range(5):
@@ -545,10 +547,12 @@ async def test_verify_when_unknown_kids_keep_coming_refreshes_at_most_once_per_i
         assert jwks.fetches == 1
 
 
-async def test_metrics_when_a_scope_is_required_needs_a_token_granting_it(settings: Settings) -> None:
+async def test_metrics_when_a_scope_is_required_needs_a_token_granting_it(settings: ApiSettings) -> None:
     secret = "development-only-hmac-secret-of-32-bytes!"
-    configured = settings.model_copy(
-        update={"metrics_scope": "search:metrics", "auth_static_key": SecretStr(secret), "auth_algorithms": "HS256"}
+    configured = settings.replace(
+        metrics_scope="search:metrics",
+        auth_static_key=SecretStr(secret),
+        auth_algorithms="HS256",
     )
     async for _, client in _started(configured):
         assert (await client.get("/metrics")).status_code == 401
@@ -599,9 +603,11 @@ def test_parse_networks_when_parsed_hashes_once_and_equals_a_plain_tuple() -> No
     )
 
 
-async def test_rate_limit_when_cors_is_on_refusals_carry_cors_headers(settings: Settings) -> None:
-    configured = settings.model_copy(
-        update={"rate_limit_enabled": True, "rate_limit": "1/minute", "cors_allow_origins": "https://app.example"}
+async def test_rate_limit_when_cors_is_on_refusals_carry_cors_headers(settings: ApiSettings) -> None:
+    configured = settings.replace(
+        rate_limit_enabled=True,
+        rate_limit="1/minute",
+        cors_allow_origins="https://app.example",
     )
     async for _, client in _started(configured):
         origin = {"origin": "https://app.example"}

@@ -19,7 +19,7 @@ from src.search.backends.opensearch import create_opensearch_backend
 from src.search.backends.tantivy import TantivyBackend
 from src.search.errors import SearchUnavailable
 from src.search.query import BackendQuery, ParsedQuery, SortSpec
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.conftest import make_backend
 from tests.fixtures.catalog import SCHEMA
 
@@ -100,7 +100,7 @@ async def test_tantivy_search_when_alias_missing_raises_unavailable(tmp_path: Pa
 
 @pytest.mark.parametrize("kind", CLUSTERS)
 async def test_readyz_when_cluster_down_returns_503(kind: str, tmp_path: Path) -> None:
-    settings = Settings(**{f"{kind}_url": "http://127.0.0.1:9"}, search_timeout_seconds=0.5)  # type: ignore[arg-type]
+    settings = ApiSettings.build(**{f"{kind}_url": "http://127.0.0.1:9"}, search_timeout_seconds=0.5)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -114,7 +114,7 @@ async def test_readyz_when_cluster_down_returns_503(kind: str, tmp_path: Path) -
 
 
 async def test_search_when_tantivy_index_not_loaded_returns_503(tmp_path: Path) -> None:
-    app = create_app(Settings(tantivy_data_dir=tmp_path / "empty"))
+    app = create_app(ApiSettings.build(tantivy_data_dir=tmp_path / "empty"))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

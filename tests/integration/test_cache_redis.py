@@ -21,7 +21,7 @@ from src.cache.aside import CacheAside, CachePolicy, Computed
 from src.cache.keys import search_key
 from src.cache.redis import create_redis_cache
 from src.main import create_app
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.api.conftest import install_fake_backend
 from tests.conftest import REDIS_URL, require_redis
 
@@ -113,11 +113,11 @@ def near_ttl_seconds() -> float:
 
 @pytest.fixture
 async def redis_app(
-    own_redis: tuple[str, subprocess.Popen[bytes]], settings: Settings, near_ttl_seconds: float
+    own_redis: tuple[str, subprocess.Popen[bytes]], settings: ApiSettings, near_ttl_seconds: float
 ) -> AsyncIterator[httpx.AsyncClient]:
     url, _ = own_redis
     changes = {"redis_url": url, "redis_timeout_seconds": 0.2, "cache_near_ttl_seconds": near_ttl_seconds}
-    app = create_app(settings.model_copy(update=changes))
+    app = create_app(settings.replace(**changes))
     async with app.router.lifespan_context(app):
         await install_fake_backend(app)
         transport = httpx.ASGITransport(app=app)
@@ -126,10 +126,10 @@ async def redis_app(
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path) -> ApiSettings:
     from tests.api.conftest import schema_file
 
-    return Settings(index_schema_path=schema_file(tmp_path), cursor_secret="it")
+    return ApiSettings.build(index_schema_path=schema_file(tmp_path), cursor_secret="it")
 
 
 async def test_search_when_redis_stops_midway_every_request_succeeds(

@@ -13,7 +13,7 @@ import pytest
 from src.cache.base import CacheUnavailable
 from src.cache.redis import create_redis_cache
 from src.main import create_app
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.api.conftest import install_fake_backend, schema_file
 from tests.conftest import RedisClusterNodes
 
@@ -65,7 +65,7 @@ async def test_cache_when_a_cluster_node_restarts_misses_meanwhile_then_recovers
 async def test_search_when_served_through_the_cluster_hits_and_survives_a_node_stop(
     redis_cluster: RedisClusterNodes, tmp_path: Path
 ) -> None:
-    settings = Settings(
+    settings = ApiSettings.build(
         index_schema_path=schema_file(tmp_path),
         redis_url=redis_cluster.url,
         redis_cluster=True,

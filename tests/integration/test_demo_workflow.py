@@ -17,7 +17,7 @@ from indexer.cli import main as indexer_main
 from src.main import create_app
 from src.search.backends.factory import create_backend
 from src.search.schema import load_schema
-from src.settings import Settings, get_settings
+from src.settings import ApiSettings, get_api_settings
 from tests.conftest import ENGINES, drop_all, engine_environment
 
 pytestmark = pytest.mark.integration
@@ -40,27 +40,27 @@ MISSPELLED = {
 @pytest.fixture(params=ENGINES)
 def demo_settings(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
+) -> Iterator[ApiSettings]:
     """Settings (also exported to the environment for the CLI) for a unique alias on one backend."""
     monkeypatch.setenv("INDEX_ALIAS", f"demo-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("TANTIVY_DATA_DIR", str(tmp_path / "tantivy"))
     monkeypatch.setenv("CURSOR_SECRET", "integration")
     for name, value in engine_environment(str(request.param)).items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    settings = get_settings()
+    get_api_settings.cache_clear()
+    settings = get_api_settings()
     yield settings
     asyncio.run(_cleanup(settings))
 
 
-async def _cleanup(settings: Settings) -> None:
-    backend = create_backend(settings, load_schema(settings.index_schema_path))
+async def _cleanup(settings: ApiSettings) -> None:
+    backend = create_backend(settings, load_schema(settings.index.schema_path))
     await drop_all(backend)
     await backend.close()
 
 
 def test_load_then_search_when_names_misspelled_finds_them_on_first_page(
-    demo_settings: Settings, capsys: pytest.CaptureFixture[str]
+    demo_settings: ApiSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert indexer_main(["load", str(DEMO)]) == 0
     summary = capsys.readouterr().out
@@ -70,7 +70,7 @@ def test_load_then_search_when_names_misspelled_finds_them_on_first_page(
     asyncio.run(_search_demo(demo_settings))
 
 
-async def _search_demo(demo_settings: Settings) -> None:
+async def _search_demo(demo_settings: ApiSettings) -> None:
     app = create_app(demo_settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -97,7 +97,7 @@ async def _search_demo(demo_settings: Settings) -> None:
 
 
 def test_load_when_recreate_swaps_alias_and_keeps_old_index(
-    demo_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_settings: ApiSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     small = tmp_path / "small.jsonl"
     small.write_text(
@@ -119,8 +119,8 @@ def test_load_when_recreate_swaps_alias_and_keeps_old_index(
     assert after[2] == 2
 
 
-async def _current(settings: Settings) -> tuple[str | None, list[str], int]:
-    backend = create_backend(settings, load_schema(settings.index_schema_path))
+async def _current(settings: ApiSettings) -> tuple[str | None, list[str], int]:
+    backend = create_backend(settings, load_schema(settings.index.schema_path))
     try:
         return await backend.current_index(), await backend.list_indices(), await backend.count()
     finally:
@@ -138,6 +138,6 @@ def test_main_when_schema_invalid_returns_1(
     bad = tmp_path / "schema.json"
     bad.write_text('{"name": "x", "version": 0, "fields": {}}')
     monkeypatch.setenv("INDEX_SCHEMA_PATH", str(bad))
-    get_settings.cache_clear()
+    get_api_settings.cache_clear()
     assert indexer_main(["load", str(DEMO)]) == 1
     assert "schema.version" in capsys.readouterr().err

@@ -31,7 +31,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.api.conftest import schema_file, started_client
 from tests.conftest import REDIS_URL, require_redis, stop_process, wait_ready
 
@@ -40,16 +40,16 @@ pytestmark = pytest.mark.integration
 SECRET = "integration-only-hmac-secret-32-bytes!"
 
 
-def _client(settings: Settings) -> AbstractAsyncContextManager[tuple[FastAPI, httpx.AsyncClient]]:
+def _client(settings: ApiSettings) -> AbstractAsyncContextManager[tuple[FastAPI, httpx.AsyncClient]]:
     return started_client(settings, ("198.51.100.20", 4000))
 
 
-def _settings(tmp_path: Path, **update: object) -> Settings:
-    return Settings(
+def _settings(tmp_path: Path, **update: object) -> ApiSettings:
+    return ApiSettings.build(
         index_schema_path=schema_file(tmp_path),
         tantivy_data_dir=tmp_path / "tantivy",
         cursor_secret="edge-test-secret",
-    ).model_copy(update=update)
+    ).replace(**update)
 
 
 async def test_engine_budget_when_two_processes_share_redis_is_exact_across_them(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ async def test_indexer_status_when_the_source_is_real_reports_it_to_an_authorize
         refused = await client.get("/v1/admin/indexer/status")
     assert answered.status_code == 200, answered.text
     assert answered.json()["state"] == "no-checkpoint"  # a reachable source that was never streamed
-    assert answered.json()["consumer"] == configured.indexer_consumer
+    assert answered.json()["consumer"] == configured.indexer.consumer
     assert refused.status_code == 401
 
 

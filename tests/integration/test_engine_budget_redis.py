@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from src.main import create_app
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.conftest import require_redis, stop_process
 from tests.fixtures.burst import LIMITS, burst
 
@@ -69,17 +69,17 @@ def pausable_redis(tmp_path: Path) -> Iterator[PausableRedis]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path) -> ApiSettings:
     from tests.api.conftest import schema_file
 
-    return Settings(index_schema_path=schema_file(tmp_path), cursor_secret="it", **LIMITS)  # type: ignore[arg-type]
+    return ApiSettings.build(index_schema_path=schema_file(tmp_path), cursor_secret="it", **LIMITS)
 
 
 @pytest.mark.parametrize("paused", [False, True], ids=["redis-up", "redis-paused"])
 async def test_engine_budget_when_one_client_bursts_with_redis_refuses_it_and_serves_the_other(
-    pausable_redis: PausableRedis, settings: Settings, paused: bool
+    pausable_redis: PausableRedis, settings: ApiSettings, paused: bool
 ) -> None:
-    app = create_app(settings.model_copy(update={"redis_url": pausable_redis.url}))
+    app = create_app(settings.replace(redis_url=pausable_redis.url))
     async with app.router.lifespan_context(app):
         if paused:
             pausable_redis.pause()

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from pymongo import MongoClient
 
 from src.events import INVALIDATIONS, create_broker, invalidation_event, publish
-from src.settings import Settings
+from src.settings import ApiSettings
 from tests.api.conftest import schema_file, started_client
 from tests.conftest import BROKER_URL, require_broker, stop_process
 
@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "events-test-hmac-secret-of-32-bytes!"
 
 
-def _settings(tmp_path: Path, **update: object) -> Settings:
-    return Settings(
+def _settings(tmp_path: Path, **update: object) -> ApiSettings:
+    return ApiSettings.build(
         index_schema_path=schema_file(tmp_path),
         tantivy_data_dir=tmp_path / "tantivy",
         cursor_secret="events-test-secret",
         redis_url="",
-    ).model_copy(update=update)
+    ).replace(**update)
 
 
 async def test_invalidation_when_published_reaches_every_api_process_at_once(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ async def test_reindex_when_requested_through_the_api_is_run_by_the_stream_and_m
         "REDIS_URL": "",
         "CURSOR_SECRET": "events-test-secret",
     }
-    configured = Settings(
+    configured = ApiSettings.build(
         tantivy_data_dir=tmp_path / "tantivy",
         index_alias=alias,
         mongodb_url=secantus_url,

@@ -28,7 +28,7 @@ from src.search.backends.base import SearchBackend
 from src.search.backends.guarded import GuardedBackend
 from src.search.errors import SearchRejected
 from src.search.query import BackendQuery, ParsedQuery, parse_sort
-from src.settings import DEV_CURSOR_SECRET, Settings
+from src.settings import DEV_CURSOR_SECRET, ApiSettings
 from tests.api.conftest import schema_file
 from tests.conftest import REDIS_URL, drop_all, engine_settings, load, make_backend, require_redis
 from tests.fixtures.catalog import DOCS, SCHEMA
@@ -54,11 +54,11 @@ async def catalog_alias(engine: str, tmp_path: Path) -> AsyncIterator[str]:
         await backend.close()
 
 
-def es_settings(tmp_path: Path, alias: str, namespace: str, engine: str) -> Settings:
+def es_settings(tmp_path: Path, alias: str, namespace: str, engine: str) -> ApiSettings:
     require_redis()
-    return Settings(
+    return ApiSettings.build(
         index_schema_path=schema_file(tmp_path),
-        **engine_settings(engine),  # type: ignore[arg-type]
+        **engine_settings(engine),
         index_alias=alias,
         redis_url=REDIS_URL,
         cache_namespace=namespace,
@@ -162,7 +162,7 @@ async def test_search_when_another_alias_shares_the_namespace_keeps_its_generati
         cache = create_redis_cache(
             REDIS_URL, timeout_seconds=1, connect_timeout_seconds=1, failure_threshold=3, reset_seconds=1
         )
-        other = settings.model_copy(update={"index_alias": "someone-else"})
+        other = settings.replace(index_alias="someone-else")
         from src.cache.factory import cache_policy
 
         invalidate = make_invalidator(
@@ -178,7 +178,7 @@ async def test_search_when_another_alias_shares_the_namespace_keeps_its_generati
 
 async def test_requests_when_backend_down_log_one_line_not_one_per_request(tmp_path: Path) -> None:
     require_redis()
-    settings = Settings(
+    settings = ApiSettings.build(
         index_schema_path=schema_file(tmp_path),
         elasticsearch_url="http://127.0.0.1:9",
         search_timeout_seconds=0.2,
@@ -206,7 +206,7 @@ async def test_requests_when_backend_down_log_one_line_not_one_per_request(tmp_p
 
 
 async def test_requests_when_backend_down_from_the_start_answer_503_without_the_breaker(tmp_path: Path) -> None:
-    settings = Settings(
+    settings = ApiSettings.build(
         index_schema_path=schema_file(tmp_path), elasticsearch_url="http://127.0.0.1:9", search_timeout_seconds=0.2
     )
     lines: list[str] = []

@@ -21,7 +21,7 @@ from src.search.backends.querydsl import build_mapping
 from src.search.backends.tantivy import TantivyBackend
 from src.search.errors import IndexIncompatible
 from src.search.service import SearchOptions, SearchRequest, search_documents
-from src.settings import get_settings
+from src.settings import get_indexer_settings
 from tests.conftest import cluster_backend, load
 from tests.fixtures.catalog import DOCS, SCHEMA
 
@@ -113,7 +113,7 @@ def test_load_if_empty_when_tantivy_index_has_another_layout_rebuilds_it(
     monkeypatch.setenv("INDEX_SCHEMA_PATH", str(schema_file))
     for name in ("ELASTICSEARCH_URL", "OPENSEARCH_URL"):
         monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     try:
         assert indexer_main(["load", "--if-empty", str(data)]) == 0
         captured = capsys.readouterr()
@@ -122,4 +122,4 @@ def test_load_if_empty_when_tantivy_index_has_another_layout_rebuilds_it(
         assert indexer_main(["load", "--if-empty", str(data)]) == 0
         assert "nothing to load" in capsys.readouterr().out  # now it opens
     finally:
-        get_settings.cache_clear()
+        get_indexer_settings.cache_clear()

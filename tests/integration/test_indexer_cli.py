@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 
 from indexer.cli import main, run_stream_command
 from src.indexer.factory import build_indexer
-from src.settings import Settings, get_settings
+from src.settings import IndexerSettings, get_indexer_settings
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def env(secantus_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     return values
 
 
@@ -60,7 +60,7 @@ def test_main_when_stream_then_status_tells_healthy_from_stalled(
     assert main(["status"]) == 3  # never started
     assert json.loads(capsys.readouterr().out)["state"] == "no-checkpoint"
 
-    assert asyncio.run(stream_until_checkpointed(get_settings())) == 0
+    assert asyncio.run(stream_until_checkpointed(get_indexer_settings())) == 0
     assert main(["status"]) == 0
     healthy = json.loads(capsys.readouterr().out)
     assert healthy["state"] == "ok"
@@ -71,14 +71,14 @@ def test_main_when_stream_then_status_tells_healthy_from_stalled(
     assert json.loads(capsys.readouterr().out)["state"] == "stalled"
 
 
-async def stream_until_checkpointed(settings: Settings) -> int:
+async def stream_until_checkpointed(settings: IndexerSettings) -> int:
     """Run the `stream` command until it saved a checkpoint after copying, then stop it as SIGTERM would."""
     stop = asyncio.Event()
     command = asyncio.create_task(run_stream_command(settings, stop=stop))
     indexer = build_indexer(settings)
     try:
         async with asyncio.timeout(30):
-            while await indexer.checkpoints.load(settings.indexer_consumer) is None:
+            while await indexer.checkpoints.load(settings.indexer.consumer) is None:
                 assert not command.done(), command.result()
                 await asyncio.sleep(0.05)
     finally:
@@ -103,7 +103,7 @@ def test_main_when_mongodb_unreachable_fails_cleanly(
 ) -> None:
     monkeypatch.setenv("MONGODB_URL", "mongodb://127.0.0.1:9/?directConnection=true")
     monkeypatch.setenv("MONGODB_TIMEOUT_SECONDS", "0.3")
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     started = time.monotonic()
     assert main(["status"]) == 4
     assert time.monotonic() - started < 5
@@ -119,7 +119,7 @@ def test_main_when_backend_unreachable_says_so_with_its_own_code(
     seed(env, 3)
     monkeypatch.setenv(f"{kind.upper()}_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("SEARCH_TIMEOUT_SECONDS", "0.3")
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     assert main(["status"]) == 5
     report = json.loads(capsys.readouterr().out)
     assert report["state"] == "backend-unreachable"
@@ -143,12 +143,12 @@ def test_main_when_check_finds_broken_dependencies_fails_naming_them(
 ) -> None:
     monkeypatch.setenv("ELASTICSEARCH_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("SEARCH_TIMEOUT_SECONDS", "0.3")
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     assert main(["check"]) == 1
     assert "fail search backend (elasticsearch)" in capsys.readouterr().out
     monkeypatch.setenv("MONGODB_URL", "mongodb://indexer:hunter2@127.0.0.1:9/?directConnection=true")
     monkeypatch.setenv("MONGODB_TIMEOUT_SECONDS", "0.3")
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     assert main(["check"]) == 1
     out = capsys.readouterr()
     assert "fail source reachable: mongodb://indexer:***@127.0.0.1:9" in out.out
@@ -206,7 +206,7 @@ def test_main_when_stream_checks_first_and_the_preflight_fails_does_not_stream(
 ) -> None:
     monkeypatch.setenv("ELASTICSEARCH_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("SEARCH_TIMEOUT_SECONDS", "0.3")
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     assert main(["stream", "--check"]) == 1  # returns at once: a stream would run until SIGTERM
     out = capsys.readouterr()
     assert "fail search backend" in out.out

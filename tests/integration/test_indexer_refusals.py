@@ -30,7 +30,7 @@ from pymongo import AsyncMongoClient
 
 from src.indexer.factory import Indexer, build_indexer, read_indexer_status
 from src.search.query import BackendQuery, ParsedQuery, SortSpec
-from src.settings import Settings
+from src.settings import IndexerSettings
 from tests.conftest import ENGINES, drop_all
 from tests.integration.test_indexer_secantus import StreamTask, make_settings, package, settings_env, wait_for
 
@@ -41,17 +41,17 @@ SERVED_WITHIN_SECONDS = 15.0
 """The issue's bound: a change after a refused document is served within this (a real-time bound on
 purpose: before, it was never served at all)."""
 
-type Configure = Callable[..., Settings]
+type Configure = Callable[..., IndexerSettings]
 
 
 @pytest.fixture
 def configure(secantus_url: str, tmp_path: Path) -> Iterator[Configure]:
     """Settings for an engine (with overrides) on a fresh database, alias and consumer; all dropped after."""
-    made: list[Settings] = []
+    made: list[IndexerSettings] = []
 
-    def make(kind: str, **overrides: Any) -> Settings:
-        settings = make_settings(kind, secantus_url, tmp_path).model_copy(
-            update={"indexer_consumer": f"refusals-{uuid.uuid4().hex[:8]}", **overrides}
+    def make(kind: str, **overrides: Any) -> IndexerSettings:
+        settings = make_settings(kind, secantus_url, tmp_path).replace(
+            **{"indexer_consumer": f"refusals-{uuid.uuid4().hex[:8]}", **overrides}
         )
         made.append(settings)
         return settings
@@ -61,26 +61,26 @@ def configure(secantus_url: str, tmp_path: Path) -> Iterator[Configure]:
         asyncio.run(_cleanup(settings))
 
 
-async def _cleanup(settings: Settings) -> None:
+async def _cleanup(settings: IndexerSettings) -> None:
     indexer = build_indexer(settings, invalidation=False)
     try:
         for index in await indexer.backend.list_indices():
             await _unblock(settings, index)
         await drop_all(indexer.backend)
-        await indexer.source._client.drop_database(settings.mongodb_database)
+        await indexer.source._client.drop_database(settings.source.database)
     finally:
         await indexer.close()
 
 
 @pytest.fixture
-async def collection(configure: Configure) -> AsyncIterator[Callable[[Settings], Any]]:
+async def collection(configure: Configure) -> AsyncIterator[Callable[[IndexerSettings], Any]]:
     """The source collection of some settings (one client per test)."""
     clients: list[AsyncMongoClient[Any]] = []
 
-    def of(settings: Settings) -> Any:
-        client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_url)
+    def of(settings: IndexerSettings) -> Any:
+        client: AsyncMongoClient[Any] = AsyncMongoClient(settings.source.url)
         clients.append(client)
-        return client[settings.mongodb_database][settings.mongodb_collection]
+        return client[settings.source.database][settings.source.collection]
 
     yield of
     for client in clients:
@@ -103,8 +103,8 @@ async def served(indexer: Indexer, doc_id: str) -> bool:
         return False
 
 
-async def letters(collection: Any, settings: Settings) -> dict[str, dict[str, Any]]:
-    found = await collection.database[settings.indexer_dead_letter_collection].find({}).to_list()
+async def letters(collection: Any, settings: IndexerSettings) -> dict[str, dict[str, Any]]:
+    found = await collection.database[settings.indexer.dead_letter_collection].find({}).to_list()
     return {str(letter["doc_id"]): letter for letter in found}
 
 
@@ -116,11 +116,11 @@ async def alias_ready(indexer: Indexer) -> bool:
     return await indexer.checkpoints.load(indexer.stream_options.consumer) is not None
 
 
-def engine_url(settings: Settings) -> str:
-    return settings.elasticsearch_url or settings.opensearch_url
+def engine_url(settings: IndexerSettings) -> str:
+    return settings.engine.elasticsearch_url or settings.engine.opensearch_url
 
 
-async def _block(settings: Settings, index: str) -> None:
+async def _block(settings: IndexerSettings, index: str) -> None:
     """What an engine does when its disk passes the flood-stage watermark: every write to `index` is 429."""
     async with httpx.AsyncClient() as client:
         response = await client.put(
@@ -129,7 +129,7 @@ async def _block(settings: Settings, index: str) -> None:
         response.raise_for_status()
 
 
-async def _unblock(settings: Settings, index: str) -> None:
+async def _unblock(settings: IndexerSettings, index: str) -> None:
     if not engine_url(settings):
         return
     async with httpx.AsyncClient() as client:
@@ -140,7 +140,7 @@ async def _unblock(settings: Settings, index: str) -> None:
 
 @pytest.mark.parametrize("kind", ["elasticsearch"])
 async def test_stream_when_a_document_is_over_the_engines_limit_dead_letters_it_and_serves_the_next_change(
-    kind: str, configure: Configure, collection: Callable[[Settings], Any]
+    kind: str, configure: Configure, collection: Callable[[IndexerSettings], Any]
 ) -> None:
     """12 MB: Elasticsearch at a 512 MB heap refuses it alone (indexing pressure, 429 with its figures).
     OpenSearch 2.19 takes a single document up to ~25 MB at that heap, more than a MongoDB document can
@@ -167,7 +167,7 @@ async def test_stream_when_a_document_is_over_the_engines_limit_dead_letters_it_
 
 @pytest.mark.parametrize("kind", ENGINES)
 async def test_stream_when_a_document_is_over_the_size_limit_dead_letters_it_unsent_and_serves_the_next_change(
-    kind: str, configure: Configure, collection: Callable[[Settings], Any]
+    kind: str, configure: Configure, collection: Callable[[IndexerSettings], Any]
 ) -> None:
     settings = configure(kind)  # INDEXER_MAX_DOCUMENT_BYTES at its default, 2 MiB
     source = collection(settings)
@@ -186,7 +186,7 @@ async def test_stream_when_a_document_is_over_the_size_limit_dead_letters_it_uns
 
 @pytest.mark.parametrize("kind", ENGINES)
 async def test_stream_when_ids_have_no_index_id_dead_letters_them_and_keeps_the_others(
-    kind: str, configure: Configure, collection: Callable[[Settings], Any]
+    kind: str, configure: Configure, collection: Callable[[IndexerSettings], Any]
 ) -> None:
     settings = configure(kind)
     source = collection(settings)
@@ -212,7 +212,7 @@ async def test_stream_when_ids_have_no_index_id_dead_letters_them_and_keeps_the_
 
 @pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
 async def test_stream_when_the_mapping_refuses_a_field_dead_letters_it_with_the_engines_reason(
-    kind: str, configure: Configure, collection: Callable[[Settings], Any]
+    kind: str, configure: Configure, collection: Callable[[IndexerSettings], Any]
 ) -> None:
     settings = configure(kind)
     source = collection(settings)
@@ -232,14 +232,14 @@ async def test_stream_when_the_mapping_refuses_a_field_dead_letters_it_with_the_
 
 @pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
 async def test_stream_when_the_engine_refuses_every_write_holds_back_says_stalled_and_catches_up(
-    kind: str, configure: Configure, collection: Callable[[Settings], Any]
+    kind: str, configure: Configure, collection: Callable[[IndexerSettings], Any]
 ) -> None:
     settings = configure(
         kind, indexer_pressure_alert_seconds=1.0, indexer_status_stall_seconds=1.0, indexer_retry_cap_seconds=0.2
     )
     source = collection(settings)
     stream = StreamTask(settings)
-    consumer = settings.indexer_consumer
+    consumer = settings.indexer.consumer
 
     def stalled() -> float | None:
         return REGISTRY.get_sample_value("search_indexer_write_stalled", {"consumer": consumer})
@@ -277,14 +277,14 @@ def _sample(exposition: str, name: str, **labels: str) -> float:
 
 
 async def test_stream_command_when_sigterm_comes_with_a_full_queue_behind_a_refused_write_exits_within_its_grace(
-    configure: Configure, collection: Callable[[Settings], Any]
+    configure: Configure, collection: Callable[[IndexerSettings], Any]
 ) -> None:
     grace = 4.0
     settings = configure("elasticsearch", indexer_batch_max_events=1, indexer_queue_batches=2)
     source = collection(settings)
     metrics = _free_port()
     env = os.environ | settings_env(settings) | {
-        "INDEXER_CONSUMER": settings.indexer_consumer,
+        "INDEXER_CONSUMER": settings.indexer.consumer,
         "INDEXER_METRICS_PORT": str(metrics),
         "INDEXER_SHUTDOWN_GRACE_SECONDS": str(grace),
     }  # fmt: skip
@@ -303,18 +303,18 @@ async def test_stream_command_when_sigterm_comes_with_a_full_queue_behind_a_refu
             # One batch (of one event) held by the writer, two queued, one more read and waiting.
             async with httpx.AsyncClient() as client:
                 text = (await client.get(f"http://127.0.0.1:{metrics}/metrics")).text
-            consumer = settings.indexer_consumer
+            consumer = settings.indexer.consumer
             read = _sample(text, "search_indexer_events_read_total", consumer=consumer)
             refused = _sample(text, "search_indexer_failures_total", consumer=consumer, kind="pressure")
-            return read >= settings.indexer_queue_batches + 2 and refused >= 1
+            return read >= settings.indexer.queue_batches + 2 and refused >= 1
 
         await wait_for(queue_full)
-        before = await indexer.checkpoints.load(settings.indexer_consumer)  # the held batch saves none
+        before = await indexer.checkpoints.load(settings.indexer.consumer)  # the held batch saves none
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         returncode = await asyncio.to_thread(process.wait, 60)
         elapsed = time.monotonic() - started
-        after = await indexer.checkpoints.load(settings.indexer_consumer)
+        after = await indexer.checkpoints.load(settings.indexer.consumer)
     finally:
         if process.poll() is None:
             process.kill()
@@ -330,5 +330,5 @@ async def test_stream_command_when_sigterm_comes_with_a_full_queue_behind_a_refu
     assert after.resume_token == before.resume_token  # nothing after the held batch was acknowledged
 
 
-async def _checkpointed(indexer: Indexer, settings: Settings) -> bool:
-    return await indexer.checkpoints.load(settings.indexer_consumer) is not None
+async def _checkpointed(indexer: Indexer, settings: IndexerSettings) -> bool:
+    return await indexer.checkpoints.load(settings.indexer.consumer) is not None

@@ -26,7 +26,7 @@ from src.indexer.reindex import ReindexOptions, run_reindex
 from src.indexer.runner import run_stream
 from src.search.models import Document
 from src.search.query import BackendQuery, ParsedQuery, SortSpec
-from src.settings import Settings
+from src.settings import IndexerSettings
 from tests.conftest import ENGINES, drop_all, engine_settings, start_secantus, stop_process
 
 pytestmark = pytest.mark.integration
@@ -45,9 +45,9 @@ def package(number: int, **changes: object) -> dict[str, object]:
     }
 
 
-def make_settings(kind: str, url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        **engine_settings(kind),  # type: ignore[arg-type]
+def make_settings(kind: str, url: str, tmp_path: Path) -> IndexerSettings:
+    return IndexerSettings.build(
+        **engine_settings(kind),
         mongodb_url=url,
         mongodb_database=f"it_{uuid.uuid4().hex[:8]}",
         mongodb_collection="packages",
@@ -64,7 +64,7 @@ def make_settings(kind: str, url: str, tmp_path: Path) -> Settings:
     )
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
+def settings_env(settings: IndexerSettings) -> dict[str, str]:
     """The same settings as environment variables, for a subprocess."""
     names = [
         "mongodb_url", "mongodb_database", "mongodb_collection", "index_alias", "tantivy_data_dir",
@@ -72,29 +72,29 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "indexer_metrics_port", "indexer_heartbeat_seconds",
         "indexer_batch_max_events", "indexer_retry_base_seconds", "redis_url",
     ]  # fmt: skip
-    return {name.upper(): str(getattr(settings, name)) for name in names}
+    return {name.upper(): str(settings.value(name)) for name in names}
 
 
 @pytest.fixture(params=ENGINES)
-def settings(request: pytest.FixtureRequest, secantus_url: str, tmp_path: Path) -> Iterator[Settings]:
+def settings(request: pytest.FixtureRequest, secantus_url: str, tmp_path: Path) -> Iterator[IndexerSettings]:
     config = make_settings(str(request.param), secantus_url, tmp_path)
     yield config
     asyncio.run(_cleanup(config))
 
 
-async def _cleanup(settings: Settings) -> None:
+async def _cleanup(settings: IndexerSettings) -> None:
     indexer = build_indexer(settings)
     try:
         await drop_all(indexer.backend)
-        await indexer.source._client.drop_database(settings.mongodb_database)
+        await indexer.source._client.drop_database(settings.source.database)
     finally:
         await indexer.close()
 
 
 @pytest.fixture
-async def collection(settings: Settings) -> AsyncIterator[Any]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_url)
-    yield client[settings.mongodb_database][settings.mongodb_collection]
+async def collection(settings: IndexerSettings) -> AsyncIterator[Any]:
+    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.source.url)
+    yield client[settings.source.database][settings.source.collection]
     await client.close()
 
 
@@ -136,7 +136,7 @@ async def in_sync(indexer: Indexer, collection: Any, dead: set[str] = frozenset(
 class StreamTask:
     """The stream job running in this process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: IndexerSettings) -> None:
         self.indexer = build_indexer(settings)
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(
@@ -157,7 +157,7 @@ class StreamTask:
         await self.indexer.close()
 
 
-async def test_stream_when_documents_change_index_follows(settings: Settings, collection: Any) -> None:
+async def test_stream_when_documents_change_index_follows(settings: IndexerSettings, collection: Any) -> None:
     await collection.insert_many([package(n) for n in range(20)])
     stream = StreamTask(settings)
     try:
@@ -172,27 +172,29 @@ async def test_stream_when_documents_change_index_follows(settings: Settings, co
         assert indexed["pkg-00002"] == {"name": "replaced", "installed_size": 7, "id": "pkg-00002"}
         assert "pkg-00003" not in indexed
         assert "pkg-00100" in indexed
-        checkpoint = await stream.indexer.checkpoints.load(settings.indexer_consumer)
+        checkpoint = await stream.indexer.checkpoints.load(settings.indexer.consumer)
         assert checkpoint is not None
     finally:
         await stream.close()
 
 
 async def test_stream_when_poison_document_dead_letters_it_and_the_rest_flows(
-    settings: Settings, collection: Any
+    settings: IndexerSettings, collection: Any
 ) -> None:
     stream = StreamTask(settings)
     try:
         await wait_for(lambda: _alias_exists(stream.indexer))
         await collection.insert_many([package(1), package(2, installed_size="huge"), package(3)])
         await wait_for(lambda: in_sync(stream.indexer, collection, dead={"pkg-00002"}))
-        letters = await collection.database[settings.indexer_dead_letter_collection].find({}).to_list()
+        letters = await collection.database[settings.indexer.dead_letter_collection].find({}).to_list()
         assert [(letter["doc_id"], "installed_size" in letter["reason"]) for letter in letters] == [("pkg-00002", True)]
     finally:
         await stream.close()
 
 
-async def test_stream_when_killed_mid_batch_resumes_and_loses_nothing(settings: Settings, collection: Any) -> None:
+async def test_stream_when_killed_mid_batch_resumes_and_loses_nothing(
+    settings: IndexerSettings, collection: Any
+) -> None:
     env = os.environ | settings_env(settings)
     command = [sys.executable, "-m", "indexer", "stream"]
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -225,7 +227,7 @@ async def _alias_exists(indexer: Indexer) -> bool:
 
 
 async def test_reindex_when_writes_continue_readers_never_see_a_partial_index(
-    settings: Settings, collection: Any
+    settings: IndexerSettings, collection: Any
 ) -> None:
     await collection.insert_many([package(n) for n in range(300)])
     stream = StreamTask(settings)
@@ -272,7 +274,7 @@ async def test_reindex_when_writes_continue_readers_never_see_a_partial_index(
 
 
 @pytest.fixture(params=ENGINES)
-def short_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+def short_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexerSettings]:
     """A server keeping only 5 oplog entries, so history can be made to expire."""
     engine_settings(str(request.param))  # requires the engine before starting a server a skip would leave running
     url, process = start_secantus(tmp_path / "short", "--oplog-max-entries", "5")
@@ -284,10 +286,10 @@ def short_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Se
         stop_process(process)
 
 
-async def test_stream_when_history_expired_reindexes_by_itself(short_history: Settings) -> None:
+async def test_stream_when_history_expired_reindexes_by_itself(short_history: IndexerSettings) -> None:
     settings = short_history
-    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_url)
-    collection = client[settings.mongodb_database][settings.mongodb_collection]
+    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.source.url)
+    collection = client[settings.source.database][settings.source.collection]
     try:
         await collection.insert_many([package(n) for n in range(10)])
         stream = StreamTask(settings)

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from indexer.cli import main
 from src.search.backends.tantivy import TantivyBackend
 from src.search.schema import load_schema
-from src.settings import get_settings
+from src.settings import get_indexer_settings
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def env(secantus_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     yield values
 
     async def drop() -> None:
@@ -98,7 +98,7 @@ def test_main_seed_then_reindex_serves_the_seeded_documents(env: dict[str, str],
     async def fetch() -> object:
         backend = TantivyBackend(
             tmp_path / "tantivy",
-            schema=load_schema(get_settings().index_schema_path),
+            schema=load_schema(get_indexer_settings().index.schema_path),
             alias=env["INDEX_ALIAS"],
             timeout_seconds=10.0,
         )
@@ -117,6 +117,6 @@ def test_main_seed_when_the_source_is_unreachable_exits_1(
 ) -> None:
     monkeypatch.setenv("MONGODB_URL", "mongodb://127.0.0.1:1/?directConnection=true")
     monkeypatch.setenv("MONGODB_TIMEOUT_SECONDS", "0.5")
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     assert main(["seed", str(_slice(tmp_path, 3))]) == 1
     assert "seeding catalog.packages failed" in capsys.readouterr().err

@@ -36,7 +36,7 @@ from src.indexer.load import load_file
 from src.main import create_app
 from src.search.backends.tantivy import TantivyBackend
 from src.search.schema import load_schema
-from src.settings import Settings
+from src.settings import ApiSettings
 
 NOT_FUZZED = {
     # No parameters and no body to generate; it publishes to the broker (a 503 without one, by design) and
@@ -85,10 +85,10 @@ class Stats:
 
 
 @pytest.fixture(scope="module")
-def demo_settings(tmp_path_factory: pytest.TempPathFactory, secantus_url: str) -> Settings:
+def demo_settings(tmp_path_factory: pytest.TempPathFactory, secantus_url: str) -> ApiSettings:
     """The demo data in a Tantivy index of its own."""
     directory = tmp_path_factory.mktemp("fuzz")
-    config = Settings(
+    config = ApiSettings.build(
         tantivy_data_dir=directory / "tantivy",
         index_alias="fuzz",
         cursor_secret="fuzz-secret",
@@ -103,7 +103,10 @@ def demo_settings(tmp_path_factory: pytest.TempPathFactory, secantus_url: str) -
 
     async def load_demo() -> None:
         backend = TantivyBackend(
-            config.tantivy_data_dir, schema=load_schema(config.index_schema_path), alias="fuzz", timeout_seconds=30
+            config.engine.tantivy_data_dir,
+            schema=load_schema(config.index.schema_path),
+            alias="fuzz",
+            timeout_seconds=30,
         )
         try:
             summary = await load_file(DEMO, backend=backend, batch_size=1_000)
@@ -144,7 +147,7 @@ def fuzz(operation: Any, mode: GenerationMode, stats: Stats) -> None:
     run()
 
 
-def test_openapi_when_fuzzed_has_no_server_error_and_no_schema_violation(demo_settings: Settings) -> None:
+def test_openapi_when_fuzzed_has_no_server_error_and_no_schema_violation(demo_settings: ApiSettings) -> None:
     config = schemathesis.Config.from_dict(
         {"checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "404", "422"]}}}
     )

@@ -27,7 +27,7 @@ from indexer.cli import main as indexer_main
 from src.search.backends.base import SearchBackend
 from src.search.backends.factory import create_backend
 from src.search.schema import load_schema
-from src.settings import Settings, get_settings
+from src.settings import IndexerSettings, get_indexer_settings
 from tests.conftest import ENGINES, drop_all, engine_environment, stop_process
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ ORPHAN_AFTER_SECONDS = 1.0
 @pytest.fixture(params=ENGINES)
 def orphan_settings(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secantus_url: str
-) -> Iterator[Settings]:
+) -> Iterator[IndexerSettings]:
     """Settings (exported to the environment, so the CLI processes share them) for a unique alias."""
     values = {
         "INDEX_ALIAS": f"orphan-{uuid.uuid4().hex[:8]}",
@@ -54,15 +54,15 @@ def orphan_settings(
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    settings = get_settings()
+    get_indexer_settings.cache_clear()
+    settings = get_indexer_settings()
     yield settings
     asyncio.run(_with_backend(settings, drop_all))
 
 
-async def _with_backend[T](settings: Settings, use: Callable[[SearchBackend], Awaitable[T]]) -> T:
+async def _with_backend[T](settings: IndexerSettings, use: Callable[[SearchBackend], Awaitable[T]]) -> T:
     """`use` a backend of the alias, closed afterwards."""
-    backend = create_backend(settings, load_schema(settings.index_schema_path))
+    backend = create_backend(settings, load_schema(settings.index.schema_path))
     try:
         return await use(backend)
     finally:
@@ -116,7 +116,10 @@ async def _wait_older_than(backend: SearchBackend, index: str, seconds: float) -
 
 
 def test_load_when_killed_mid_copy_leaves_an_orphan_that_the_next_load_drops(
-    orphan_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    orphan_settings: IndexerSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     fifo = tmp_path / "documents.jsonl"
     os.mkfifo(fifo)
@@ -140,7 +143,7 @@ def test_load_when_killed_mid_copy_leaves_an_orphan_that_the_next_load_drops(
 
     monkeypatch.setenv("INDEXER_BUILD_HEARTBEAT_SECONDS", str(ORPHAN_AFTER_SECONDS / 2))
     monkeypatch.setenv("INDEXER_ORPHAN_AFTER_SECONDS", str(ORPHAN_AFTER_SECONDS))
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     asyncio.run(_with_backend(orphan_settings, lambda backend: _wait_older_than(backend, orphan, ORPHAN_AFTER_SECONDS)))
     assert indexer_main(["status"]) == 3  # no stream has run: no checkpoint
     status = json.loads(capsys.readouterr().out)

@@ -31,10 +31,10 @@ async def test_read_indexer_status_when_a_reindex_was_requested_shows_it(secantu
     import time
 
     from src.indexer.factory import read_indexer_status
-    from src.settings import Settings
+    from src.settings import IndexerSettings
 
     database = f"status_{uuid.uuid4().hex[:8]}"
-    settings = Settings(
+    settings = IndexerSettings.build(
         mongodb_url=secantus_url,
         mongodb_database=database,
         tantivy_data_dir=tmp_path / "tantivy",
@@ -44,7 +44,7 @@ async def test_read_indexer_status_when_a_reindex_was_requested_shows_it(secantu
     )
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(secantus_url)
     try:
-        log = MongoReindexLog(client[database], settings.indexer_checkpoint_collection, settings.indexer_consumer)  # type: ignore[arg-type]
+        log = MongoReindexLog(client[database], settings.indexer.checkpoint_collection, settings.indexer.consumer)  # type: ignore[arg-type]
         await log.record(request_id="r9", state="running")
         status = await read_indexer_status(settings, now=time.time())
         assert status.get("reindex") == {"request_id": "r9", "state": "running"}, status

@@ -24,7 +24,7 @@ from src.search.models import Document
 from src.search.schema import load_schema
 from src.serverless import api
 from src.serverless.gateway import http_api_event
-from src.settings import get_settings
+from src.settings import get_api_settings
 from tests.conftest import BROKER_URL, ENGINES, drop_all, engine_environment, load, require_broker
 
 pytestmark = pytest.mark.integration
@@ -50,8 +50,8 @@ async def loaded(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     env = engine_env(kind, tmp_path)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    backend = create_backend(get_settings(), load_schema(SCHEMA_PATH))
+    get_api_settings.cache_clear()
+    backend = create_backend(get_api_settings(), load_schema(SCHEMA_PATH))
     await load(backend, demo_documents(300))
     try:
         yield env

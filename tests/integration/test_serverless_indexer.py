@@ -26,7 +26,7 @@ from src.search.schema import load_schema
 from src.serverless import indexer as lambda_indexer
 from src.serverless.docdb import DocDbEvent, docdb_event
 from src.serverless.indexer import AliasMissing, BatchSummary, UnexpectedEvent, build_runtime
-from src.settings import Settings, get_settings
+from src.settings import IndexerSettings, get_indexer_settings
 from tests.conftest import ENGINES, REDIS_URL, drop_all, http_server, load, require_redis
 from tests.integration.test_indexer_secantus import (
     collection_documents,
@@ -42,17 +42,17 @@ ARN = "arn:aws:rds:eu-west-1:123456789012:cluster:search-source"
 
 
 @pytest.fixture(params=ENGINES)
-def settings(request: pytest.FixtureRequest, secantus_url: str, tmp_path: Path) -> Settings:
-    return make_settings(str(request.param), secantus_url, tmp_path).model_copy(update={"indexer_retry_attempts": 2})
+def settings(request: pytest.FixtureRequest, secantus_url: str, tmp_path: Path) -> IndexerSettings:
+    return make_settings(str(request.param), secantus_url, tmp_path).replace(indexer_retry_attempts=2)
 
 
 @pytest.fixture
-async def collection(settings: Settings) -> AsyncIterator[Any]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_url)
+async def collection(settings: IndexerSettings) -> AsyncIterator[Any]:
+    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.source.url)
     try:
-        yield client[settings.mongodb_database][settings.mongodb_collection]
+        yield client[settings.source.database][settings.source.collection]
     finally:
-        await client.drop_database(settings.mongodb_database)
+        await client.drop_database(settings.source.database)
         await client.close()
 
 
@@ -80,17 +80,17 @@ class Recorder:
         return events
 
 
-async def prepared_index(settings: Settings) -> None:
+async def prepared_index(settings: IndexerSettings) -> None:
     """The alias the first reindex task would have created (empty here)."""
-    backend = create_backend(settings, load_schema(settings.index_schema_path))
+    backend = create_backend(settings, load_schema(settings.index.schema_path))
     try:
         await load(backend, [])
     finally:
         await backend.close()
 
 
-async def _drop_index(settings: Settings) -> None:
-    backend = create_backend(settings, load_schema(settings.index_schema_path))
+async def _drop_index(settings: IndexerSettings) -> None:
+    backend = create_backend(settings, load_schema(settings.index.schema_path))
     try:
         await drop_all(backend)
     finally:
@@ -98,7 +98,7 @@ async def _drop_index(settings: Settings) -> None:
 
 
 @pytest.fixture
-async def index(settings: Settings) -> AsyncIterator[None]:
+async def index(settings: IndexerSettings) -> AsyncIterator[None]:
     await prepared_index(settings)
     try:
         yield
@@ -106,7 +106,7 @@ async def index(settings: Settings) -> AsyncIterator[None]:
         await _drop_index(settings)
 
 
-def invoke_all(settings: Settings, events: list[DocDbEvent]) -> list[Any]:
+def invoke_all(settings: IndexerSettings, events: list[DocDbEvent]) -> list[Any]:
     """Each event through the runtime's `__call__` (what `handler` does), in order, on one runtime."""
     runtime = build_runtime(settings)
     try:
@@ -115,7 +115,9 @@ def invoke_all(settings: Settings, events: list[DocDbEvent]) -> list[Any]:
         runtime.close()
 
 
-async def test_handler_when_documents_change_index_follows(settings: Settings, collection: Any, index: None) -> None:
+async def test_handler_when_documents_change_index_follows(
+    settings: IndexerSettings, collection: Any, index: None
+) -> None:
     async with Recorder(collection) as recorder:
         await collection.insert_many([package(n) for n in range(6)])
         await collection.update_one({"_id": "pkg-00001"}, {"$set": {"summary": "updated summary"}})
@@ -128,14 +130,14 @@ async def test_handler_when_documents_change_index_follows(settings: Settings, c
     indexed = await _indexed(settings)
     assert indexed == await collection_documents(collection)
     assert indexed["pkg-00002"] == {"name": "replaced", "installed_size": 7, "id": "pkg-00002"}
-    checkpoint = await collection.database[settings.indexer_checkpoint_collection].find_one(
-        {"_id": settings.indexer_consumer}
+    checkpoint = await collection.database[settings.indexer.checkpoint_collection].find_one(
+        {"_id": settings.indexer.consumer}
     )
     assert checkpoint is not None
     assert checkpoint["token"] == batches[1]["events"][-1]["event"]["_id"]
 
 
-async def _indexed(settings: Settings) -> dict[str, Any]:
+async def _indexed(settings: IndexerSettings) -> dict[str, Any]:
     from src.indexer.factory import build_indexer
 
     indexer = build_indexer(settings, invalidation=False)
@@ -146,7 +148,7 @@ async def _indexed(settings: Settings) -> dict[str, Any]:
 
 
 async def test_handler_when_poison_document_dead_letters_it_and_the_batch_succeeds(
-    settings: Settings, collection: Any, index: None
+    settings: IndexerSettings, collection: Any, index: None
 ) -> None:
     async with Recorder(collection) as recorder:
         await collection.insert_many([package(1), package(2, installed_size="huge"), package(3)])
@@ -157,7 +159,7 @@ async def test_handler_when_poison_document_dead_letters_it_and_the_batch_succee
     [summary] = await asyncio.to_thread(invoke_all, settings, [event])
     assert (summary["written"], summary["dead_lettered"]) == (2, 2)
     assert set(await _indexed(settings)) == {"pkg-00001", "pkg-00003"}
-    letters = await collection.database[settings.indexer_dead_letter_collection].find({}).sort("doc_id").to_list()
+    letters = await collection.database[settings.indexer.dead_letter_collection].find({}).sort("doc_id").to_list()
     assert [(letter["doc_id"], "installed_size" in letter["reason"]) for letter in letters] == [
         ("pkg-00002", True),
         ("pkg-00009", False),
@@ -165,9 +167,9 @@ async def test_handler_when_poison_document_dead_letters_it_and_the_batch_succee
 
 
 async def test_handler_when_an_id_or_a_size_is_refused_dead_letters_it_unsent_and_the_batch_succeeds(
-    settings: Settings, collection: Any, index: None
+    settings: IndexerSettings, collection: Any, index: None
 ) -> None:
-    limited = settings.model_copy(update={"indexer_max_document_bytes": 4096})
+    limited = settings.replace(indexer_max_document_bytes=4096)
     async with Recorder(collection) as recorder:
         await collection.insert_many(
             [package(1), {"_id": {"a": 1}, "name": "keyed by a document"}, package(3, description="word " * 2000)]
@@ -176,7 +178,7 @@ async def test_handler_when_an_id_or_a_size_is_refused_dead_letters_it_unsent_an
     [summary] = await asyncio.to_thread(invoke_all, limited, [docdb_event(raw, source_arn=ARN)])
     assert (summary["written"], summary["dead_lettered"]) == (1, 2)
     assert set(await _indexed(limited)) == {"pkg-00001"}
-    found = await collection.database[settings.indexer_dead_letter_collection].find({}).to_list()
+    found = await collection.database[settings.indexer.dead_letter_collection].find({}).to_list()
     reasons = {letter["doc_id"]: letter["reason"] for letter in found}
     assert sorted(reasons) == ["pkg-00003", '{"a": 1}']
     assert re.fullmatch(r"document is \d+ bytes, over INDEXER_MAX_DOCUMENT_BYTES=4096", reasons["pkg-00003"])
@@ -184,7 +186,7 @@ async def test_handler_when_an_id_or_a_size_is_refused_dead_letters_it_unsent_an
 
 
 async def test_handler_when_older_event_is_replayed_keeps_the_newer_document(
-    settings: Settings, collection: Any, index: None
+    settings: IndexerSettings, collection: Any, index: None
 ) -> None:
     async with Recorder(collection) as recorder:
         await collection.insert_one(package(1, summary="first"))
@@ -230,30 +232,31 @@ def flaky_proxy(upstream: str, received: list[str]) -> type[http.server.BaseHTTP
 
 
 async def test_handler_when_bulk_fails_transiently_fails_the_invocation(secantus_url: str, tmp_path: Path) -> None:
-    settings = make_settings("elasticsearch", secantus_url, tmp_path).model_copy(
-        update={"indexer_retry_attempts": 2, "indexer_retry_base_seconds": 0.01}
+    settings = make_settings("elasticsearch", secantus_url, tmp_path).replace(
+        indexer_retry_attempts=2,
+        indexer_retry_base_seconds=0.01,
     )
     await prepared_index(settings)
-    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_url)
-    collection = client[settings.mongodb_database][settings.mongodb_collection]
+    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.source.url)
+    collection = client[settings.source.database][settings.source.collection]
     received: list[str] = []
     try:
         async with Recorder(collection) as recorder:
             await collection.insert_one(package(1))
             event = docdb_event(await recorder.take(1), source_arn=ARN)
-        with http_server(flaky_proxy(settings.elasticsearch_url, received)) as proxy:
-            flaky = settings.model_copy(update={"elasticsearch_url": proxy})
+        with http_server(flaky_proxy(settings.engine.elasticsearch_url, received)) as proxy:
+            flaky = settings.replace(elasticsearch_url=proxy)
             with pytest.raises(SearchUnavailable):
                 await asyncio.to_thread(invoke_all, flaky, [event])
         assert sum("/_bulk" in line for line in received) >= 2  # retried, then given up: Lambda retries the batch
-        checkpoints = collection.database[settings.indexer_checkpoint_collection]
-        assert await checkpoints.find_one({"_id": settings.indexer_consumer}) is None  # nothing acknowledged
+        checkpoints = collection.database[settings.indexer.checkpoint_collection]
+        assert await checkpoints.find_one({"_id": settings.indexer.consumer}) is None  # nothing acknowledged
         [summary] = await asyncio.to_thread(invoke_all, settings, [event])  # Lambda's retry, the engine back
         assert summary["written"] == 1
         assert set(await _indexed(settings)) == {"pkg-00001"}
     finally:
         await _drop_index(settings)
-        await client.drop_database(settings.mongodb_database)
+        await client.drop_database(settings.source.database)
         await client.close()
 
 
@@ -261,8 +264,9 @@ async def test_handler_when_source_is_unreachable_fails_the_invocation(tmp_path:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"mongodb://127.0.0.1:{sock.getsockname()[1]}/?directConnection=true"
-    settings = make_settings("tantivy", closed, tmp_path).model_copy(
-        update={"indexer_retry_attempts": 1, "mongodb_timeout_seconds": 0.3}
+    settings = make_settings("tantivy", closed, tmp_path).replace(
+        indexer_retry_attempts=1,
+        mongodb_timeout_seconds=0.3,
     )
     await prepared_index(settings)
     event: DocDbEvent = {"eventSource": "aws:docdb", "events": []}
@@ -304,10 +308,10 @@ async def test_handler_when_batch_is_applied_invalidates_the_cache_and_purges_be
     received: list[tuple[str, str]] = []
     base = make_settings("tantivy", secantus_url, tmp_path)
     await prepared_index(base)
-    client: AsyncMongoClient[Any] = AsyncMongoClient(base.mongodb_url)
-    collection = client[base.mongodb_database][base.mongodb_collection]
-    namespace = cache_policy(base.model_copy(update={"redis_url": REDIS_URL})).namespace
-    key = generation_key(namespace, load_schema(base.index_schema_path).fingerprint)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(base.source.url)
+    collection = client[base.source.database][base.source.collection]
+    namespace = cache_policy(base.replace(redis_url=REDIS_URL)).namespace
+    key = generation_key(namespace, load_schema(base.index.schema_path).fingerprint)
     store = redis.Redis.from_url(REDIS_URL)
     try:
         async with Recorder(collection) as recorder:
@@ -322,7 +326,7 @@ async def test_handler_when_batch_is_applied_invalidates_the_cache_and_purges_be
             }
             for name, value in env.items():
                 monkeypatch.setenv(name, value)
-            get_settings.cache_clear()
+            get_indexer_settings.cache_clear()
             before = int(store.get(key) or 0)
 
             def once() -> BatchSummary:
@@ -339,5 +343,5 @@ async def test_handler_when_batch_is_applied_invalidates_the_cache_and_purges_be
     finally:
         store.delete(key)
         store.close()
-        await client.drop_database(base.mongodb_database)
+        await client.drop_database(base.source.database)
         await client.close()

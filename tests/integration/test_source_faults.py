@@ -11,7 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from src.observability.metrics import INDEXER_FAILURES
-from src.settings import Settings
+from src.settings import IndexerSettings
 from tests.conftest import start_secantus, stop_process
 from tests.integration.test_indexer_secantus import StreamTask, in_sync, make_settings, package, wait_for
 
@@ -28,7 +28,7 @@ def faulty_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(faulty_url: str, tmp_path: Path) -> Settings:
+def settings(faulty_url: str, tmp_path: Path) -> IndexerSettings:
     return make_settings("tantivy", faulty_url, tmp_path)
 
 
@@ -42,9 +42,9 @@ async def admin(faulty_url: str) -> AsyncIterator[AsyncMongoClient[Any]]:
         await client.close()
 
 
-def restarts(settings: Settings) -> float:
+def restarts(settings: IndexerSettings) -> float:
     """How often the stream restarted from its checkpoint (the process's own counter)."""
-    return float(INDEXER_FAILURES.labels(settings.indexer_consumer, "restart")._value.get())
+    return float(INDEXER_FAILURES.labels(settings.indexer.consumer, "restart")._value.get())
 
 
 async def fail(admin: AsyncMongoClient[Any], times: int, commands: list[str], **data: object) -> None:
@@ -54,9 +54,9 @@ async def fail(admin: AsyncMongoClient[Any], times: int, commands: list[str], **
 
 
 async def test_stream_when_get_more_loses_the_connection_resumes_without_loss(
-    settings: Settings, admin: AsyncMongoClient[Any]
+    settings: IndexerSettings, admin: AsyncMongoClient[Any]
 ) -> None:
-    collection = admin[settings.mongodb_database][settings.mongodb_collection]
+    collection = admin[settings.source.database][settings.source.collection]
     await collection.insert_many([package(n) for n in range(20)])
     stream = StreamTask(settings)
     try:
@@ -73,9 +73,9 @@ async def test_stream_when_get_more_loses_the_connection_resumes_without_loss(
 
 
 async def test_stream_when_get_more_says_history_lost_reindexes_by_itself(
-    settings: Settings, admin: AsyncMongoClient[Any]
+    settings: IndexerSettings, admin: AsyncMongoClient[Any]
 ) -> None:
-    collection = admin[settings.mongodb_database][settings.mongodb_collection]
+    collection = admin[settings.source.database][settings.source.collection]
     await collection.insert_many([package(n) for n in range(10)])
     stream = StreamTask(settings)
     try:
@@ -90,20 +90,20 @@ async def test_stream_when_get_more_says_history_lost_reindexes_by_itself(
 
 
 async def test_stream_when_checkpoint_write_fails_applies_the_batch_again_and_converges(
-    settings: Settings, admin: AsyncMongoClient[Any]
+    settings: IndexerSettings, admin: AsyncMongoClient[Any]
 ) -> None:
-    collection = admin[settings.mongodb_database][settings.mongodb_collection]
-    checkpoints = admin[settings.mongodb_database][settings.indexer_checkpoint_collection]
+    collection = admin[settings.source.database][settings.source.collection]
+    checkpoints = admin[settings.source.database][settings.indexer.checkpoint_collection]
     await collection.insert_many([package(n) for n in range(10)])
     stream = StreamTask(settings)
     try:
         await wait_for(lambda: in_sync(stream.indexer, collection))
 
         async def checkpointed() -> bool:
-            return await checkpoints.find_one({"_id": settings.indexer_consumer}) is not None
+            return await checkpoints.find_one({"_id": settings.indexer.consumer}) is not None
 
         await wait_for(checkpointed)
-        before = await checkpoints.find_one({"_id": settings.indexer_consumer})
+        before = await checkpoints.find_one({"_id": settings.indexer.consumer})
         restarted = restarts(settings)
         await fail(admin, 8, ["update"], errorCode=50, errmsg="injected: checkpoint write timed out")
         await collection.insert_many([package(n) for n in range(10, 40)])  # inserts: only the checkpoint updates fail
@@ -111,7 +111,7 @@ async def test_stream_when_checkpoint_write_fails_applies_the_batch_again_and_co
         assert before is not None
 
         async def moved_on() -> bool:  # once checkpoint writes go through again, the checkpoint moves on
-            after = await checkpoints.find_one({"_id": settings.indexer_consumer})
+            after = await checkpoints.find_one({"_id": settings.indexer.consumer})
             return after is not None and after["token"] != before["token"]
 
         await wait_for(moved_on, timeout=30)

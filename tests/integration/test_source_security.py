@@ -14,7 +14,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from indexer.cli import main
-from src.settings import get_settings
+from src.settings import get_indexer_settings
 from tests.conftest import IN_CI, start_secantus, stop_process
 from tests.integration.test_indexer_cli import stream_until_checkpointed
 
@@ -87,7 +87,7 @@ def env(secure_source: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.Mon
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     return values
 
 
@@ -96,7 +96,7 @@ def test_main_when_source_needs_tls_and_auth_checks_streams_and_reindexes(
 ) -> None:
     assert main(["check"]) == 0
     assert capsys.readouterr().out.startswith("ok   source reachable")
-    assert asyncio.run(stream_until_checkpointed(get_settings())) == 0
+    assert asyncio.run(stream_until_checkpointed(get_indexer_settings())) == 0
     assert main(["reindex"]) == 0
     assert "0 documents" in capsys.readouterr().out
 
@@ -105,7 +105,7 @@ def test_main_when_password_is_wrong_fails_clearly_without_the_secret(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("MONGODB_PASSWORD", "wrong-password")
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     assert main(["check"]) == 1
     out = capsys.readouterr()
     assert "fail source authentication" in out.out
@@ -118,7 +118,7 @@ def test_main_when_ca_is_not_given_fails_to_reach_the_tls_source(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("MONGODB_TLS_CA_FILE")
-    get_settings.cache_clear()
+    get_indexer_settings.cache_clear()
     assert main(["check"]) == 1
     out = capsys.readouterr().out
     assert "fail source reachable" in out

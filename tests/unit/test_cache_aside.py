@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import fakeredis
 import pytest
+from loguru import logger
 
 from src.cache import aside as aside_module
 from src.cache.aside import CacheAside, CachePolicy, Computed
@@ -18,8 +19,7 @@ from src.cache.memory import MemoryCache
 from src.cache.models import CacheEntry
 from src.cache.null import NullCache
 from src.cache.redis import RedisCache
-from src.resilience import CircuitBreaker
-from src.search.errors import Overloaded, SearchUnavailable
+from src.resilience import CircuitBreaker, Overloaded, Unavailable
 
 POLICY = CachePolicy(
     soft_ttl_seconds=10,
@@ -50,6 +50,8 @@ class Backend:
     gate: asyncio.Event | None = None
     """When set, compute waits for it (a backend that is slow until the test says otherwise)."""
     fail: bool = False
+    error: Exception = field(default_factory=lambda: Unavailable("backend down", dependency="search"))
+    """What compute raises when `fail` is set."""
     status: int = 200
     bodies: list[bytes] = field(default_factory=list)
 
@@ -58,7 +60,7 @@ class Backend:
         if self.gate is not None:
             await self.gate.wait()
         if self.fail:
-            raise SearchUnavailable("backend down")
+            raise self.error
         body = self.bodies[min(self.calls, len(self.bodies)) - 1] if self.bodies else b'{"n": %d}' % self.calls
         keys = ("doc-a",) if generation is None else ("doc-a", f"gen-{generation}")
         return Computed(self.status, body, "application/json", keys)
@@ -162,13 +164,13 @@ async def test_fetch_generational_when_backend_fails_past_grace_raises() -> None
     await aside.fetch_generational(KEY, backend.compute, route="search")
     backend.fail = True
     clock.now += 151
-    with pytest.raises(SearchUnavailable):
+    with pytest.raises(Unavailable):
         await aside.fetch_generational(KEY, backend.compute, route="search")
 
 
 async def test_fetch_generational_when_backend_fails_and_nothing_cached_raises() -> None:
     aside = make(Clock())
-    with pytest.raises(SearchUnavailable):
+    with pytest.raises(Unavailable):
         await aside.fetch_generational(KEY, Backend(fail=True).compute, route="search")
 
 
@@ -258,6 +260,23 @@ async def test_fetch_when_refresh_fails_keeps_serving_stale() -> None:
     backend.fail = True
     assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "STALE"
     await aside.drain()
+    assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "STALE"
+
+
+async def test_fetch_when_refresh_is_refused_logs_it_and_keeps_the_entry() -> None:
+    clock, backend = Clock(), Backend()
+    aside = make(clock)
+    await aside.fetch("k", backend.compute, route="document")
+    clock.now += 20
+    backend.fail, backend.error = True, ValueError("the engine refused the request")
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "STALE"
+        await aside.drain()
+    finally:
+        logger.remove(sink)
+    assert any("background refresh of k failed" in line for line in warnings)
     assert (await aside.fetch("k", backend.compute, route="document")).x_cache == "STALE"
 
 

@@ -99,13 +99,14 @@ def test_indexer_module_when_run_exits_with_cli_code(
         ),
     ],
 )
+@pytest.mark.parametrize("process", ["api", "indexer"])
 def test_settings_or_exit_when_settings_invalid_exits_naming_them(
-    variables: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+    variables: dict[str, str], message: str, process: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from src.settings import settings_or_exit
+    from src.settings import ApiSettings, IndexerSettings, settings_or_exit
 
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as exited:
-        settings_or_exit()
+        settings_or_exit(ApiSettings if process == "api" else IndexerSettings)
     assert str(exited.value.code).startswith(message)

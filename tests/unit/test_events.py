@@ -6,14 +6,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import fakeredis
+import pytest
 from faststream.rabbit import RabbitBroker, TestRabbitBroker
 
+from src.cache.base import Cache
 from src.cache.keys import document_key, generation_key
 from src.cache.memory import MemoryCache
+from src.cache.null import NullCache
+from src.cache.redis import RedisCache
 from src.cache.tiered import TieredCache
 from src.events import INVALIDATIONS, REINDEX_QUEUE, Invalidation, ReindexRequest, apply_invalidation, publish
 from src.indexer.reindex import ReindexResult
 from src.indexer.requests import ReindexRequests
+from src.resilience import CircuitBreaker
 
 NS, FP = "ns:alias", "schema:v1"
 
@@ -50,6 +56,32 @@ async def test_apply_invalidation_when_memory_only_deletes_and_moves_its_own_gen
     await apply_invalidation(cache, event, namespace=NS, schema_fingerprint=FP)
     assert await cache.get(key) is None
     assert await cache.incr(generation_key(NS, FP)) == 2  # the event moved it to 1
+
+
+async def test_apply_invalidation_when_tiered_event_has_no_generation_keeps_the_known_one() -> None:
+    cache = _tiered()
+    key = document_key(NS, FP, "a")
+    await cache.set(key, b"old", 60)
+    await cache.incr(generation_key(NS, FP))
+    event = Invalidation(namespace=NS, schema_fingerprint=FP, ids=["a"], generation=None)
+    assert await apply_invalidation(cache, event, namespace=NS, schema_fingerprint=FP) == 1
+    assert cache.near.get_aged(key) is None
+    assert await cache.generation(generation_key(NS, FP)) == 1
+
+
+@pytest.mark.parametrize("kind", ["redis", "none"])
+async def test_apply_invalidation_when_nothing_is_held_in_process_leaves_the_shared_cache(kind: str) -> None:
+    breaker = CircuitBreaker(failure_threshold=3, reset_seconds=1)
+    cache: Cache = (
+        RedisCache(fakeredis.FakeAsyncRedis(), timeout_seconds=1, breaker=breaker) if kind == "redis" else NullCache()
+    )
+    key = document_key(NS, FP, "a")
+    await cache.set(key, b"shared", 60)
+    event = Invalidation(namespace=NS, schema_fingerprint=FP, ids=["a"], generation=3)
+    assert await apply_invalidation(cache, event, namespace=NS, schema_fingerprint=FP) == 1
+    assert await cache.get(key) == (b"shared" if kind == "redis" else None)  # the indexer deletes shared entries
+    assert (await cache.get_generational(generation_key(NS, FP), "p", "s"))[0] == 0
+    await cache.close()
 
 
 async def test_apply_invalidation_when_for_another_alias_ignores_it() -> None:

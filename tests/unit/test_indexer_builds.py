@@ -13,7 +13,7 @@ from src.indexer.errors import ReindexFailed
 from src.indexer.reindex import ReindexOptions, ReindexResult, run_reindex
 from src.search.backends.base import BulkItemResult, IndexAction
 from src.search.errors import SearchUnavailable
-from src.settings import Settings
+from src.settings import PipelineSettings
 from tests.fakes.search_backend import FakeSearchBackend
 from tests.fixtures.catalog import SCHEMA
 from tests.unit.test_indexer_pipeline import Harness
@@ -249,8 +249,5 @@ async def test_run_reindex_when_cancelled_mid_copy_drops_its_new_index() -> None
 
 def test_settings_when_the_orphan_bound_is_under_two_heartbeats_refuses_it() -> None:
     with pytest.raises(ValidationError, match="INDEXER_ORPHAN_AFTER_SECONDS must be at least twice"):
-        Settings(indexer_build_heartbeat_seconds=60.0, indexer_orphan_after_seconds=100.0)
-    assert (
-        Settings(indexer_build_heartbeat_seconds=0.5, indexer_orphan_after_seconds=1.0).indexer_orphan_after_seconds
-        == 1.0
-    )
+        PipelineSettings(build_heartbeat_seconds=60.0, orphan_after_seconds=100.0)
+    assert PipelineSettings(build_heartbeat_seconds=0.5, orphan_after_seconds=1.0).orphan_after_seconds == 1.0

@@ -24,7 +24,7 @@ from src.search.backends.factory import create_backend
 from src.search.backends.opensearch import OpenSearchBackend, create_opensearch_backend
 from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.query import BackendQuery, ParsedQuery, SortSpec, Term
-from src.settings import Settings
+from src.settings import EngineSettings, ProcessSettings
 from tests.conftest import http_server
 from tests.fixtures.catalog import SCHEMA
 
@@ -247,7 +247,7 @@ async def test_get_when_document_missing_returns_none_but_missing_index_is_unava
 
 def test_settings_when_both_engine_urls_set_refuses_to_start() -> None:
     with pytest.raises(ValidationError, match="ELASTICSEARCH_URL and OPENSEARCH_URL are both set"):
-        Settings(elasticsearch_url="http://127.0.0.1:9200", opensearch_url="http://127.0.0.1:9201")
+        EngineSettings(elasticsearch_url="http://127.0.0.1:9200", opensearch_url="http://127.0.0.1:9201")
 
 
 @pytest.mark.parametrize(
@@ -263,18 +263,20 @@ def test_settings_when_both_engine_urls_set_refuses_to_start() -> None:
 def test_opensearch_signing_region_when_configured_follows_the_documented_rule(
     fields: dict[str, Any], region: str | None
 ) -> None:
-    settings = Settings(opensearch_url="https://search.example", **fields)
-    assert settings.backend_kind == "opensearch"
-    assert settings.opensearch_signing_region == region
+    engine = EngineSettings(opensearch_url="https://search.example", **fields)
+    assert engine.kind == "opensearch"
+    assert engine.opensearch_signing_region == region
 
 
 def test_opensearch_signing_region_when_sigv4_forced_without_region_raises() -> None:
     with pytest.raises(ValueError, match="AWS_REGION"):
-        _ = Settings(opensearch_url="https://search.example", opensearch_sigv4=True).opensearch_signing_region
+        _ = EngineSettings(opensearch_url="https://search.example", opensearch_sigv4=True).opensearch_signing_region
 
 
 async def test_create_backend_when_opensearch_url_set_builds_the_signed_backend(aws_environment: None) -> None:
-    settings = Settings(opensearch_url="https://search.example", aws_region=REGION, opensearch_aws_service="aoss")
+    settings = ProcessSettings.build(
+        opensearch_url="https://search.example", aws_region=REGION, opensearch_aws_service="aoss"
+    )
     backend = create_backend(settings, SCHEMA)
     try:
         assert isinstance(backend, OpenSearchBackend)
@@ -286,7 +288,9 @@ async def test_create_backend_when_opensearch_url_set_builds_the_signed_backend(
 
 
 async def test_create_backend_when_opensearch_has_a_user_sends_basic_auth() -> None:
-    settings = Settings(opensearch_url="http://127.0.0.1:9", opensearch_username="admin", opensearch_password="pw")
+    settings = ProcessSettings.build(
+        opensearch_url="http://127.0.0.1:9", opensearch_username="admin", opensearch_password="pw"
+    )
     backend = create_backend(settings, SCHEMA)
     try:
         assert isinstance(backend, OpenSearchBackend)

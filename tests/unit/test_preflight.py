@@ -166,18 +166,20 @@ def test_redacted_when_url_has_a_password_hides_it(url: str, shown: str) -> None
 
 def test_source_connection_when_settings_left_empty_uses_no_tls_files_and_no_password() -> None:
     from src.indexer.factory import source_connection
-    from src.settings import Settings
+    from src.settings import IndexerSettings
 
-    empty = source_connection(Settings(mongodb_tls_ca_file="", mongodb_password="", mongodb_username=""))
+    empty = source_connection(
+        IndexerSettings.build(mongodb_tls_ca_file="", mongodb_password="", mongodb_username="").source
+    )
     assert (empty.tls_ca_file, empty.password, empty.username) == (None, None, "")
     full = source_connection(
-        Settings(
+        IndexerSettings.build(
             mongodb_flavor="documentdb",
             mongodb_tls=True,
             mongodb_tls_ca_file="/ca.pem",
             mongodb_username="indexer",
             mongodb_password="pw",
-        )
+        ).source
     )
     assert (full.flavor, full.tls, full.tls_ca_file, full.password) == ("documentdb", True, "/ca.pem", "pw")
-    assert "pw" not in repr(Settings(mongodb_password="pw"))
+    assert "pw" not in repr(IndexerSettings.build(mongodb_password="pw"))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from src.resilience import CircuitBreaker
+from src.resilience import CircuitBreaker, Overloaded, Unavailable
+from src.search.errors import SearchError, SearchUnavailable
 
 
 class FakeClock:
@@ -191,3 +192,17 @@ def test_circuit_breaker_release_when_trial_rejected_frees_the_trial_without_clo
     breaker.release()  # the trial's input was rejected: it proved nothing
     assert _state(breaker) == "half-open"
     assert breaker.allow() is True
+
+
+def test_overloaded_names_capacity_as_the_dependency() -> None:
+    refused = Overloaded("32 engine calls in flight")
+    assert isinstance(refused, Unavailable)
+    assert (refused.detail, refused.dependency) == ("32 engine calls in flight", "capacity")
+
+
+def test_search_unavailable_is_an_unavailable_and_a_search_error() -> None:
+    down = SearchUnavailable("elasticsearch search: ConnectionTimeout")
+    assert isinstance(down, Unavailable)
+    assert isinstance(down, SearchError)
+    assert (down.detail, down.dependency) == ("elasticsearch search: ConnectionTimeout", "search")
+    assert SearchUnavailable("warming up", dependency="engine").dependency == "engine"

@@ -4,52 +4,53 @@ from __future__ import annotations
 
 from src.search.backends.base import SearchBackend
 from src.search.schema import IndexSchema
-from src.settings import Settings
+from src.settings import ProcessSettings
 
 
-def create_backend(settings: Settings, schema: IndexSchema) -> SearchBackend:
+def create_backend(settings: ProcessSettings, schema: IndexSchema) -> SearchBackend:
     """Elasticsearch or OpenSearch when its URL is set, otherwise the embedded Tantivy index."""
     # Each engine's module (and its client) is imported only when it is the configured one: a cold
     # start (a Lambda, say) loads one client, never Tantivy beside Elasticsearch.
-    if settings.backend_kind == "elasticsearch":
+    engine, alias = settings.engine, settings.index.alias
+    if engine.kind == "elasticsearch":
         from src.search.backends.elasticsearch import create_elasticsearch_backend
 
-        password = settings.elasticsearch_password
+        password = engine.elasticsearch_password
         return create_elasticsearch_backend(
-            url=settings.elasticsearch_url,
+            url=engine.elasticsearch_url,
             schema=schema,
-            alias=settings.index_alias,
-            timeout_seconds=settings.search_timeout_seconds,
-            api_key=settings.elasticsearch_api_key.get_secret_value() if settings.elasticsearch_api_key else None,
-            basic_auth=(settings.elasticsearch_username, password.get_secret_value())
-            if settings.elasticsearch_username and password
+            alias=alias,
+            timeout_seconds=engine.timeout_seconds,
+            api_key=engine.elasticsearch_api_key.get_secret_value() if engine.elasticsearch_api_key else None,
+            basic_auth=(engine.elasticsearch_username, password.get_secret_value())
+            if engine.elasticsearch_username and password
             else None,
-            replicas=settings.elasticsearch_replicas,
-            refresh_interval=settings.elasticsearch_refresh_interval,
+            replicas=engine.elasticsearch_replicas,
+            refresh_interval=engine.elasticsearch_refresh_interval,
         )
-    if settings.backend_kind == "opensearch":
+    if engine.kind == "opensearch":
         from src.search.backends.opensearch import create_opensearch_backend
 
-        secret = settings.opensearch_password
+        secret = engine.opensearch_password
         return create_opensearch_backend(
-            url=settings.opensearch_url,
+            url=engine.opensearch_url,
             schema=schema,
-            alias=settings.index_alias,
-            timeout_seconds=settings.search_timeout_seconds,
-            basic_auth=(settings.opensearch_username, secret.get_secret_value())
-            if settings.opensearch_username and secret
+            alias=alias,
+            timeout_seconds=engine.timeout_seconds,
+            basic_auth=(engine.opensearch_username, secret.get_secret_value())
+            if engine.opensearch_username and secret
             else None,
-            aws_region=settings.opensearch_signing_region,
-            aws_service=settings.opensearch_aws_service,
-            replicas=settings.opensearch_replicas,
-            refresh_interval=settings.opensearch_refresh_interval,
+            aws_region=engine.opensearch_signing_region,
+            aws_service=engine.opensearch_aws_service,
+            replicas=engine.opensearch_replicas,
+            refresh_interval=engine.opensearch_refresh_interval,
         )
     from src.search.backends.tantivy import TantivyBackend
 
     return TantivyBackend(
-        settings.tantivy_data_dir,
+        engine.tantivy_data_dir,
         schema=schema,
-        alias=settings.index_alias,
-        timeout_seconds=settings.search_timeout_seconds,
-        reload_interval_seconds=settings.tantivy_reload_interval_seconds,
+        alias=alias,
+        timeout_seconds=engine.timeout_seconds,
+        reload_interval_seconds=engine.tantivy_reload_interval_seconds,
     )

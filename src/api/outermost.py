@@ -1,7 +1,9 @@
 """The outermost of our ASGI middleware: request id, RED metrics and one access-log line per request.
 
 It wraps everything the service adds (limits, HEAD, the fast-hit path, the routes), so a fast cache
-hit is counted, timed, traced and logged like every other request.
+hit is counted, timed, traced and logged like every other request. It lives in the API layer because it
+joins the observability tools (src/observability: metrics, tracing, the access log) with the edge's
+own security headers and problem responses; the observability package knows nothing of HTTP routes.
 
 - Tracing (when a tracer provider is configured): one SERVER span per request, continuing the W3C
   `traceparent`/`tracestate` of the gateway (the global propagator), named `METHOD route` with the
