@@ -40,7 +40,7 @@ def event_version(cluster_time: ClusterTime, seq: int) -> int:
 
     Layout (fits a signed 64-bit integer, as Elasticsearch's external versions need): 31 bits of
     seconds, 21 bits of increment, 10 bits of sequence. Increments above 2^21 in one second or more than
-    1023 events sharing one cluster time saturate (see README).
+    1023 events sharing one cluster time saturate (see docs/decisions.md).
     """
     inc = min(cluster_time.inc, (1 << _INC_BITS) - 1)
     return (cluster_time.time << (_INC_BITS + _SEQ_BITS)) | (inc << _SEQ_BITS) | min(seq, MAX_SEQ)

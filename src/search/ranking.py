@@ -24,7 +24,7 @@ The schema lists the rules, most significant first (Meilisearch's `rankingRules`
 - then the custom ranking fields' exact values, then the id (engine sort keys, not part of the score).
 
 The default order (`schema.DEFAULT_RULES`): words, name, two_typos, proximity, attribute, exactness, custom,
-typo, bm25. Measured on catalogues with popularity (npm, PyPI; the README has the figures), it keeps the
+typo, bm25. Measured on catalogues with popularity (npm, PyPI; docs/benchmarks.md has the figures), it keeps the
 famous packages that contain the query first (`react` → react-dom, not `reactn` one typo away), lets a famous
 name one typo from an obscure exact one reach the first page (a misspelling that is another real name), and
 still puts a name typed as a prefix before a typo. Its cost: a match with one typo in a more important field

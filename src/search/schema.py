@@ -31,7 +31,7 @@ RULES = (
 )
 """Every ranking rule; `id` (ascending) always breaks the last ties and is not listed."""
 DEFAULT_RULES = ("words", "name", "two_typos", "proximity", "attribute", "exactness", "custom", "typo", "bm25")
-"""The order measured best on catalogues with popularity (see src/search/ranking.py and the README's
+"""The order measured best on catalogues with popularity (see src/search/ranking.py and docs/relevance.md's
 figures): a name as typed first, words with two typos last, then Meilisearch's proximity, attribute and
 exactness, the custom ranking before the last typo count."""
 TIER_RULES = frozenset(

@@ -78,7 +78,7 @@ async def handle_batch(
         raise UnexpectedEvent(f"not a DocumentDB event-source batch (eventSource={event.get('eventSource')!r})")
     sink, consumer = indexer.sink, indexer.sink.consumer
     if await indexer.backend.current_index() is None:
-        raise AliasMissing("the index alias does not exist: run the reindex task once (see README, Deploying to AWS)")
+        raise AliasMissing("the index alias does not exist: run the reindex task once (see docs/deploying.md)")
     previous = await retrying(
         lambda: indexer.checkpoints.load(consumer), policy=sink.retry, transient=(SourceUnavailable,)
     )

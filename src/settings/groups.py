@@ -239,7 +239,7 @@ class PipelineSettings(Group):
     status_stall_seconds: float = Field(default=60.0, gt=0)
     max_document_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     """Documents whose JSON encoding is larger are dead-lettered unsent (stream, reindex, Lambda) or
-    reported as errors (load): a safe share of a 512 MB-heap Elasticsearch's indexing pressure (README)."""
+    reported as errors (load): a safe share of a 512 MB-heap Elasticsearch's indexing pressure (docs/decisions.md)."""
     pressure_alert_seconds: float = Field(default=60.0, gt=0)
     """Writes the engine refuses for its load for longer than this are a stall (logged, alerted)."""
     shutdown_grace_seconds: float = Field(default=10.0, gt=0)

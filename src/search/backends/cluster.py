@@ -316,7 +316,7 @@ class ClusterBackend[Client](ABC):
         """Merge the new `index` into one segment, unless it is larger than `FORCE_MERGE_MAX_BYTES`.
 
         Typo queries are mostly the expansion of each fuzzy word over every segment's term dictionary, so
-        a bulk load's dozen segments cost about 1.5 times the single one's time (see the README).
+        a bulk load's dozen segments cost about 1.5 times the single one's time (see docs/decisions.md).
         """
         async with self._translate_errors("index stats", budget_seconds=ADMIN_TIMEOUT_SECONDS):
             size = await self._store_bytes(index)

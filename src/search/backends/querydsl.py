@@ -59,7 +59,7 @@ def build_mapping(schema: IndexSchema, *, replicas: int, refresh_interval: str) 
             "analysis": {
                 # Our own Python normalisation did the work: the text is lowercase words separated by
                 # single spaces. `whitespace` lives in analysis-common (absent from minimal servers), and
-                # `standard` splits such text identically (except runs of CJK ideographs; see README).
+                # `standard` splits such text identically (except runs of CJK ideographs; see docs/decisions.md).
                 "analyzer": {_ANALYZER: {"type": "custom", "tokenizer": "standard", "filter": ["lowercase"]}}
             },
         },

@@ -66,7 +66,7 @@ class TypoDetail(TypedDict):
     typos: int
     """Typos over the counted words (an exact word, a synonym and a prefix count none); fewer rank first."""
     counted_words: int
-    """How many of the first words count (see the README's ranking section)."""
+    """How many of the first words count (see docs/relevance.md, ranking)."""
 
 
 class ProximityDetail(TypedDict):

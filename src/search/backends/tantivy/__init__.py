@@ -9,7 +9,7 @@ creation until its alias moves onto it (Tantivy leaves files it did not create a
 Tantivy's calls are synchronous: every one runs in a worker thread with a timeout. Tantivy has no
 multi-key sort nor search_after, so pages are computed by fetching a window of the engine's order,
 re-sorting it by `(sort key, id)` in Python and growing the window until the page is certain; deep
-pages cost time proportional to their depth (see README).
+pages cost time proportional to their depth (see docs/decisions.md).
 
 The modules, as the cluster engines split theirs (querydsl.py translates, cluster.py holds the backend):
 
