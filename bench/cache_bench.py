@@ -11,7 +11,13 @@ Load comes from `wrk` (Debian package `wrk`) on loopback, one mode after another
 Prints requests/second, p50/p99 latency and the ratios the cache issue sets targets for:
 a/c >= 0.8, a/d >= 1.5, a/b >= 10.
 
+`--against DIR` also serves another checkout (a git worktree of an earlier commit) from its own
+directory, and measures (a) on both in `--rounds` alternate runs (ABBA order: on a shared machine,
+other load hits both), printing the best of each and their ratio.
+
     REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/cache_bench.py --seconds 10 --connections 16
+    git worktree add /tmp/before <commit>
+    REDIS_URL=... .venv/bin/python bench/cache_bench.py --against /tmp/before --rounds 6 --seconds 5
 """
 
 from __future__ import annotations
@@ -116,38 +122,79 @@ async def prepare(url: str) -> None:
         await redis.aclose()
 
 
+def start_server(checkout: Path, directory: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Load the demo data for `checkout` into `directory` and serve its bench app (pinned to core 0)."""
+    port = free_port()
+    env = os.environ | {
+        "TANTIVY_DATA_DIR": directory,
+        "INDEX_ALIAS": "bench-cache",
+        "CACHE_NAMESPACE": f"bench-{int(time.time())}-{port}",
+        "CACHE_SOFT_TTL_SECONDS": "600",
+        "CACHE_HARD_TTL_SECONDS": "1200",
+        "LOG_LEVEL": "WARNING",
+        "CURSOR_SECRET": "bench",
+        "RATE_LIMIT_ENABLED": "false",  # one load generator is one client: the limits would be measured
+    }
+    subprocess.run([sys.executable, "-m", "indexer", "load", "--if-empty"], cwd=checkout, env=env, check=True)
+    server_command = [
+        sys.executable, "-m", "uvicorn", "bench.cache_bench:bench_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    if shutil.which("taskset"):
+        server_command = ["taskset", "-c", "0", *server_command]
+    server = subprocess.Popen(server_command, cwd=checkout, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(prepare(base))
+    except BaseException:
+        stop(server)
+        raise
+    return server, base
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def compare(bases: dict[str, str], seconds: int, connections: int, rounds: int) -> dict[str, tuple[float, ...]]:
+    """Mode (a) of each server, alternately (ABBA order, so drift and other load hit both): best of `rounds`."""
+    q = QUERY.replace(" ", "+")
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in bases}
+    for base in bases.values():
+        wrk(f"{base}/v1/search?q={q}", 2, connections)  # warm-up
+    for number in range(rounds):
+        order = list(bases) if number % 2 == 0 else list(reversed(bases))
+        for name in order:
+            runs[name].append(wrk(f"{bases[name]}/v1/search?q={q}", seconds, connections))
+            print(f"round {number + 1} {name}: {runs[name][-1][0]:.0f} req/s", file=sys.stderr)
+    return {name: max(results) for name, results in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--against", type=Path, help="another checkout (a git worktree): its cached path (a) is measured too"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --against: alternate runs of (a) per checkout")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     if not os.environ.get("REDIS_URL"):
         sys.exit("REDIS_URL is needed (e.g. redis-server --port 6379 --save '' and REDIS_URL=redis://127.0.0.1:6379/0)")
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        env = os.environ | {
-            "TANTIVY_DATA_DIR": tmp,
-            "INDEX_ALIAS": "bench-cache",
-            "CACHE_NAMESPACE": f"bench-{int(time.time())}",
-            "CACHE_SOFT_TTL_SECONDS": "600",
-            "CACHE_HARD_TTL_SECONDS": "1200",
-            "LOG_LEVEL": "WARNING",
-            "CURSOR_SECRET": "bench",
-            "RATE_LIMIT_ENABLED": "false",  # one load generator is one client: the limits would be measured
-        }
-        subprocess.run([sys.executable, "-m", "indexer", "load", "--if-empty"], cwd=ROOT, env=env, check=True)
-        server_command = [
-            sys.executable, "-m", "uvicorn", "bench.cache_bench:bench_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
-        ]  # fmt: skip
-        if shutil.which("taskset"):
-            server_command = ["taskset", "-c", "0", *server_command]
-        server = subprocess.Popen(server_command, cwd=ROOT, env=env)
-        base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as other_tmp:
+        server, base = start_server(ROOT, tmp)
+        against = None
         try:
-            asyncio.run(prepare(base))
+            if args.against:
+                # First, while both servers have served nothing else: the other modes leave this one with
+                # more live objects (the uncached searches' caches, fastapi-cache2), which slows its GC.
+                against = start_server(args.against.resolve(), other_tmp)
+                best = compare({"this": base, "against": against[1]}, args.seconds, args.connections, args.rounds)
+                stop(against[0])
+                against = None
             q = QUERY.replace(" ", "+")
             modes = {
                 "(a) cached /v1/search": f"{base}/v1/search?q={q}",
@@ -155,13 +202,14 @@ def main() -> None:
                 "(c) floor: one Redis GET": f"{base}/bench/redis-get",
                 "(d) fastapi-cache2 search": f"{base}/bench/fastapi-cache2/search?q={q}",
             }
-            results: dict[str, tuple[float, float, float]] = {}
+            results: dict[str, tuple[float, ...]] = {}
             for name, url in modes.items():
                 wrk(url, 2, args.connections)  # warm-up (and fills fastapi-cache2)
                 results[name] = wrk(url, args.seconds, args.connections)
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            stop(server)
+            if against is not None:
+                stop(against[0])
     print(f"wrk -t1 -c{args.connections} -d{args.seconds}s, server and wrk pinned to one core each\n")
     print("| mode | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
     for name, (rps, p50, p99) in results.items():
@@ -170,6 +218,13 @@ def main() -> None:
     print(f"\ncached / floor = {a / c:.2f} (target >= 0.8)")
     print(f"cached / fastapi-cache2 = {a / d:.2f} (target >= 1.5)")
     print(f"cached / uncached = {a / b:.2f} (target >= 10)")
+    if args.against:
+        print(f"\n(a) cached /v1/search, best of {args.rounds} alternate runs each:\n")
+        print("| checkout | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
+        for name, checkout in (("this", ROOT), ("against", args.against)):
+            rps, p50, p99 = best[name]
+            print(f"| {name} ({checkout}) | {rps:.0f} | {p50:.2f} | {p99:.2f} |")
+        print(f"\nthis / against = {best['this'][0] / best['against'][0]:.3f}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ that bypasses the app, so without the security headers. Here:
 - **Its own errors** (400 for what the parser refuses, 408 above) are `application/problem+json`
   with the security headers of src/api/security.py, an `X-Request-Id` and `Connection: close`. A
   malformed request pipelined behind one still being answered lets that response finish, then closes.
+
+These classes subclass uvicorn's `httptools_impl.HttpToolsProtocol`, which is not a public API: the
+names below are what they rely on, setup.cfg pins uvicorn to the minor version they were tested with,
+and tests/unit/test_serving_uvicorn.py fails, naming what changed, when an upgrade renames one.
 """
 
 from __future__ import annotations
@@ -44,6 +48,32 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from src.api.edge import PROBLEM_MEDIA_TYPE, problem_body
 from src.api.outermost import REQUEST_ID_HEADER, new_request_id
 from src.api.security import SecurityHeaders
+
+UVICORN_HOOKS = (
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "on_message_begin",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+    "send_400_response",
+    "_unsupported_upgrade_warning",
+)
+"""`HttpToolsProtocol` methods overridden here (each calls uvicorn's, except the last two)."""
+UVICORN_PROTOCOL_ATTRIBUTES = (
+    "loop",
+    "transport",
+    "cycle",
+    "server_state",
+    "timeout_keep_alive",
+    "timeout_keep_alive_task",
+    "timeout_keep_alive_handler",
+)
+"""`HttpToolsProtocol` attributes read or set here (`server_state.default_headers` too)."""
+UVICORN_CYCLE_ATTRIBUTES = ("response_started", "response_complete", "more_body", "keep_alive")
+"""Attributes of uvicorn's `RequestResponseCycle` (the protocol's `cycle`) read or set here."""
 
 
 class CoalescingTransport:

@@ -1,7 +1,7 @@
 """Pure ASGI middleware at the edge of the app: request size limits and HEAD.
 
-Both answer before any fast hit is looked up: the size limits in front of the fast-hit middleware that
-runs ahead of Starlette's stack, HEAD in front of the one inside it (src/main.py, `install_edge`).
+Both answer before any fast hit is looked up: they sit in front of the fast-hit middleware, ahead of
+Starlette's stack (src/main.py, `edge_layers`), so a HEAD is a fast hit wherever its GET would be.
 
 - `RequestLimitsMiddleware`: a request target (path and query) over `max_target_bytes` is a 414
   problem, request headers over `max_header_bytes` in total a 431 problem, a body over

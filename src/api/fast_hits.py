@@ -2,25 +2,29 @@
 
 A hit should cost about one Redis round trip, as a bare endpoint doing one GET does; FastAPI's
 parameter solving alone costs more than that. So this ASGI middleware recognises GET /v1/search and
-GET /v1/documents/{id}, derives the cache key exactly as the routes do (the query string's parse and
-validation are pure and memoised per raw query string), and answers a fresh hit with the stored bytes.
+GET /v1/documents/{id}, derives the cache key exactly as the routes do, and answers a fresh hit with
+the stored bytes. The query string is bound by `bind_search_params`, from the same `SearchParams`
+model the route declares (src/api/search_params.py), so both paths accept, coerce and refuse the same
+inputs; its binding and cache key are pure and memoised per raw query string.
 
-A search it fully understands that is not a fresh hit (a miss, a stale entry, the cache off) it also
-serves itself, through the very service call the route makes (`service.search_cached`: cache-aside,
-single flight, admission, stale-if-error); routing, dependency solving and the route's own wrapping
-cost about a fifth of an uncached typo search on the embedded engine. Errors become the same problem
-responses, from the app's own exception handlers; an unexpected one propagates as from the route.
-Everything else (a document miss, a request the routes would reject before the service or that this
-parser does not fully understand) falls through to the routes, which do the whole job.
+Every GET /v1/search is answered here: a fresh hit from the cache; anything else (a miss, a stale
+entry, the cache off) through the very service call the route makes (`service.search_cached`:
+cache-aside, single flight, admission, stale-if-error), since routing, dependency solving and the
+route's own wrapping cost about a fifth of an uncached typo search on the embedded engine. Errors,
+invalid parameters included, become the same problem responses, from the app's own exception
+handlers; an unexpected one propagates as from the route. A document that is not a fresh hit falls
+through to the route, which does the whole job.
 """
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from urllib.parse import parse_qsl, unquote
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
 
+from fastapi.exceptions import RequestValidationError
 from loguru import logger
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,116 +33,97 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from src.api.deps import Services
 from src.api.http_cache import accepts_gzip, render
 from src.api.outermost import ROUTE_KEY
+from src.api.search_params import bind_search_params
 from src.cache.keys import GenerationalKey, document_key
 from src.cache.models import CacheEntry, Served
 from src.search.documents import id_problem
 from src.search.errors import SearchError
-from src.search.public_schema import MAX_PAGE_SIZE
 from src.search.service import SearchRequest, prepare_search, search_cache_key, search_cached
 
-_SIZE = re.compile(r"^[0-9]{1,3}$")
-_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 _DOCUMENTS_PREFIX = "/v1/documents/"
 _MEMO_ENTRIES = 4096
 _SEARCH_PATH = "/v1/search"
 _RESPONSE_ENTRIES = 64
-_LOOKED_UP = "search_api.fast_hit_looked_up"
-"""Scope key: an instance nearer the client already looked this GET up and left it to the routes."""
 
 
-def parse_search_query(query_string: str) -> SearchRequest | None:
-    """The SearchRequest the route would build from this query string, or None when unsure (pure).
+@dataclass(frozen=True, slots=True)
+class BoundSearch:
+    """What one raw query string of GET /v1/search binds to (pure: memoised per query string)."""
 
-    Mirrors FastAPI's binding: a repeated scalar parameter takes its last value, `filter` collects all;
-    any value FastAPI would have to coerce or reject (size outside 1-100, other boolean spellings)
-    gives None, so the route decides.
-    """
-    scalars: dict[str, str] = {}
-    filters: list[str] = []
+    request: SearchRequest | None
+    """The request the route would build; None when its parameters refuse the query string."""
+    errors: tuple[Any, ...] = ()
+    """The validation errors the route would report (RequestValidationError's), when it refuses it."""
+    key: GenerationalKey | None = None
+    """Its cache key; None with the cache off, or when the service refuses it (its 422 comes from there)."""
+
+
+def bind_search(query_string: str, services: Services) -> BoundSearch:
+    """Bind a query string with the route's own parameter model and, with the cache on, key it."""
     try:
-        pairs = parse_qsl(query_string, keep_blank_values=True, strict_parsing=False, errors="strict")
-    except (UnicodeDecodeError, ValueError):
-        return None
-    for name, value in pairs:
-        if name == "filter":
-            filters.append(value)
-        else:
-            scalars[name] = value
-    size = scalars.get("size")
-    if size is not None and (not _SIZE.match(size) or not 1 <= int(size) <= MAX_PAGE_SIZE):
-        return None
-    highlight = scalars.get("highlight", "false").lower()
-    details = scalars.get("ranking_score_details", "false").lower()
-    if highlight not in _BOOLEANS or details not in _BOOLEANS:
-        return None
-    return SearchRequest(
-        q=scalars.get("q", ""),
-        filters=filters,
-        facets=scalars.get("facets"),
-        sort=scalars.get("sort"),
-        size=int(size) if size is not None else None,
-        cursor=scalars.get("cursor"),
-        highlight=_BOOLEANS[highlight],
-        ranking_score_details=_BOOLEANS[details],
-    )
+        request = bind_search_params(query_string)
+    except RequestValidationError as err:
+        return BoundSearch(request=None, errors=tuple(err.errors()))
+    if services.aside.cache.kind == "none":  # off: nothing can be a hit, no key is worth computing
+        return BoundSearch(request=request)
+    try:
+        prepared = prepare_search(
+            request, schema=services.schema, options=services.options, backend_kind=services.backend.kind
+        )
+    except SearchError:
+        return BoundSearch(request=request)  # search_cached raises it again, for the app's handler
+    key = search_cache_key(prepared, request.cursor, schema=services.schema, namespace=services.aside.policy.namespace)
+    return BoundSearch(request=request, key=key)
 
 
 class FastHitMiddleware:
-    """ASGI middleware answering fresh cache hits of the two cached GET routes directly."""
+    """ASGI middleware answering GET /v1/search, and fresh hits of GET /v1/documents/{id}, directly."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._search_keys: OrderedDict[str, tuple[GenerationalKey | None, SearchRequest | None]] = OrderedDict()
-        """Per raw query string: its cache key (None when the route must answer) and its parsed request."""
+        self._searches: OrderedDict[str, BoundSearch] = OrderedDict()
+        """Per raw query string: what it binds to (see `bind_search`)."""
         self._responses: OrderedDict[
             tuple[int, str, bool], tuple[CacheEntry, int, tuple[tuple[bytes, bytes], ...], bytes]
         ] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and _LOOKED_UP not in scope:
+        if scope["type"] == "http" and scope["method"] == "GET":
             services: Services | None = getattr(scope["app"].state, "services", None)
             if services is not None and scope["path"] == _SEARCH_PATH:
-                if await self._search(scope, receive, send, services):
-                    return
-            elif services is not None and services.aside.cache.kind != "none":  # off: nothing can be a hit
+                await self._search(scope, receive, send, services)
+                return
+            if services is not None and services.aside.cache.kind != "none":  # off: nothing can be a hit
                 served = await _peek(self._document_hit(scope, services), scope)
                 if served is not None:
                     scope[ROUTE_KEY] = "/v1/documents/{doc_id}"
                     await self._respond(scope, send, served, services)
                     return
-            scope[_LOOKED_UP] = True  # a second instance further in (HEAD, CORS) does not look again
         await self.app(scope, receive, send)
 
-    async def _search(self, scope: Scope, receive: Receive, send: Send, services: Services) -> bool:
-        """Answer GET /v1/search unless the route must (False): a fresh hit, or the service's answer."""
-        query_string = scope["query_string"].decode("latin-1")
-        cache_on = services.aside.cache.kind != "none"  # off: nothing can be a hit, no key is worth computing
-        key = self._search_key(query_string, services) if cache_on else None
-        if cache_on and key is None:
-            return False  # not understood, or invalid: the route answers (its 422 names the parameter)
-        request = parse_search_query(query_string) if key is None else self._search_keys[query_string][1]
-        if request is None:
-            return False
+    async def _search(self, scope: Scope, receive: Receive, send: Send, services: Services) -> None:
+        """Answer GET /v1/search: a fresh hit, the service's answer, or the app's problem response."""
         scope[ROUTE_KEY] = _SEARCH_PATH
-        served = await _peek(services.aside.peek_fresh(key, route="search"), scope) if key is not None else None
+        bound = self.bound_search(scope["query_string"].decode("latin-1"), services)
+        if bound.request is None:
+            await _answer_error(scope, receive, send, RequestValidationError(bound.errors))
+            return
+        served = None
+        if bound.key is not None:
+            served = await _peek(services.aside.peek_fresh(bound.key, route="search"), scope)
         if served is None:
             try:
                 served = await search_cached(
-                    request,
+                    bound.request,
                     backend=services.backend,
                     schema=services.schema,
                     options=services.options,
                     aside=services.aside,
                 )
             except Exception as err:
-                handler = _exception_handler(scope, err)
-                response = await (handler or _last_resort(scope))(Request(scope, receive), err)
-                await response(scope, receive, send)
-                if handler is None:
-                    raise  # answered as Starlette's error middleware answers, and re-raised as it does
-                return True
+                await _answer_error(scope, receive, send, err)
+                return
         await self._respond(scope, send, served, services)
-        return True
 
     async def _document_hit(self, scope: Scope, services: Services) -> Served | None:
         path: str = scope["path"]
@@ -150,27 +135,17 @@ class FastHitMiddleware:
             return await services.aside.peek_fresh(doc_key, route="document")
         return None
 
-    def _search_key(self, query_string: str, services: Services) -> GenerationalKey | None:
-        memo = self._search_keys
-        if query_string in memo:
+    def bound_search(self, query_string: str, services: Services) -> BoundSearch:
+        """`bind_search`, memoised per raw query string (the last `_MEMO_ENTRIES`)."""
+        memo = self._searches
+        bound = memo.get(query_string)
+        if bound is not None:
             memo.move_to_end(query_string)
-            return memo[query_string][0]
-        key = None
-        request = parse_search_query(query_string)
-        if request is not None:
-            try:
-                prepared = prepare_search(
-                    request, schema=services.schema, options=services.options, backend_kind=services.backend.kind
-                )
-                key = search_cache_key(
-                    prepared, request.cursor, schema=services.schema, namespace=services.aside.policy.namespace
-                )
-            except SearchError:
-                key = None  # the route answers with the 422
-        memo[query_string] = (key, request)
+            return bound
+        bound = memo[query_string] = bind_search(query_string, services)
         if len(memo) > _MEMO_ENTRIES:
             memo.popitem(last=False)
-        return key
+        return bound
 
     async def _respond(self, scope: Scope, send: Send, served: Served, services: Services) -> None:
         if_none_match = accept_encoding = None
@@ -215,6 +190,16 @@ async def _peek(lookup: Awaitable[Served | None], scope: Scope) -> Served | None
 type _Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
+async def _answer_error(scope: Scope, receive: Receive, send: Send, err: Exception) -> None:
+    """Answer `err` with the app's handler of it, as the route's would be; an unexpected error is
+    answered as Starlette's error middleware answers it, and re-raised as it does."""
+    handler = _exception_handler(scope, err)
+    response = await (handler or _last_resort(scope))(Request(scope, receive), err)
+    await response(scope, receive, send)
+    if handler is None:
+        raise err
+
+
 def _exception_handler(scope: Scope, err: Exception) -> _Handler | None:
     """The app's handler of `err`'s class or its nearest base, as Starlette's exception middleware finds
     it; None for the catch-all (`Exception`), which Starlette's error middleware applies."""
@@ -229,7 +214,7 @@ def _exception_handler(scope: Scope, err: Exception) -> _Handler | None:
 
 def _last_resort(scope: Scope) -> _Handler:
     """The app's catch-all handler (a bare 500 problem, registered by install_problem_handlers): this
-    middleware may run in front of Starlette's error middleware (src/main.py), so it answers an
-    unexpected error itself, as that middleware would."""
+    middleware runs in front of Starlette's error middleware (src/main.py, `edge_layers`), so it
+    answers an unexpected error itself, as that middleware would."""
     handler: _Handler = scope["app"].exception_handlers[Exception]
     return handler

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,9 +12,11 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from src.api.deps import Services
-from src.main import create_app
+from src.api.fast_hits import FastHitMiddleware
+from src.main import create_app, edge_layers, wrap
 from src.settings import ApiSettings
 from tests.conftest import load
 from tests.fakes.search_backend import FakeSearchBackend
@@ -74,6 +77,29 @@ async def started_client(
         transport = httpx.ASGITransport(app=application, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield application, http
+
+
+def edge_chain(
+    app: FastAPI, settings: ApiSettings, *, fast_path: bool = True, reached: list[str] | None = None
+) -> ASGIApp:
+    """`app` behind its edge as create_app builds it from `settings`, or without the fast path (every request
+    reaches the routes, bound by FastAPI); `reached` collects the paths that got through to Starlette's stack."""
+    fast: object = FastHitMiddleware
+    layers = [layer for layer in edge_layers(settings, None) if fast_path or layer.cls is not fast]
+    starlette = functools.partial(FastAPI.__call__, app)
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        if reached is not None:
+            reached.append(scope["path"])
+        await starlette(scope, receive, send)
+
+    edge = wrap(inner, layers)
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = app  # as SearchApp.__call__ does before its edge
+        await edge(scope, receive, send)
+
+    return call
 
 
 @pytest.fixture

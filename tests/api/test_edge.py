@@ -16,10 +16,15 @@ import jwt
 import orjson
 import pytest
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message
 
-from src.main import create_app
+from src.api.edge import HeadMiddleware, RequestLimitsMiddleware
+from src.api.fast_hits import FastHitMiddleware
+from src.api.outermost import ObservabilityMiddleware
+from src.api.ratelimit import RateLimitMiddleware
+from src.main import create_app, edge_layers
 from src.settings import DEV_CURSOR_SECRET, ApiSettings, UnsafeSettings
 from tests.api.conftest import install_fake_backend, started_client
 from tests.fakes.search_backend import FakeSearchBackend
@@ -340,3 +345,58 @@ async def test_redirect_when_a_trailing_slash_is_dropped_never_names_the_request
     assert redirected.headers["location"] == "/v1/search?q=vim"
     assert "evil" not in str(redirected.headers)
     assert redirected.headers["content-security-policy"]
+
+
+def _layer_types(edge: object) -> list[object]:
+    """The classes of an edge's middleware, outermost first (each holds the next as `app`)."""
+    found: list[object] = []
+    while hasattr(edge, "app"):
+        found.append(type(edge))
+        edge = edge.app
+    return found
+
+
+def test_edge_layers_when_cors_is_on_only_adds_cors_behind_observability(settings: ApiSettings) -> None:
+    cors_on = settings.replace(cors_allow_origins="https://a.example")
+    without: list[object] = [layer.cls for layer in edge_layers(settings, None)]
+    with_cors: list[object] = [layer.cls for layer in edge_layers(cors_on, None)]
+    assert without == [
+        ObservabilityMiddleware,
+        RateLimitMiddleware,
+        RequestLimitsMiddleware,
+        HeadMiddleware,
+        FastHitMiddleware,
+    ]
+    assert with_cors == [without[0], CORSMiddleware, *without[1:]]
+
+
+@pytest.mark.parametrize("origins", ["", "https://a.example"])
+def test_create_app_when_built_chains_the_edge_layers_in_their_order(settings: ApiSettings, origins: str) -> None:
+    config = settings.replace(cors_allow_origins=origins)
+    app = create_app(config)
+    assert _layer_types(app.edge) == [layer.cls for layer in edge_layers(config, None)]
+    assert app.user_middleware == []  # nothing inside Starlette's stack: its error middleware, then the routes
+
+
+async def test_head_when_search_is_cached_is_a_fast_hit(client: httpx.AsyncClient) -> None:
+    await client.get("/v1/search", params={"q": "server"})
+    head = await client.head("/v1/search", params={"q": "server"})
+    assert (head.status_code, head.headers["x-cache"], head.content) == (200, "HIT", b"")
+
+
+async def test_cors_when_the_app_fails_the_500_carries_cors_headers(settings: ApiSettings) -> None:
+    config = settings.replace(cors_allow_origins="https://app.example")
+    app = create_app(config)
+    async with app.router.lifespan_context(app):
+        fake = await install_fake_backend(app)
+
+        async def broken(query: object) -> None:
+            raise RuntimeError("a bug")
+
+        fake.search = broken  # type: ignore[method-assign,assignment]
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            failed = await http.get("/v1/search", params={"q": "x"}, headers={"origin": "https://app.example"})
+    assert failed.status_code == 500
+    assert failed.headers["access-control-allow-origin"] == "https://app.example"
+    assert failed.headers["content-type"] == PROBLEM

@@ -1,20 +1,20 @@
-"""The fast hit path's query-string binding must agree with FastAPI's, or step aside."""
+"""The fast path: memoised binding, hits, misses and errors answered as the route answers them."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import httpx
-import orjson
 import pytest
 from fastapi import FastAPI
 
 from src.api.fast_hits import (
     _MEMO_ENTRIES,
     _RESPONSE_ENTRIES,
+    BoundSearch,
     FastHitMiddleware,
     _exception_handler,
-    parse_search_query,
+    bind_search,
 )
 from src.api.routes import search as search_routes
 from src.main import create_app
@@ -24,73 +24,39 @@ from src.settings import ApiSettings
 from tests.api.conftest import install_fake_backend
 
 
-def test_parse_search_query_when_all_parameters_binds_like_the_route() -> None:
-    parsed = parse_search_query(
-        "q=web+server&filter=tags%3Ahttp&filter=category:web&facets=tags&sort=-stock&size=5&cursor=abc&highlight=true"
-    )
-    assert parsed == SearchRequest(
-        q="web server",
-        filters=["tags:http", "category:web"],
-        facets="tags",
-        sort="-stock",
-        size=5,
-        cursor="abc",
-        highlight=True,
-    )
-
-
-def test_parse_search_query_when_empty_uses_defaults() -> None:
-    assert parse_search_query("") == SearchRequest()
-
-
-def test_parse_search_query_when_scalar_repeated_takes_last_value() -> None:
-    parsed = parse_search_query("q=first&q=second&size=3&size=4")
-    assert parsed is not None
-    assert (parsed.q, parsed.size) == ("second", 4)
-
-
-@pytest.mark.parametrize(
-    "query",
-    ["size=0", "size=101", "size=ten", "size=5.0", "size=0005", "highlight=yes", "highlight=maybe", "q=%ff"],
-)
-def test_parse_search_query_when_route_must_decide_returns_none(query: str) -> None:
-    assert parse_search_query(query) is None
-
-
-def test_parse_search_query_when_boolean_spelled_like_pydantic_accepts_canonical_forms() -> None:
-    assert [parse_search_query(f"highlight={v}").highlight for v in ("true", "TRUE", "1", "false", "0")] == [  # type: ignore[union-attr]
-        True,
-        True,
-        True,
-        False,
-        False,
-    ]
-
-
-async def test_search_key_when_many_distinct_queries_bounds_its_memo(app: FastAPI) -> None:
+async def test_bound_search_when_many_distinct_queries_bounds_its_memo(app: FastAPI) -> None:
     async def inner(scope: object, receive: object, send: object) -> None:
         raise AssertionError("not reached")
 
     middleware = FastHitMiddleware(inner)
     services = app.state.services
-    first = middleware._search_key("q=w0", services)
-    assert first is not None
-    assert middleware._search_key("size=0", services) is None  # the route answers the 422
-    assert middleware._search_key("sort=nosuchfield", services) is None
+    first = middleware.bound_search("q=w0", services)
+    assert first.key is not None
+    assert middleware.bound_search("q=w0", services) is first
+    refused = middleware.bound_search("size=0", services)  # the route's parameters refuse it
+    assert refused.request is None
+    assert [error["loc"] for error in refused.errors] == [("query", "size")]
+    unkeyed = middleware.bound_search("sort=nosuchfield", services)  # the service refuses it
+    assert (unkeyed.request, unkeyed.key) == (SearchRequest(sort="nosuchfield"), None)
     for number in range(_MEMO_ENTRIES + 5):
-        middleware._search_key(f"q=w{number}", services)
-    assert len(middleware._search_keys) == _MEMO_ENTRIES
-    assert "q=w0" not in middleware._search_keys
-    assert middleware._search_key("q=w0", services) == first
+        middleware.bound_search(f"q=w{number}", services)
+    assert len(middleware._searches) == _MEMO_ENTRIES
+    assert "q=w0" not in middleware._searches
+    assert middleware.bound_search("q=w0", services) == first
 
 
-async def test_fast_path_when_hit_matches_route_response(client: httpx.AsyncClient) -> None:
+def test_bind_search_when_cache_is_off_computes_no_key(uncached: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, _ = uncached
+    assert bind_search("q=web", app.state.services) == BoundSearch(request=SearchRequest(q="web"))
+
+
+async def test_fast_path_when_hit_matches_the_miss_response(client: httpx.AsyncClient) -> None:
     params: list[tuple[str, str | int | float | bool | None]] = [
         ("filter", "category:web"),
         ("q", "server"),
         ("highlight", "1"),
     ]
-    routed = await client.get("/v1/search", params=params)
+    routed = await client.get("/v1/search", params=params)  # computed (the fast path's miss)
     fast = await client.get("/v1/search", params=params)
     assert (routed.headers["x-cache"], fast.headers["x-cache"]) == ("MISS", "HIT")
     assert fast.content == routed.content
@@ -136,7 +102,9 @@ async def test_fast_path_when_many_entries_hit_bounds_the_response_memo(
     assert len(layer._responses) == _RESPONSE_ENTRIES
 
 
-async def test_fast_path_when_the_lookup_fails_lets_the_route_answer(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_fast_path_when_the_lookup_fails_serves_through_the_service(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
     params = {"q": "lookup fault"}
     await client.get("/v1/search", params=params)
     aside = app.state.services.aside
@@ -151,7 +119,7 @@ async def test_fast_path_when_the_lookup_fails_lets_the_route_answer(app: FastAP
     finally:
         aside.peek_fresh = original
     assert response.status_code == 200
-    assert response.headers["x-cache"] == "HIT"  # the route's own cache-aside read found it
+    assert response.headers["x-cache"] == "HIT"  # the service's own cache-aside read found it
 
 
 @pytest.fixture
@@ -181,24 +149,6 @@ async def test_fast_path_when_miss_serves_it_without_the_route(
     assert response.status_code == 200
     assert response.headers["x-cache"] == "MISS"
     assert response.json()["hits"]
-
-
-async def test_fast_path_when_miss_matches_route_response(uncached: tuple[FastAPI, httpx.AsyncClient]) -> None:
-    _, client = uncached
-    fast = await client.get("/v1/search", params={"q": "server", "highlight": "false"})
-    routed = await client.get("/v1/search", params={"q": "server", "highlight": "no"})  # pydantic's spelling only
-    assert fast.status_code == routed.status_code == 200
-
-    def body(response: httpx.Response) -> object:
-        page = orjson.loads(response.content)
-        page.pop("took_ms")
-        return page
-
-    assert body(fast) == body(routed)
-    varying = {"etag", "content-length", "x-request-id"}  # took_ms is in the body
-    assert {k: v for k, v in fast.headers.items() if k not in varying} == {
-        k: v for k, v in routed.headers.items() if k not in varying
-    }
 
 
 async def test_fast_path_when_service_refuses_answers_the_apps_problem(

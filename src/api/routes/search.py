@@ -9,11 +9,11 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from src.api.deps import ServicesDep
 from src.api.http_cache import HttpCachePolicy, render
+from src.api.search_params import SearchParams
 from src.cache.models import Served
 from src.search import service
 from src.search.documents import ID_MAX_CHARS, ID_PATTERN
 from src.search.models import Document, Problem, PublicSchema, SearchPage
-from src.search.public_schema import MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -46,50 +46,10 @@ def cached_response(served: Served, request: Request, policy: HttpCachePolicy) -
     response_model=SearchPage,
     responses={**_CACHED, 422: {"model": Problem, "description": "A parameter is invalid; `errors` names it."}},
 )
-async def search(
-    request: Request,
-    services: ServicesDep,
-    q: Annotated[
-        str,
-        Query(
-            description='Words (typo tolerant, the last one also as a prefix), "exact phrases", '
-            "-excluded words. Empty matches everything."
-        ),
-    ] = "",
-    filter_: Annotated[
-        list[str],
-        Query(
-            alias="filter",
-            description="Repeatable `field:value` (values of one field are OR-ed) or `field:[a TO b]` "
-            "(`{a TO b}` exclusive, `*` open) on numeric/date fields. An empty value is ignored.",
-        ),
-    ] = [],  # noqa: B006 - FastAPI copies query defaults per request
-    facets: Annotated[str | None, Query(description="Comma-separated facetable fields to count.")] = None,
-    sort: Annotated[
-        str | None, Query(description="`field` ascending or `-field` descending; default relevance.")
-    ] = None,
-    size: Annotated[
-        int | None, Query(ge=1, le=MAX_PAGE_SIZE, description="Hits per page (1-100); default SEARCH_DEFAULT_SIZE.")
-    ] = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
-    highlight: Annotated[bool, Query(description="Return matched fragments per searchable field.")] = False,
-    ranking_score_details: Annotated[
-        bool, Query(description="Add to each hit the value of every ranking rule (which rule placed it where).")
-    ] = False,
-) -> Response:
+async def search(request: Request, services: ServicesDep, params: Annotated[SearchParams, Query()]) -> Response:
     """Search the index; page with `next_cursor`."""
-    search_request = service.SearchRequest(
-        q=q,
-        filters=filter_,
-        facets=facets,
-        sort=sort,
-        size=size,
-        cursor=cursor,
-        highlight=highlight,
-        ranking_score_details=ranking_score_details,
-    )
     served = await service.search_cached(
-        search_request,
+        params.to_request(),
         backend=services.backend,
         schema=services.schema,
         options=services.options,
