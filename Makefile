@@ -19,6 +19,9 @@ venv: $(call extra_stamp,dev deploy)
 
 $(SERVE_STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || "$$(scripts/find-python.sh)" -m venv $(VENV)
+	@# The pip a venv starts with can be old (23.x with some Pythons), and its resolver gives up on
+	@# the OpenTelemetry contrib betas' exact pins.
+	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e .
 	@touch $@
 
