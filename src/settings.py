@@ -168,7 +168,9 @@ class Settings(BaseSettings):
     # --- edge security ----------------------------------------------------------------------------
     trusted_proxies: str = "127.0.0.1/32,::1/128"
     """Comma-separated CIDRs of the proxies whose X-Forwarded-For is believed (the gateway)."""
-    rate_limit_enabled: bool = True
+    rate_limit_enabled: bool | None = None
+    """The per-client limits below. Unset: on with APP_ENV=production, off otherwise, so one local client of
+    `make run` (a script's loop of distinct queries) is never throttled; set it to decide either way."""
     rate_limit: str = "100/second"
     """Per client, every request but the probes and /metrics, in this process's memory (`limits` notation)."""
     rate_limit_engine: str = "20/second"
@@ -277,6 +279,12 @@ class Settings(BaseSettings):
                 "INDEXER_ORPHAN_AFTER_SECONDS must be at least twice INDEXER_BUILD_HEARTBEAT_SECONDS "
                 "(a live build's heartbeat must never look that old)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _default_rate_limits(self) -> Settings:
+        if self.rate_limit_enabled is None:
+            self.rate_limit_enabled = self.app_env == "production"
         return self
 
     @model_validator(mode="after")
