@@ -48,6 +48,28 @@ ENGINES = [
 BACKENDS = ["fake", *ENGINES]
 
 _current: list[pytest.Item] = []
+_INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+UNIT_RUN = "not integration"
+"""The marker expression of the hermetic unit run (`pytest -m "not integration"`)."""
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The unit run does not even import tests/integration, where every test is marked integration (enforced
+    below): its modules import boto3, playwright, schemathesis, the CDK... a third of the run's collection."""
+    if collection_path == _INTEGRATION_DIR and str(config.getoption("markexpr", "")).strip() == UNIT_RUN:
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration is marked integration (the unit run skips the directory whole)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.path.is_relative_to(_INTEGRATION_DIR) and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"tests under tests/integration must be marked integration: {unmarked}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

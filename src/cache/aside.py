@@ -112,13 +112,16 @@ class CacheAside:
         policy: CachePolicy,
         *,
         clock: Callable[[], float] = time.time,
-        draw: Callable[[], float] = random.random,
+        draw: Callable[[], float] | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.cache = cache
         self.policy = policy
         self._clock = clock
-        self._draw = draw
+        # A generator of its own, not the `random` module's shared one: that state belongs to whatever else
+        # runs in the process (Hypothesis, drawing in the test's thread while the app served in another, saw
+        # it move and failed the run).
+        self._draw = draw or random.Random().random  # noqa: S311 - jitter, not a secret
         self.timer = timer
         """Seconds of a monotonic clock: how long a response served from the cache took (its took_ms)."""
         self._inflight: dict[str, asyncio.Future[Served]] = {}

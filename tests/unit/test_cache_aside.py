@@ -32,6 +32,9 @@ POLICY = CachePolicy(
     lock_wait_seconds=0.3,
     lock_poll_seconds=0.01,
 )
+WAITING = dataclasses.replace(POLICY, lock_wait_seconds=60.0)
+"""For tests where another process's computation must be waited for: a waiter returns as soon as the entry
+is there, so the wait only bounds a hang (POLICY's 0.3 s could run out on a loaded machine)."""
 KEY = search_key("t", "schema:v1", b"request")
 
 
@@ -142,9 +145,8 @@ async def test_fetch_generational_when_two_processes_miss_together_computes_once
 
     def process() -> CacheAside:
         redis = fakeredis.FakeAsyncRedis(server=server)
-        return make(
-            clock, RedisCache(redis, timeout_seconds=1, breaker=CircuitBreaker(failure_threshold=3, reset_seconds=1))
-        )
+        breaker = CircuitBreaker(failure_threshold=3, reset_seconds=1)
+        return make(clock, RedisCache(redis, timeout_seconds=30, breaker=breaker), WAITING)
 
     one, two = process(), process()
     misses = [
@@ -474,9 +476,8 @@ async def test_fetch_generational_when_another_process_computed_states_the_waite
 
     def process() -> CacheAside:
         redis = fakeredis.FakeAsyncRedis(server=server)
-        return make(
-            clock, RedisCache(redis, timeout_seconds=1, breaker=CircuitBreaker(failure_threshold=3, reset_seconds=1))
-        )
+        breaker = CircuitBreaker(failure_threshold=3, reset_seconds=1)
+        return make(clock, RedisCache(redis, timeout_seconds=30, breaker=breaker), WAITING)
 
     one, two = process(), process()
     first = asyncio.create_task(one.fetch_generational(KEY, backend.compute, route="search"))
