@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from dataclasses import dataclass, field
 
 import fakeredis
@@ -490,3 +491,12 @@ async def test_fetch_generational_when_another_process_computed_states_the_waite
     assert took_ms(computed) == 250.0
     assert took_ms(waited) > 0.0
     assert took_ms(waited) != 250.0
+
+
+async def test_fetch_when_jittering_ttls_leaves_the_random_modules_state_alone() -> None:
+    # Hypothesis, drawing in a test's thread while an app served in another, failed a run when the app's
+    # jitter moved the shared state of the `random` module.
+    aside = CacheAside(MemoryCache(max_entries=10, max_bytes=10_000), POLICY)
+    before = random.getstate()
+    await aside.fetch_generational(KEY, Backend().compute, route="search")
+    assert random.getstate() == before
