@@ -30,12 +30,12 @@ POLICY = CachePolicy(
     stale_if_error_seconds=50,
     negative_ttl_seconds=2,
     max_entry_bytes=1000,
-    lock_wait_seconds=0.3,
+    lock_wait_seconds=0.05,
     lock_poll_seconds=0.01,
 )
 WAITING = dataclasses.replace(POLICY, lock_wait_seconds=60.0)
 """For tests where another process's computation must be waited for: a waiter returns as soon as the entry
-is there, so the wait only bounds a hang (POLICY's 0.3 s could run out on a loaded machine)."""
+is there, so the wait only bounds a hang (POLICY's 0.05 s could run out on a loaded machine)."""
 KEY = search_key("t", "schema:v1", b"request")
 
 
