@@ -5,17 +5,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: venv run load test pytest typecheck lint bench bench-search bench-cache bench-indexer bench-load bench-relevance bench-relevance-npm bench-cold-start es-start es-stop os-start os-stop clean
+.PHONY: venv run load test pytest typecheck lint docs bench bench-search bench-cache bench-indexer bench-load bench-relevance bench-relevance-npm bench-cold-start es-start es-stop os-start os-stop clean
 
 # One stamp per extra set, so each target installs only what it needs and none installs twice:
-# `make run` the serving dependencies alone (no test, benchmark or AWS CDK packages: about half the
-# download and install time), `make test` adds the dev and deploy extras (mypy checks infra/ against the
-# CDK's types), the benchmarks the bench extra. A stamp is redone when setup.cfg or pyproject.toml change.
+# `make run` the serving dependencies alone (no test, benchmark, docs or AWS CDK packages: about half the
+# download and install time), `make test` adds the dev, deploy (mypy checks infra/ against the CDK's types)
+# and docs extras (the test run builds the site), the benchmarks the bench extra. A stamp is redone when
+# setup.cfg or pyproject.toml change.
 SERVE_STAMP := $(VENV)/.stamp-serve
 extra_stamp = $(foreach extra,$(1),$(VENV)/.stamp-$(extra))
 
 # The development environment: what `make test` uses.
-venv: $(call extra_stamp,dev deploy)
+venv: $(call extra_stamp,dev deploy docs)
 
 $(SERVE_STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || "$$(scripts/find-python.sh)" -m venv $(VENV)
@@ -49,6 +50,10 @@ typecheck: venv
 
 lint: venv
 	$(VENV)/bin/ruff check src indexer tests scripts bench infra
+
+# The documentation site (mkdocs.yml, docs/) into site/; `make test` checks the same build.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # Benchmarks (figures in the issues' closing notes). bench-search: API vs the engines' own clients
 # (Elasticsearch too when ELASTICSEARCH_URL is set). bench-cache needs REDIS_URL and `wrk`.

@@ -40,7 +40,8 @@ from src.indexer.factory import build_indexer  # noqa: E402
 from src.indexer.runner import run_stream  # noqa: E402
 from src.search.backends.cluster import ClusterBackend  # noqa: E402
 from src.search.backends.querydsl import build_source  # noqa: E402
-from src.search.backends.tantivy import TantivyBackend, _add_prepared  # noqa: E402
+from src.search.backends.tantivy import TantivyBackend  # noqa: E402
+from src.search.backends.tantivy.schema import add_prepared  # noqa: E402
 from src.search.documents import prepare_document  # noqa: E402
 from src.search.errors import SearchUnavailable  # noqa: E402
 from src.search.query import BackendQuery, ParsedQuery, SortSpec, ValueFilter  # noqa: E402
@@ -135,7 +136,7 @@ async def plain_bulk(backend: Any, docs: list[dict[str, Any]]) -> float:
         for doc in docs:
             prepared = prepare_document(doc, backend._schema)
             document = tantivy.Document()
-            _add_prepared(document, prepared, 1)
+            add_prepared(document, prepared, 1)
             writer.add_document(document)
         writer.commit()
     rate = len(docs) / (time.monotonic() - started)

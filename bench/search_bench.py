@@ -41,7 +41,8 @@ from src.search.backends.base import SearchBackend  # noqa: E402
 from src.search.backends.cluster import ClusterBackend  # noqa: E402
 from src.search.backends.factory import create_backend  # noqa: E402
 from src.search.backends.querydsl import build_search_body  # noqa: E402
-from src.search.backends.tantivy import TantivyBackend, build_tantivy_query  # noqa: E402
+from src.search.backends.tantivy import TantivyBackend  # noqa: E402
+from src.search.backends.tantivy.query import build_tantivy_query  # noqa: E402
 from src.search.schema import IndexSchema, load_schema  # noqa: E402
 from src.search.service import PreparedSearch, SearchOptions, SearchRequest, prepare_search  # noqa: E402
 from src.settings import Settings  # noqa: E402

@@ -1,1 +1,1 @@
-"""The AWS CDK app (Python): `cdk synth` from this folder (see README, Deploying to AWS)."""
+"""The AWS CDK app (Python): `cdk synth` from this folder (see docs/deploying.md, Deploying to AWS)."""

@@ -1,4 +1,4 @@
-"""The search service on AWS, serverless first (see README, Deploying to AWS).
+"""The search service on AWS, serverless first (see docs/deploying.md, Deploying to AWS).
 
 - **Network**: a VPC over two zones (public subnets for the NAT gateway, private subnets with egress for
   the functions and tasks, isolated subnets for the data stores), one security group per role.

@@ -64,24 +64,3 @@ def allowed_edits(term: str, *, one_edit_min_chars: int, two_edits_min_chars: in
         return 1
     return 0
 
-
-def damerau_levenshtein(a: str, b: str, *, limit: int) -> int:
-    """Optimal-string-alignment distance (a transposition is one edit), cut off above `limit`.
-
-    Returns `limit + 1` as soon as the distance is known to exceed `limit`.
-    """
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        cur = [i] + [0] * len(b)
-        for j, cb in enumerate(b, start=1):
-            cost = 0 if ca == cb else 1
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        if min(cur) > limit:
-            return limit + 1
-        prev2, prev = prev, cur
-    return min(prev[-1], limit + 1)

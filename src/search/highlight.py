@@ -9,7 +9,9 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from src.search.analysis import damerau_levenshtein, normalise, word_spans
+from rapidfuzz.distance import OSA
+
+from src.search.analysis import normalise, word_spans
 from src.search.query import ParsedQuery
 
 
@@ -24,7 +26,7 @@ def word_matches(token: str, query: ParsedQuery) -> bool:
     for term in query.terms:
         if token == term.text or (term.prefix and token.startswith(term.text)):
             return True
-        if term.edits and damerau_levenshtein(token, term.text, limit=term.edits) <= term.edits:
+        if term.edits and OSA.distance(token, term.text, score_cutoff=term.edits) <= term.edits:
             return True
     return any(token in phrase for phrase in query.phrases)
 

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from src.search.analysis import damerau_levenshtein
+from rapidfuzz.distance import OSA
+
 from src.search.backends.base import BackendHit, BackendPage, BulkItemResult, IndexAction
 from src.search.documents import DocumentInvalid, IndexValue, PreparedDocument, prepare_document
 from src.search.errors import SearchUnavailable
@@ -35,7 +36,7 @@ def _weight(alt: Alternative, values: list[str], epsilon: float) -> float | None
         if (
             alt.kind == "typo"
             and value.startswith(alt.text[: alt.prefix_length])
-            and damerau_levenshtein(value, alt.text, limit=alt.edits) <= alt.edits
+            and OSA.distance(value, alt.text, score_cutoff=alt.edits) <= alt.edits
         ):
             return alt.weight + stand_in
     return None

@@ -5,7 +5,7 @@ requests are drawn and sent in-process; every response must pass all of schemath
 server error, documented status codes, content types and headers, bodies conforming to their schema,
 schema-violating data rejected and schema-valid data accepted.
 
-One allowance, written down here and in the README: a schema-valid request may still be a 422 when
+One allowance, written down here and in docs/api.md (Errors): a schema-valid request may still be a 422 when
 what it names is not in the index schema or was not issued by this service (a `filter` on a field
 that is not filterable, a `cursor` this service did not sign): an OpenAPI document cannot say which
 strings those are, so `positive_data_acceptance` accepts 422 as well as 2xx and 404.

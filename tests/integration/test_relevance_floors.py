@@ -1,6 +1,6 @@
 """Relevance floors on every engine: `bench/relevance.py`'s probes over the demo data.
 
-The floors sit just below the figures measured when they were set (see the README's relevance section),
+The floors sit just below the figures measured when they were set (see docs/benchmarks.md, Relevance),
 so a change that makes search worse at finding misspelled, split or concatenated names fails here.
 """
 

@@ -1,4 +1,6 @@
-"""Unit tests of src.search.analysis: normalisation, tokenisation, typo budgets and edit distance."""
+"""Unit tests of src.search.analysis: normalisation, tokenisation and typo budgets; and the edit distance the
+typo rules use everywhere (highlighting, suggestions, Tantivy's expansion, the test fake): rapidfuzz's OSA,
+pinned here to the semantics the hand-written function it replaced had."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import string
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rapidfuzz.distance import OSA
 
-from src.search.analysis import allowed_edits, damerau_levenshtein, normalise, normalise_unicode, tokenize
+from src.search.analysis import allowed_edits, normalise, normalise_unicode, tokenize
 
 
 @pytest.mark.parametrize(
@@ -74,6 +77,51 @@ def test_allowed_edits_custom_thresholds() -> None:
     assert allowed_edits("a", one_edit_min_chars=2, two_edits_min_chars=3) == 0
 
 
+def _reference_osa(a: str, b: str, *, limit: int) -> int:
+    """The project's former hand-written distance, kept here only as the oracle `OSA.distance` must equal:
+    optimal string alignment (an adjacent transposition is one edit, an already transposed pair is not
+    edited again), `limit + 1` as soon as the distance is known to exceed `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, start=1):
+            cost = 0 if ca == cb else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return min(prev[-1], limit + 1)
+
+
+# A small alphabet makes repeats, transpositions and near misses common; the full one covers any text.
+_WORDS = st.text(alphabet="abcd", max_size=10) | st.text(max_size=10)
+
+
+@given(_WORDS, _WORDS, st.integers(min_value=0, max_value=12))
+def test_osa_distance_equals_the_former_hand_written_distance(a: str, b: str, limit: int) -> None:
+    assert OSA.distance(a, b, score_cutoff=limit) == _reference_osa(a, b, limit=limit)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "limit", "expected"),
+    [
+        ("abc", "ca", 5, 3),
+        ("nginx", "ngnix", 1, 1),
+        ("aaaa", "bbbb", 1, 2),  # a row over the limit
+        ("a", "abcdef", 2, 3),  # lengths too far apart
+        ("abc", "abxy", 1, 2),  # the final cell over the limit
+    ],
+)
+def test_reference_osa_matches_known_distances(a: str, b: str, limit: int, expected: int) -> None:
+    # The oracle itself, through each of its exits, so a wrong oracle cannot make the property pass.
+    assert _reference_osa(a, b, limit=limit) == expected
+
+
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
     [
@@ -93,36 +141,34 @@ def test_allowed_edits_custom_thresholds() -> None:
         ("flaw", "lawn", 2),
     ],
 )
-def test_damerau_levenshtein_distances(a: str, b: str, expected: int) -> None:
-    assert damerau_levenshtein(a, b, limit=5) == expected
-    assert damerau_levenshtein(b, a, limit=5) == expected
+def test_osa_distance_known_pairs_both_ways(a: str, b: str, expected: int) -> None:
+    assert OSA.distance(a, b, score_cutoff=5) == expected
+    assert OSA.distance(b, a, score_cutoff=5) == expected
 
 
-def test_damerau_levenshtein_transposition_is_one_edit_within_limit_one() -> None:
-    assert damerau_levenshtein("postgres", "postgers", limit=1) == 1
+def test_osa_distance_transposition_is_one_edit_within_limit_one() -> None:
+    assert OSA.distance("postgres", "postgers", score_cutoff=1) == 1
 
 
-def test_damerau_levenshtein_exact_at_limit() -> None:
-    assert damerau_levenshtein("kitten", "sitting", limit=3) == 3
+def test_osa_distance_exact_at_limit() -> None:
+    assert OSA.distance("kitten", "sitting", score_cutoff=3) == 3
 
 
-def test_damerau_levenshtein_cut_off_above_limit() -> None:
-    assert damerau_levenshtein("kitten", "sitting", limit=2) == 3
-    assert damerau_levenshtein("kitten", "sitting", limit=1) == 2
-    assert damerau_levenshtein("abc", "xyz", limit=0) == 1
+def test_osa_distance_cut_off_above_limit() -> None:
+    assert OSA.distance("kitten", "sitting", score_cutoff=2) == 3
+    assert OSA.distance("kitten", "sitting", score_cutoff=1) == 2
+    assert OSA.distance("abc", "xyz", score_cutoff=0) == 1
 
 
-def test_damerau_levenshtein_length_difference_short_circuits() -> None:
-    assert damerau_levenshtein("a", "abcdef", limit=2) == 3
-    assert damerau_levenshtein("abcdef", "", limit=1) == 2
+def test_osa_distance_length_difference_over_limit() -> None:
+    assert OSA.distance("a", "abcdef", score_cutoff=2) == 3
+    assert OSA.distance("abcdef", "", score_cutoff=1) == 2
 
 
-def test_damerau_levenshtein_row_minimum_cut_off() -> None:
-    # Same length (no length short-circuit) but every cell of the first rows already exceeds the limit.
-    assert damerau_levenshtein("aaaa", "bbbb", limit=1) == 2
-    assert damerau_levenshtein("xbcd", "abcd", limit=0) == 1
+def test_osa_distance_same_length_over_limit() -> None:
+    assert OSA.distance("aaaa", "bbbb", score_cutoff=1) == 2
+    assert OSA.distance("xbcd", "abcd", score_cutoff=0) == 1
 
 
-def test_damerau_levenshtein_final_cell_over_limit_is_capped() -> None:
-    # The last row keeps a cell within the limit ("ab" vs "ab"), but the final distance exceeds it.
-    assert damerau_levenshtein("abc", "abxy", limit=1) == 2
+def test_osa_distance_final_cell_over_limit_is_capped() -> None:
+    assert OSA.distance("abc", "abxy", score_cutoff=1) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -30,7 +31,7 @@ class FakeSleep:
 class Script:
     """An action that raises the scripted errors in turn, then returns `result`."""
 
-    def __init__(self, errors: list[Exception], result: str = "done") -> None:
+    def __init__(self, errors: list[BaseException], result: str = "done") -> None:
         self.errors = list(errors)
         self.result = result
         self.calls = 0
@@ -225,3 +226,38 @@ async def test_retrying_default_sleep_and_draw_with_zero_base() -> None:
     result = await retrying(action, policy=RetryPolicy(attempts=3, base_seconds=0.0), transient=(Transient,))
     assert result == "done"
     assert action.calls == 3
+
+
+async def test_retrying_awaits_an_action_returning_an_awaitable() -> None:
+    # How the callers pass actions (`lambda: store.save(x)`): a plain callable whose result is awaited.
+    script = Script([Transient()])
+    result = await retrying(
+        lambda: script(), policy=POLICY, transient=(Transient,), sleep=FakeSleep(), draw=_draws(0.0)
+    )
+    assert result == "done"
+    assert script.calls == 2
+
+
+async def test_retrying_cancelled_action_propagates_without_retry() -> None:
+    action, sleep = Script([asyncio.CancelledError()]), FakeSleep()
+    with pytest.raises(asyncio.CancelledError):
+        await retrying(action, policy=POLICY, transient=(Transient, Exception), sleep=sleep, draw=_draws())
+    assert action.calls == 1
+    assert sleep.delays == []
+
+
+async def test_retrying_cancelled_while_backing_off_stops_at_once() -> None:
+    # A stop (task cancellation) during the sleep between attempts ends the loop: no further attempt.
+    asleep = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        asleep.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    action = Script([Transient(), Transient()])
+    task = asyncio.create_task(retrying(action, policy=POLICY, transient=(Transient,), sleep=sleep, draw=_draws(1.0)))
+    await asleep.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert action.calls == 1

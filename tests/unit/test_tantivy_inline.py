@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from src.search.backends import tantivy as tantivy_backend
-from src.search.backends.tantivy import TantivyBackend, _Busy
+from src.search.backends.tantivy import TantivyBackend
+from src.search.backends.tantivy import backend as tantivy_backend
+from src.search.backends.tantivy.expansion import Busy
 from src.search.errors import SearchRejected, SearchUnavailable
 from src.search.models import Document
 from src.search.query import BackendQuery, SortSpec, parse_q
@@ -87,15 +88,15 @@ async def test_search_when_vocabulary_lock_is_held_falls_back_to_the_worker_thre
     await backend.search(query("proxi "))
     handle = backend._reader()
     threads.clear()
-    handle._vocabulary_lock.acquire()
+    handle.typos._lock.acquire()
     try:
-        with pytest.raises(_Busy):
-            handle.expand(handle.index.searcher(), backend._vocabulary_fields["t"], "proxi", 1, wait=False)
+        with pytest.raises(Busy):
+            handle.typos.expand(handle.index.searcher(), backend._vocabulary_fields["t"], "proxi", 1, wait=False)
         searching = asyncio.ensure_future(backend.search(query("proxi ")))
         await asyncio.sleep(0.05)
         assert threads == ["_search_sync"]  # waiting in a thread, not on the loop
     finally:
-        handle._vocabulary_lock.release()
+        handle.typos._lock.release()
     assert [hit.id for hit in (await searching).hits] == ["b", "a"]
 
 
@@ -103,10 +104,10 @@ async def test_vocabulary_when_rebuild_due_and_not_waiting_raises_busy(backend: 
     handle = backend._reader()
     searcher = handle.index.searcher()
     fields = backend._vocabulary_fields["t"]
-    with pytest.raises(_Busy):
-        handle.vocabulary(searcher, fields, wait=False)  # never built
-    built = handle.vocabulary(searcher, fields)
-    assert handle.vocabulary(searcher, fields, wait=False) is built
+    with pytest.raises(Busy):
+        handle.typos.vocabulary(searcher, fields, wait=False)  # never built
+    built = handle.typos.vocabulary(searcher, fields)
+    assert handle.typos.vocabulary(searcher, fields, wait=False) is built
 
 
 @pytest.mark.parametrize(
@@ -123,13 +124,5 @@ def test_run_inline_when_tantivy_raises_classifies_like_the_worker_thread(
 
     with pytest.raises(expected):
         engine._run_inline("search", failing)
-    with pytest.raises(_Busy):
-        engine._run_inline("search", lambda: (_ for _ in ()).throw(_Busy("rebuild due")))
-
-
-def test_tied_keys_when_hits_share_keys_or_meet_the_cursor_names_only_those() -> None:
-    from src.search.backends.tantivy import _tied_keys
-
-    assert _tied_keys([3.0, 2.0, 2.0, 1.0], None) == {2.0}
-    assert _tied_keys([3.0, 2.0, 1.0], (1.0, (), None, "b")) == {1.0}  # the previous page ended inside key 1.0
-    assert _tied_keys([None, None, 5], None) == {None}
+    with pytest.raises(Busy):
+        engine._run_inline("search", lambda: (_ for _ in ()).throw(Busy("rebuild due")))

@@ -45,7 +45,7 @@ def test_expand_when_many_terms_match_keeps_the_bound_closest_and_most_frequent_
 
 
 def test_blended_when_a_variant_is_rare_scores_it_as_common_as_the_most_common() -> None:
-    from src.search.backends.tantivy import blended
+    from src.search.backends.tantivy.expansion import blended
 
     found = blended([("library", 1), ("libary", 1)], {"library": 500, "libary": 1}, 10_000)
     assert found[0] == ("library", 1, 1.0)

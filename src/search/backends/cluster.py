@@ -26,9 +26,8 @@ from src.search.backends.querydsl import (
     build_search_body,
     bulk_item_result,
     parse_search_response,
-    request_bytes,
-    too_large_alone,
 )
+from src.search.backends.refusals import request_bytes, too_large_alone
 from src.search.errors import EnginePressure, SearchRejected, SearchUnavailable
 from src.search.models import Document
 from src.search.query import BackendQuery
@@ -100,7 +99,7 @@ class ClusterBackend[Client](ABC):
 
         Connection errors, timeouts, 429 and 5xx are SearchUnavailable (they feed the breaker and
         retries); on a read, the engine refusing that request's input is SearchRejected. Writes keep
-        every failure retryable, a 413 or 429 as EnginePressure (see `querydsl.PRESSURE_STATUSES`);
+        every failure retryable, a 413 or 429 as EnginePressure (see `refusals.PRESSURE_STATUSES`);
         `bulk` reports per-document refusals itself.
         """
 
@@ -265,7 +264,7 @@ class ClusterBackend[Client](ABC):
         """One bulk request; per-document results, rejected documents reported rather than raised.
 
         A request of one operation that the engine refuses for that operation's own size (a 413, or
-        indexing pressure the operation can never fit in: see `querydsl.too_large_alone`) is that
+        indexing pressure the operation can never fit in: see `refusals.too_large_alone`) is that
         document's refusal for good; a larger request refused as a whole raises EnginePressure.
         """
         target = index or self._alias

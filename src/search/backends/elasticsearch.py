@@ -14,7 +14,8 @@ from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, NotFoundError
 
 from src.search.backends.cluster import ADMIN_TIMEOUT_SECONDS, ClusterBackend
-from src.search.backends.querydsl import PRESSURE_STATUSES, ESBody, error_reason, error_type, is_rejection_status
+from src.search.backends.querydsl import ESBody
+from src.search.backends.refusals import PRESSURE_STATUSES, error_reason, error_type, is_rejection_status
 from src.search.errors import EnginePressure, IndexIncompatible, SearchRejected, SearchUnavailable
 from src.search.schema import IndexSchema
 
