@@ -3,20 +3,35 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+PIP := $(PY) -m pip --disable-pip-version-check
 
 .PHONY: venv run load test pytest typecheck lint docs bench bench-search bench-cache bench-indexer bench-load bench-relevance bench-relevance-npm bench-cold-start es-start es-stop os-start os-stop clean
 
-venv: $(STAMP)
+# One stamp per extra set, so each target installs only what it needs and none installs twice:
+# `make run` the serving dependencies alone (no test, benchmark, docs or AWS CDK packages: about half the
+# download and install time), `make test` adds the dev, deploy (mypy checks infra/ against the CDK's types)
+# and docs extras (the test run builds the site), the benchmarks the bench extra. A stamp is redone when
+# setup.cfg or pyproject.toml change.
+SERVE_STAMP := $(VENV)/.stamp-serve
+extra_stamp = $(foreach extra,$(1),$(VENV)/.stamp-$(extra))
 
-$(STAMP): setup.cfg pyproject.toml
+# The development environment: what `make test` uses.
+venv: $(call extra_stamp,dev deploy docs)
+
+$(SERVE_STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || "$$(scripts/find-python.sh)" -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench,deploy,docs]'
-	@touch $(STAMP)
+	@# The pip a venv starts with can be old (23.x with some Pythons), and its resolver gives up on
+	@# the OpenTelemetry contrib betas' exact pins.
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.stamp-%: $(SERVE_STAMP)
+	$(PIP) install --quiet -e '.[$*]'
+	@touch $@
 
 # Loads the demo data (DEMO_DATA_PATH) into the configured backend unless the alias already exists.
-load: venv
+load: $(SERVE_STAMP)
 	$(PY) -m indexer load --if-empty
 
 run: load
@@ -45,37 +60,37 @@ docs: venv
 # (Elasticsearch too when ELASTICSEARCH_URL is set). bench-cache needs REDIS_URL and `wrk`.
 bench: bench-search bench-cache bench-indexer
 
-bench-search: venv
+bench-search: $(call extra_stamp,dev bench)
 	$(PY) bench/search_bench.py
 
 # fastapi-cache2 0.2.2 (its last release) pins redis<5, which would downgrade our redis client:
 # installed without its dependencies, into the venv, for the comparison only.
-bench-cache: venv
+bench-cache: $(call extra_stamp,dev bench)
 	$(PY) -m pip install --quiet --no-deps 'fastapi-cache2==0.2.2' && $(PY) -m pip install --quiet pendulum jinja2
 	PATH=$(VENV)/bin:$$PATH $(PY) bench/cache_bench.py
 
 # Indexer throughput (vs a plain bulk load), freshness and RSS, on SecantusDB (started by the script).
 # Load and dependency failures: wrk at 64 and 256 connections, Redis and Elasticsearch paused (needs ELASTICSEARCH_URL).
-bench-load: venv
+bench-load: $(call extra_stamp,dev bench)
 	PATH=$(VENV)/bin:$$PATH $(PY) bench/load_bench.py
 
 # Relevance on typo, separator, known-item and prefix probes (plus Elasticsearch and a fuzziness:AUTO
 # baseline when ELASTICSEARCH_URL is set).
-bench-relevance: venv
+bench-relevance: $(call extra_stamp,dev bench)
 	$(PY) bench/relevance.py
 
 # The same on the npm registry's package list (227k names with monthly downloads as popularity; the TSV is
 # on the development machine only, NPM_TSV=path for another copy): typo, collision, prefix, separator and
 # known-item probes, plus a tuned Elasticsearch baseline. The corpus is written to var/, never committed.
-bench-relevance-npm: venv
+bench-relevance-npm: $(call extra_stamp,dev bench)
 	$(PY) bench/npm_corpus.py $(NPM_TSV)
 	$(PY) bench/relevance.py --corpus npm --json var/relevance-npm.json
 
-bench-indexer: venv
+bench-indexer: $(call extra_stamp,dev bench)
 	$(PY) bench/indexer_bench.py
 
 # Lambda cold start of the API handler vs a bare FastAPI + Mangum app (needs ELASTICSEARCH_URL).
-bench-cold-start: venv
+bench-cold-start: $(call extra_stamp,dev bench)
 	$(PY) bench/cold_start.py
 
 es-start:

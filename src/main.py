@@ -137,7 +137,7 @@ def edge_layers(config: ApiSettings, provider: TracerProvider | None) -> list[Mi
         *([cors] if origins else []),
         Middleware(
             RateLimitMiddleware,
-            limit=config.edge.rate_limit if config.edge.rate_limit_enabled else None,
+            limit=config.edge.rate_limit if config.rate_limits_on else None,
             trusted_proxies=parse_networks(config.edge.trusted_proxies),
         ),
         Middleware(
@@ -194,7 +194,7 @@ def create_app(settings: ApiSettings | None = None, *, backend_factory: BackendF
             async with asyncio.timeout(config.engine.timeout_seconds * 2 + 1):
                 await tried.wait()
         budget = None
-        if config.edge.rate_limit_enabled:
+        if config.rate_limits_on:
             budget = create_engine_budget(
                 config.edge.rate_limit_engine,
                 redis_url=config.redis.url,

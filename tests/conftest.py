@@ -48,6 +48,28 @@ ENGINES = [
 BACKENDS = ["fake", *ENGINES]
 
 _current: list[pytest.Item] = []
+_INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+UNIT_RUN = "not integration"
+"""The marker expression of the hermetic unit run (`pytest -m "not integration"`)."""
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The unit run does not even import tests/integration, where every test is marked integration (enforced
+    below): its modules import boto3, playwright, schemathesis, the CDK... a third of the run's collection."""
+    if collection_path == _INTEGRATION_DIR and str(config.getoption("markexpr", "")).strip() == UNIT_RUN:
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration is marked integration (the unit run skips the directory whole)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.path.is_relative_to(_INTEGRATION_DIR) and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"tests under tests/integration must be marked integration: {unmarked}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -276,13 +298,68 @@ async def empty_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Async
         await backend.close()
 
 
-@pytest.fixture
-async def catalog_backend(empty_backend: SearchBackend) -> SearchBackend:
-    """The backend loaded with the contract catalogue."""
-    from tests.fixtures.catalog import DOCS
+class TantivyTemplates:
+    """Tantivy directories loaded once per session and copied for each test that wants them loaded: indexing
+    the same documents again for every contract test was most of the contract suite's time. A copy is a
+    whole index of its own (the test may write to it); what it holds is what `load` makes."""
 
-    await load(empty_backend, DOCS)
-    return empty_backend
+    ALIAS = "loaded"
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    async def loaded(self, schema: IndexSchema, docs: list[Document], directory: Path) -> TantivyBackend:
+        """A backend in `directory` holding `docs` (through `load`, once per schema and documents)."""
+        import hashlib
+        import shutil
+
+        import orjson
+
+        digest = hashlib.sha256(schema.fingerprint.encode() + orjson.dumps(docs, option=orjson.OPT_SORT_KEYS))
+        template = self.base / digest.hexdigest()[:16]
+        if not template.exists():
+            building = template.with_suffix(".building")
+            shutil.rmtree(building, ignore_errors=True)
+            builder = TantivyBackend(building, schema=schema, alias=self.ALIAS, timeout_seconds=10.0)
+            try:
+                await load(builder, docs)
+            finally:
+                await builder.close()
+            building.rename(template)
+        shutil.copytree(template, directory)
+        return TantivyBackend(directory, schema=schema, alias=self.ALIAS, timeout_seconds=10.0)
+
+
+@pytest.fixture(scope="session")
+def tantivy_templates(tmp_path_factory: pytest.TempPathFactory) -> TantivyTemplates:
+    """The session's loaded Tantivy directories (see TantivyTemplates)."""
+    return TantivyTemplates(tmp_path_factory.mktemp("tantivy-templates"))
+
+
+async def loaded_backend(
+    kind: str, schema: IndexSchema, docs: list[Document], tmp_path: Path, templates: TantivyTemplates
+) -> SearchBackend:
+    """A fresh backend of `kind` holding `docs` (Tantivy's a copy of a template, the others loaded now)."""
+    if kind == "tantivy":
+        return await templates.loaded(schema, docs, tmp_path / "tantivy")
+    backend = await make_backend(kind, schema, tmp_path)
+    await load(backend, docs)
+    return backend
+
+
+@pytest.fixture(params=BACKENDS)
+async def catalog_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, tantivy_templates: TantivyTemplates
+) -> AsyncIterator[SearchBackend]:
+    """Each implementation, loaded with the contract catalogue."""
+    from tests.fixtures.catalog import DOCS, SCHEMA
+
+    backend = await loaded_backend(str(request.param), SCHEMA, DOCS, tmp_path, tantivy_templates)
+    try:
+        yield backend
+    finally:
+        await drop_all(backend)
+        await backend.close()
 
 
 def _secantus_binary() -> str | None:
@@ -509,7 +586,8 @@ def http_server(handler: Callable[..., BaseRequestHandler], port: int = 0) -> It
     import threading
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    # shutdown() waits for the serving loop's next poll: a short one keeps each test's teardown short.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

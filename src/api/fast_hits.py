@@ -156,7 +156,7 @@ class FastHitMiddleware:
                 accept_encoding = value.decode("latin-1")
         policy = services.http_cache_policy
         memo_key = None
-        if if_none_match is None and policy.compress_min_bytes is None:
+        if if_none_match is None and policy.compress_min_bytes is None and served.entry.took is None:
             # The same entry object comes back for every in-process hit (see CacheAside._decode_memoised):
             # its status, headers and body are worked out once per entry and Accept-Encoding choice.
             memo_key = (id(served.entry), served.x_cache, accepts_gzip(accept_encoding))

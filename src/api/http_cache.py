@@ -52,18 +52,21 @@ def cache_control(policy: HttpCachePolicy, status: int) -> str:
 
 
 def gzip_etag(etag: str) -> str:
-    """The strong ETag of the gzip representation (a different representation needs another tag)."""
+    """The ETag of the gzip representation (a different representation needs another tag), weak when
+    `etag` is."""
     return f'{etag[:-1]}{GZIP_ETAG_SUFFIX}"'
 
 
 def if_none_match_matches(header: str | None, etags: tuple[str, ...]) -> bool:
-    """RFC 9110 If-None-Match: `*` or any listed tag equal to ours under weak comparison."""
+    """RFC 9110 If-None-Match: `*` or any listed tag equal to ours under weak comparison (the opaque
+    tags compared, whether either side is weak)."""
     if header is None:
         return False
     candidates = [part.strip() for part in header.split(",")]
     if "*" in candidates:
         return True
-    return any(candidate.removeprefix("W/") in etags for candidate in candidates)
+    ours = {etag.removeprefix("W/") for etag in etags}
+    return any(candidate.removeprefix("W/") in ours for candidate in candidates)
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,5 +1,9 @@
 """Rate limits per client, with the `limits` library.
 
+- **When they apply** (`RATE_LIMIT_ENABLED`): unset, on with `APP_ENV=production` and off otherwise. The
+  embedded default (`make run`) serves one local client, whose scripts and loops must not meet a 429 a
+  production budget was sized for; every production deployment of this repository (compose, the CDK
+  stack) sets `APP_ENV=production` and so keeps them, and either way an explicit value decides.
 - **Who is the client**: the peer address, or, when the peer is one of `TRUSTED_PROXIES` (CIDRs), the
   right-most address of `X-Forwarded-For` that is not itself a trusted proxy (the left part of the
   header is whatever the client wrote and is never believed).

@@ -14,6 +14,10 @@ response bytes) and returns a `Served` entry:
 - any cache failure (down, slow, garbage) is a miss, counted, never an error; concurrent misses of one
   key are still computed once in this process.
 
+A response served from the cache (HIT, STALE) states its own time: a body that states how long it took
+(a search page's `took_ms`) gets the milliseconds since this request's cache lookup began, not those of the
+computation that stored it (`with_took_ms`, a splice of a few bytes). A MISS states its computation's.
+
 Admission control sits here, where a miss is known: at most `max_inflight` engine computations run at
 once in this process; one more is refused at once with `Overloaded` (a 503 with Retry-After). Hits,
 stale entries and coalesced waiters never wait behind it.
@@ -33,10 +37,18 @@ from loguru import logger
 from prometheus_client import Counter
 
 from src.cache.base import Cache, CacheUnavailable
-from src.cache.entries import EntryCorrupt, decode_entry, encode_entry, freshness, jittered, make_entry
+from src.cache.entries import (
+    EntryCorrupt,
+    decode_entry,
+    encode_entry,
+    freshness,
+    jittered,
+    make_entry,
+    with_took_ms,
+)
 from src.cache.flight import single_flight
 from src.cache.keys import GenerationalKey, lock_key
-from src.cache.models import CacheEntry, Served
+from src.cache.models import CacheEntry, Served, XCache
 from src.observability.metrics import (
     ADMISSION_REJECTED,
     CACHE_ERRORS,
@@ -84,6 +96,8 @@ class Computed:
     body: bytes
     content_type: str
     surrogate_keys: tuple[str, ...]
+    took_span: tuple[int, int] | None = None
+    """Where `body` states how long it took (the took_ms number's start and end), if it does."""
 
 
 type Compute = Callable[[int | None], Awaitable[Computed]]
@@ -101,12 +115,18 @@ class CacheAside:
         policy: CachePolicy,
         *,
         clock: Callable[[], float] = time.time,
-        draw: Callable[[], float] = random.random,
+        draw: Callable[[], float] | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.cache = cache
         self.policy = policy
         self._clock = clock
-        self._draw = draw
+        # A generator of its own, not the `random` module's shared one: that state belongs to whatever else
+        # runs in the process (Hypothesis, drawing in the test's thread while the app served in another, saw
+        # it move and failed the run).
+        self._draw = draw or random.Random().random  # noqa: S311 - jitter, not a secret
+        self.timer = timer
+        """Seconds of a monotonic clock: how long a response served from the cache took (its took_ms)."""
         self._inflight: dict[str, asyncio.Future[Served]] = {}
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -121,19 +141,21 @@ class CacheAside:
 
     async def fetch_generational(self, key: GenerationalKey, compute: Compute, *, route: str) -> Served:
         """Serve the entry under `key` at the current generation (one cache round trip)."""
+        started = self.timer()
         try:
             generation, raw = await self.cache.get_generational(key.generation_key, key.prefix, key.suffix)
         except CacheUnavailable as err:
             return await self._uncached(f"{key.prefix}?{key.suffix}", compute, route, "get", err)
-        return await self._resolve(key.at(generation), raw, generation, compute, route)
+        return await self._resolve(key.at(generation), raw, generation, compute, route, started)
 
     async def fetch(self, key: str, compute: Compute, *, route: str) -> Served:
         """Serve the entry under a fixed `key`."""
+        started = self.timer()
         try:
             raw = await self.cache.get(key)
         except CacheUnavailable as err:
             return await self._uncached(key, compute, route, "get", err)
-        return await self._resolve(key, raw, None, compute, route)
+        return await self._resolve(key, raw, None, compute, route, started)
 
     async def peek_fresh(self, key: GenerationalKey | str, *, route: str) -> Served | None:
         """A fresh entry if there is one, else None; no side effects beyond counting the hit.
@@ -141,6 +163,7 @@ class CacheAside:
         The fast path in front of the routes uses it; anything else (stale, miss, cache errors) is
         left to `fetch*`, which handles and counts it.
         """
+        started = self.timer()
         try:
             if isinstance(key, GenerationalKey):
                 _, raw = await self.cache.get_generational(key.generation_key, key.prefix, key.suffix)
@@ -157,7 +180,13 @@ class CacheAside:
         if freshness(entry, self._clock()) != "fresh":
             return None
         _lookups(route, "hit").inc()
-        return Served(entry, "HIT")
+        return self._served(entry, "HIT", started)
+
+    def _served(self, entry: CacheEntry, x_cache: XCache, started: float) -> Served:
+        """`entry` served from the cache, stating its own time (see the module docstring)."""
+        if entry.took is None:
+            return Served(entry, x_cache)
+        return Served(with_took_ms(entry, (self.timer() - started) * 1000), x_cache)
 
     def _decode_memoised(self, raw: bytes) -> CacheEntry:
         """`decode_entry`, remembered for the last few stored values by identity: the in-process tier
@@ -200,21 +229,21 @@ class CacheAside:
             ENGINE_INFLIGHT.dec()
 
     async def _resolve(
-        self, key: str, raw: bytes | None, generation: int | None, compute: Compute, route: str
+        self, key: str, raw: bytes | None, generation: int | None, compute: Compute, route: str, started: float
     ) -> Served:
         entry = self._decode(key, raw)
         if entry is not None:
             state = freshness(entry, self._clock())
             if state == "fresh":
                 _lookups(route, "hit").inc()
-                return Served(entry, "HIT")
+                return self._served(entry, "HIT", started)
             if state == "stale":
                 self._refresh_in_background(key, generation, compute)
                 _lookups(route, "stale").inc()
-                return Served(entry, "STALE")
+                return self._served(entry, "STALE", started)
         if self.admit is not None:
             await self.admit()
-        served = await self._single_flight(key, generation, compute, entry)
+        served = await self._single_flight(key, generation, compute, entry, started)
         _lookups(route, served.x_cache.lower()).inc()
         return served
 
@@ -228,38 +257,38 @@ class CacheAside:
             return None
 
     async def _single_flight(
-        self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None
+        self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None, started: float
     ) -> Served:
-        return await self._coalesced(key, lambda: self._compute_locked(key, generation, compute, expired))
+        return await self._coalesced(key, lambda: self._compute_locked(key, generation, compute, expired, started))
 
     async def _coalesced(self, key: str, run: Callable[[], Awaitable[Served]]) -> Served:
         """One `run` per key at a time in this process; concurrent callers share its outcome."""
         return await single_flight(self._inflight, key, run)
 
     async def _compute_locked(
-        self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None
+        self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None, started: float
     ) -> Served:
         token, held_elsewhere = await self._acquire(key)
         if held_elsewhere:
             found = await self._wait_for(key)
             if found is not None:
-                return Served(found, "HIT")
+                return self._served(found, "HIT", started)
             # The other computer is slow or dead: compute ourselves rather than fail the request.
         try:
-            return await self._compute_and_store(key, generation, compute, expired)
+            return await self._compute_and_store(key, generation, compute, expired, started)
         finally:
             if token is not None:
                 await self._release(key, token)
 
     async def _compute_and_store(
-        self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None
+        self, key: str, generation: int | None, compute: Compute, expired: CacheEntry | None, started: float
     ) -> Served:
         try:
             computed = await self._admitted(compute, generation)
         except Unavailable:  # Overloaded included: a stale copy beats a 503
             if expired is not None and self._clock() < expired.hard_expires_at + self.policy.stale_if_error_seconds:
                 logger.debug("backend unavailable: serving a stale entry for {}", key)  # counted as STALE
-                return Served(expired, "STALE")
+                return self._served(expired, "STALE", started)
             raise
         entry = self._entry(computed)
         await self._store(key, entry)
@@ -281,6 +310,7 @@ class CacheAside:
             soft_ttl=soft,
             hard_ttl=hard,
             gzip_min_bytes=policy.gzip_min_bytes,
+            took_span=computed.took_span,
         )
 
     async def _store(self, key: str, entry: CacheEntry) -> None:

@@ -2,18 +2,29 @@
 
 An entry is stored as `b"SE1"`, a 4-byte big-endian header length, an orjson header, the body and
 the optional gzip body; a hit slices the bytes out without touching the JSON payload.
+
+A body that states how long it took (a search page's last member, `"took_ms":<number>}`) keeps where that
+number is (`TookSlot`), so a hit states its own time (`with_took_ms`) by splicing bytes: the identity body
+around the number, and the gzip body too, which is built for it: the bytes before the number deflated and
+flushed to a byte boundary, then the rest (number and `}`) in a final stored (uncompressed) deflate block,
+then the gzip trailer, whose CRC-32 continues the head's. A splice therefore rewrites a few dozen bytes,
+never compresses, and gives one ordinary gzip member any client decodes. Such an entry's ETag hashes the
+body without the number and is weak (RFC 9110: the bodies it names differ in that number only), so a
+recomputation of the same result keeps its tag and If-None-Match still finds it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import struct
+import zlib
 from typing import Literal, cast
 
 import orjson
 
-from src.cache.models import CacheEntry
+from src.cache.models import CacheEntry, TookSlot
 
 _MAGIC = b"SE1"
 _HEADER_LENGTH = struct.Struct(">I")
@@ -25,9 +36,17 @@ class EntryCorrupt(ValueError):
     """The cached bytes are not an entry this code wrote (garbage, truncation, old format)."""
 
 
-def etag_for(body: bytes) -> str:
-    """A strong ETag (RFC 9110 quoted string) from a hash of the body: same bytes, same tag, anywhere."""
-    return f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+"""A gzip member's header: deflate, no flags, no timestamp (deterministic), unknown OS (as `gzip.compress`)."""
+_STORED_MAX = 0xFFFF
+_GZIP_MIN_SAVING = 0.9
+"""A gzip body is kept only when it is at most this fraction of the body."""
+
+
+def etag_for(body: bytes, *, weak: bool = False) -> str:
+    """An ETag (RFC 9110 quoted string) from a hash of the body: same bytes, same tag, anywhere."""
+    tag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+    return f"W/{tag}" if weak else tag
 
 
 def jittered(seconds: float, *, jitter: float, draw: float) -> float:
@@ -38,7 +57,48 @@ def jittered(seconds: float, *, jitter: float, draw: float) -> float:
 def gzipped(body: bytes) -> bytes | None:
     """`body` gzipped (deterministically: no timestamp), or None when that saves less than a tenth."""
     candidate = gzip.compress(body, compresslevel=6, mtime=0)
-    return candidate if len(candidate) <= len(body) * 0.9 else None
+    return candidate if len(candidate) <= len(body) * _GZIP_MIN_SAVING else None
+
+
+def _stored_blocks(data: bytes) -> bytes:
+    """`data` as stored (uncompressed) deflate blocks, the last one final; the stream must be at a byte
+    boundary (after a sync flush), where a stored block's 3 header bits are padded to a whole byte."""
+    blocks = []
+    for offset in range(0, max(len(data), 1), _STORED_MAX):
+        chunk = data[offset : offset + _STORED_MAX]
+        final = offset + _STORED_MAX >= len(data)
+        blocks.append(struct.pack("<BHH", int(final), len(chunk), len(chunk) ^ 0xFFFF) + chunk)
+    return b"".join(blocks)
+
+
+def _gzip_tail(rest: bytes, head_crc: int, total: int) -> bytes:
+    """What follows a spliceable gzip body's head: `rest` in final stored blocks, then the trailer."""
+    return _stored_blocks(rest) + struct.pack("<II", zlib.crc32(rest, head_crc), total & 0xFFFFFFFF)
+
+
+def _spliceable_gzip(body: bytes, start: int) -> tuple[bytes, int] | None:
+    """(gzip of `body` whose bytes from `start` sit in its last stored block, bytes before that block), or
+    None when compressing saves less than a tenth."""
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    head = _GZIP_HEADER + deflate.compress(body[:start]) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    candidate = head + _gzip_tail(body[start:], zlib.crc32(body[:start]), len(body))
+    return (candidate, len(head)) if len(candidate) <= len(body) * _GZIP_MIN_SAVING else None
+
+
+def with_took_ms(entry: CacheEntry, took_ms: float) -> CacheEntry:
+    """`entry` stating `took_ms` (rounded to microseconds, as a computed page) instead of its computation's
+    time, in its body and its gzip body; unchanged when its body states no time."""
+    slot = entry.took
+    if slot is None:
+        return entry
+    number = orjson.dumps(round(took_ms, 3))
+    rest = number + entry.body[slot.end :]
+    body = entry.body[: slot.start] + rest
+    gzip_body = entry.gzip_body
+    if gzip_body is not None:
+        gzip_body = gzip_body[: slot.gzip_head] + _gzip_tail(rest, slot.head_crc, len(body))
+    took = dataclasses.replace(slot, end=slot.start + len(number))
+    return dataclasses.replace(entry, body=body, gzip_body=gzip_body, took=took)
 
 
 def make_entry(
@@ -51,18 +111,40 @@ def make_entry(
     soft_ttl: float,
     hard_ttl: float,
     gzip_min_bytes: int,
+    took_span: tuple[int, int] | None = None,
 ) -> CacheEntry:
-    """Build an entry (ETag, expiry times, gzip body when compression saves at least a tenth)."""
-    compressed = gzipped(body) if len(body) >= gzip_min_bytes else None
+    """Build an entry (ETag, expiry times, gzip body when compression saves at least a tenth).
+
+    `took_span`: where in `body` the took_ms number is (start, end), for a body that states its time."""
+    compress = len(body) >= gzip_min_bytes
+    if took_span is None:
+        return CacheEntry(
+            status=status,
+            body=body,
+            content_type=content_type,
+            etag=etag_for(body),
+            surrogate_keys=surrogate_keys,
+            soft_expires_at=now + soft_ttl,
+            hard_expires_at=now + max(hard_ttl, soft_ttl),
+            gzip_body=gzipped(body) if compress else None,
+        )
+    start, end = took_span
+    spliceable = _spliceable_gzip(body, start) if compress else None
     return CacheEntry(
         status=status,
         body=body,
         content_type=content_type,
-        etag=etag_for(body),
+        etag=etag_for(body[:start] + body[end:], weak=True),
         surrogate_keys=surrogate_keys,
         soft_expires_at=now + soft_ttl,
         hard_expires_at=now + max(hard_ttl, soft_ttl),
-        gzip_body=compressed,
+        gzip_body=spliceable[0] if spliceable is not None else None,
+        took=TookSlot(
+            start=start,
+            end=end,
+            gzip_head=spliceable[1] if spliceable is not None else 0,
+            head_crc=zlib.crc32(body[:start]),
+        ),
     )
 
 
@@ -79,6 +161,7 @@ def encode_entry(entry: CacheEntry) -> bytes:
             "b": len(entry.body),
             "z": len(entry.gzip_body) if entry.gzip_body is not None else -1,
         }
+        | ({"tk": dataclasses.astuple(entry.took)} if entry.took is not None else {})
     )
     return b"".join((_MAGIC, _HEADER_LENGTH.pack(len(header)), header, entry.body, entry.gzip_body or b""))
 
@@ -99,6 +182,10 @@ def decode_entry(raw: bytes) -> CacheEntry:
         gzip_body = raw[start + body_length :] if gzip_length >= 0 else None
         if len(body) != body_length or (gzip_body is not None and len(gzip_body) != gzip_length):
             raise EntryCorrupt("truncated cache entry")
+        took = header.get("tk")
+        slot = TookSlot(*cast(list[int], took)) if took is not None else None
+        if slot is not None and not (0 <= slot.start <= slot.end <= body_length):
+            raise EntryCorrupt("took_ms slot outside the body")
         return CacheEntry(
             status=cast(int, header["s"]),
             body=body,
@@ -108,6 +195,7 @@ def decode_entry(raw: bytes) -> CacheEntry:
             soft_expires_at=float(cast(float, header["soft"])),
             hard_expires_at=float(cast(float, header["hard"])),
             gzip_body=gzip_body,
+            took=slot,
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise EntryCorrupt(f"unreadable cache entry header: {err}") from err

@@ -175,7 +175,7 @@ class PurgeQueue:
         repeat_seconds: float = 3.0,
         retry_base_seconds: float = 0.5,
         retry_cap_seconds: float = 30.0,
-        draw: Callable[[], float] = random.random,
+        draw: Callable[[], float] | None = None,
     ) -> None:
         self.purger = purger
         self.max_pending = max_pending
@@ -183,7 +183,10 @@ class PurgeQueue:
         self._repeats: dict[asyncio.TimerHandle, Sequence[str]] = {}
         self.retry_base = retry_base_seconds
         self.retry_cap = retry_cap_seconds
-        self._draw = draw
+        # A generator of its own, not the `random` module's shared one: that state belongs to whatever else
+        # runs in the process (Hypothesis, drawing in the test's thread while the app served in another, saw
+        # it move and failed the run).
+        self._draw = draw or random.Random().random  # noqa: S311 - jitter, not a secret
         self._pending: dict[str, None] = {}  # insertion-ordered set
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()  # nothing pending and no repeat due: what drain() waits for

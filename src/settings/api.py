@@ -85,7 +85,9 @@ class EdgeSettings(Group):
 
     trusted_proxies: str = "127.0.0.1/32,::1/128"
     """Comma-separated CIDRs of the proxies whose X-Forwarded-For is believed (the gateway)."""
-    rate_limit_enabled: bool = True
+    rate_limit_enabled: bool | None = None
+    """The per-client limits below. Unset: on with APP_ENV=production, off otherwise, so one local client of
+    `make run` (a script's loop of distinct queries) is never throttled; set it to decide either way."""
     rate_limit: str = "100/second"
     """Per client, every request but the probes and /metrics, in this process's memory (`limits` notation)."""
     rate_limit_engine: str = "20/second"
@@ -140,6 +142,12 @@ class ApiSettings(ProcessSettings):
     http_cache: HttpCacheSettings = Field(default_factory=HttpCacheSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @property
+    def rate_limits_on(self) -> bool:
+        """Whether the per-client rate limits apply (RATE_LIMIT_ENABLED, else APP_ENV=production)."""
+        enabled = self.edge.rate_limit_enabled
+        return enabled if enabled is not None else self.app.production
 
     @property
     def docs_on(self) -> bool:

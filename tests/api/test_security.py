@@ -360,6 +360,52 @@ async def test_rate_limit_when_forwarded_by_a_trusted_proxy_counts_each_client_a
 
 
 @pytest.mark.parametrize(
+    ("app_env", "given", "expected"),
+    [
+        pytest.param("development", None, False, id="development-unset-off"),
+        pytest.param("production", None, True, id="production-unset-on"),
+        pytest.param("development", "true", True, id="development-explicit-on"),
+        pytest.param("production", "false", False, id="production-explicit-off"),
+    ],
+)
+def test_settings_when_rate_limit_enabled_is_unset_follows_app_env(
+    monkeypatch: pytest.MonkeyPatch, app_env: str, given: str | None, expected: bool
+) -> None:
+    monkeypatch.delenv("RATE_LIMIT_ENABLED")  # the suite's own default (tests/conftest.py)
+    if given is not None:
+        monkeypatch.setenv("RATE_LIMIT_ENABLED", given)
+    monkeypatch.setenv("APP_ENV", app_env)
+    assert ApiSettings().rate_limits_on is expected
+
+
+async def _distinct_searches(settings: ApiSettings, count: int) -> list[int]:
+    """The statuses of `count` distinct searches (every one a miss) from one client."""
+    async with started_client(settings) as (_, client):
+        return [(await client.get("/v1/search", params={"q": f"server {n}"})).status_code for n in range(count)]
+
+
+async def test_rate_limit_when_unset_in_development_never_throttles_one_client(
+    settings: ApiSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RATE_LIMIT_ENABLED")  # as on `make run`: nothing configured
+    # Limits a loop would pass at once if they were on (the defaults are per second; these cannot refill).
+    development = settings.replace(rate_limit_enabled=None, **_TIGHT)
+    assert await _distinct_searches(development, 8) == [200] * 8
+
+
+async def test_rate_limit_when_unset_in_production_throttles_the_engine_budget(
+    settings: ApiSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RATE_LIMIT_ENABLED")
+    production = _production(settings, rate_limit_enabled=None, **_TIGHT)
+    assert production.app.production
+    assert await _distinct_searches(production, 4) == [200, 200, 429, 429]
+
+
+_TIGHT = {"rate_limit": "5/minute", "rate_limit_engine": "2/minute"}
+
+
+@pytest.mark.parametrize(
     ("peer", "forwarded", "expected"),
     [
         pytest.param("10.0.0.5", ["198.51.100.1"], "198.51.100.1", id="trusted-peer"),

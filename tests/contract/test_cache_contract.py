@@ -20,6 +20,9 @@ from src.resilience import CircuitBreaker
 from tests.conftest import REDIS_URL, RedisClusterNodes, require_redis
 
 type Advance = Callable[[float], Awaitable[None]]
+SERVER_BUDGET_SECONDS = 10.0
+"""A real server's call budget here: the contract is about answers, not latency, and a loaded machine (the
+servers are processes competing for the same cores) took more than a second now and then."""
 
 
 @pytest.fixture
@@ -57,12 +60,21 @@ async def cache(request: pytest.FixtureRequest, clock: list[float]) -> AsyncIter
     elif request.param == "redis-cluster":
         nodes: RedisClusterNodes = request.getfixturevalue("redis_cluster")
         implementation = create_redis_cache(
-            nodes.url, timeout_seconds=1, connect_timeout_seconds=1, failure_threshold=3, reset_seconds=1, cluster=True
+            nodes.url,
+            timeout_seconds=SERVER_BUDGET_SECONDS,
+            connect_timeout_seconds=SERVER_BUDGET_SECONDS,
+            failure_threshold=3,
+            reset_seconds=1,
+            cluster=True,
         )
     else:
         require_redis()
         implementation = create_redis_cache(
-            REDIS_URL, timeout_seconds=1, connect_timeout_seconds=1, failure_threshold=3, reset_seconds=1
+            REDIS_URL,
+            timeout_seconds=SERVER_BUDGET_SECONDS,
+            connect_timeout_seconds=SERVER_BUDGET_SECONDS,
+            failure_threshold=3,
+            reset_seconds=1,
         )
     yield implementation
     await implementation.close()

@@ -55,7 +55,7 @@ async def test_invalidation_when_published_reaches_every_api_process_at_once(tmp
             assert await publish(broker, event, exchange=INVALIDATIONS)
         finally:
             await broker.stop()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # a bound on a hang: the loop ends as soon as both dropped it
         states: list[str] = []
         while time.monotonic() < deadline:
             states = [(await client.get("/v1/documents/a")).headers["x-cache"] for client in (first, second)]
@@ -166,7 +166,7 @@ async def test_lazy_reindex_publisher_when_the_first_request_comes_connects_and_
         before = publisher.connected  # nothing at start: a Lambda cold start connects to nothing
         assert await publisher(ReindexRequest(request_id="r1"))
         assert (before, publisher.connected) == (False, True)
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):  # a hang, not a speed
             while not received:
                 await asyncio.sleep(0.02)
         assert received == ["r1"]

@@ -160,7 +160,7 @@ async def test_search_when_another_alias_shares_the_namespace_keeps_its_generati
         assert "gen-0" in first.headers["surrogate-key"].split()
         # The indexer of another deployment (another alias) on the same Redis namespace bumps 16 times.
         cache = create_redis_cache(
-            REDIS_URL, timeout_seconds=1, connect_timeout_seconds=1, failure_threshold=3, reset_seconds=1
+            REDIS_URL, timeout_seconds=10, connect_timeout_seconds=10, failure_threshold=3, reset_seconds=1
         )
         other = settings.replace(index_alias="someone-else")
         from src.cache.factory import cache_policy

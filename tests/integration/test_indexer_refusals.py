@@ -322,8 +322,9 @@ async def test_stream_command_when_sigterm_comes_with_a_full_queue_behind_a_refu
         stderr = process.stderr.read().decode() if process.stderr else ""
         await indexer.close()
     assert returncode == 0, stderr[-2000:]
-    # The grace bounds our work; what is left is the interpreter's own exit on a busy machine.
-    assert elapsed < grace + 2.0, stderr[-2000:]
+    # The grace bounds our work (without it the refused write would hold the process until process.wait's 60 s
+    # ran out); what is left is the interpreter's own exit, seconds on a loaded machine.
+    assert elapsed < grace + 10.0, stderr[-2000:]
     assert "still busy" in stderr  # the held write was cancelled at the grace, not finished
     assert after is not None
     assert before is not None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from dataclasses import dataclass, field
 
 import fakeredis
+import orjson
 import pytest
 from loguru import logger
 
@@ -16,7 +18,7 @@ from src.cache.base import CacheUnavailable
 from src.cache.entries import decode_entry
 from src.cache.keys import lock_key, search_key
 from src.cache.memory import MemoryCache
-from src.cache.models import CacheEntry
+from src.cache.models import CacheEntry, Served
 from src.cache.null import NullCache
 from src.cache.redis import RedisCache
 from src.resilience import CircuitBreaker, Overloaded, Unavailable
@@ -28,9 +30,12 @@ POLICY = CachePolicy(
     stale_if_error_seconds=50,
     negative_ttl_seconds=2,
     max_entry_bytes=1000,
-    lock_wait_seconds=0.3,
+    lock_wait_seconds=0.05,
     lock_poll_seconds=0.01,
 )
+WAITING = dataclasses.replace(POLICY, lock_wait_seconds=60.0)
+"""For tests where another process's computation must be waited for: a waiter returns as soon as the entry
+is there, so the wait only bounds a hang (POLICY's 0.05 s could run out on a loaded machine)."""
 KEY = search_key("t", "schema:v1", b"request")
 
 
@@ -54,6 +59,8 @@ class Backend:
     """What compute raises when `fail` is set."""
     status: int = 200
     bodies: list[bytes] = field(default_factory=list)
+    timed: bool = False
+    """Bodies state how long they took (250 ms), as search pages do."""
 
     async def compute(self, generation: int | None) -> Computed:
         self.calls += 1
@@ -63,6 +70,9 @@ class Backend:
             raise self.error
         body = self.bodies[min(self.calls, len(self.bodies)) - 1] if self.bodies else b'{"n": %d}' % self.calls
         keys = ("doc-a",) if generation is None else ("doc-a", f"gen-{generation}")
+        if self.timed:
+            body = b'{"n":%d,"took_ms":250.0}' % self.calls
+            return Computed(self.status, body, "application/json", keys, (len(body) - 6, len(body) - 1))
         return Computed(self.status, body, "application/json", keys)
 
 
@@ -72,9 +82,26 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+@dataclass
+class Ticks:
+    """A monotonic timer for took_ms: each reading is `step` seconds after the previous one."""
+
+    step: float = 0.0005
+    now: float = 50.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 def make(clock: Clock, cache: MemoryCache | RedisCache | None = None, policy: CachePolicy = POLICY) -> CacheAside:
     store = cache if cache is not None else MemoryCache(max_entries=100, max_bytes=100_000, clock=lambda: clock.now)
-    return CacheAside(store, policy, clock=clock, draw=lambda: 0.5)
+    return CacheAside(store, policy, clock=clock, draw=lambda: 0.5, timer=Ticks())
+
+
+def took_ms(served: Served | None) -> float:
+    assert served is not None
+    return float(orjson.loads(served.entry.body)["took_ms"])
 
 
 async def test_fetch_generational_when_repeated_is_hit_with_same_etag() -> None:
@@ -121,9 +148,8 @@ async def test_fetch_generational_when_two_processes_miss_together_computes_once
 
     def process() -> CacheAside:
         redis = fakeredis.FakeAsyncRedis(server=server)
-        return make(
-            clock, RedisCache(redis, timeout_seconds=1, breaker=CircuitBreaker(failure_threshold=3, reset_seconds=1))
-        )
+        breaker = CircuitBreaker(failure_threshold=3, reset_seconds=1)
+        return make(clock, RedisCache(redis, timeout_seconds=30, breaker=breaker), WAITING)
 
     one, two = process(), process()
     misses = [
@@ -425,3 +451,71 @@ async def test_peek_fresh_when_many_stored_values_bounds_the_decode_memo() -> No
         await aside.fetch_generational(key, backend.compute, route="search")
         assert await aside.peek_fresh(key, route="search") is not None
     assert len(aside._decoded) == aside_module._DECODED_ENTRIES
+
+
+# --- took_ms: a response served from the cache states its own time --------------------------------
+
+
+async def test_fetch_generational_when_hit_states_its_own_took_ms() -> None:
+    clock, backend = Clock(), Backend(timed=True)
+    aside = make(clock)
+    miss = await aside.fetch_generational(KEY, backend.compute, route="search")
+    hit = await aside.fetch_generational(KEY, backend.compute, route="search")
+    peeked = await aside.peek_fresh(KEY, route="search")
+    assert (miss.x_cache, hit.x_cache) == ("MISS", "HIT")
+    assert took_ms(miss) == 250.0  # the computation's own time
+    assert took_ms(hit) == took_ms(peeked) == 0.5  # one timer step from the lookup to the answer
+    assert hit.entry.etag == miss.entry.etag
+
+
+async def test_fetch_generational_when_stale_states_its_own_took_ms() -> None:
+    clock, backend = Clock(), Backend(timed=True)
+    aside = make(clock)
+    await aside.fetch_generational(KEY, backend.compute, route="search")
+    clock.now += 20  # past soft (10), before hard (100)
+    stale = await aside.fetch_generational(KEY, backend.compute, route="search")
+    await aside.drain()
+    assert stale.x_cache == "STALE"
+    assert took_ms(stale) == 0.5
+
+
+async def test_fetch_generational_when_backend_fails_serves_expired_entry_with_its_own_took_ms() -> None:
+    clock, backend = Clock(), Backend(timed=True)
+    aside = make(clock)
+    await aside.fetch_generational(KEY, backend.compute, route="search")
+    backend.fail = True
+    clock.now += 120  # past hard (100), within hard + grace (150)
+    served = await aside.fetch_generational(KEY, backend.compute, route="search")
+    assert served.x_cache == "STALE"
+    assert took_ms(served) == 0.5
+
+
+async def test_fetch_generational_when_another_process_computed_states_the_waiters_own_took_ms() -> None:
+    server = fakeredis.FakeServer()
+    clock, backend = Clock(), Backend(gate=asyncio.Event(), timed=True)
+
+    def process() -> CacheAside:
+        redis = fakeredis.FakeAsyncRedis(server=server)
+        breaker = CircuitBreaker(failure_threshold=3, reset_seconds=1)
+        return make(clock, RedisCache(redis, timeout_seconds=30, breaker=breaker), WAITING)
+
+    one, two = process(), process()
+    first = asyncio.create_task(one.fetch_generational(KEY, backend.compute, route="search"))
+    await settle()
+    second = asyncio.create_task(two.fetch_generational(KEY, backend.compute, route="search"))
+    await settle()
+    backend.gate.set()  # type: ignore[union-attr]
+    computed, waited = await asyncio.gather(first, second)
+    assert (computed.x_cache, waited.x_cache) == ("MISS", "HIT")
+    assert took_ms(computed) == 250.0
+    assert took_ms(waited) > 0.0
+    assert took_ms(waited) != 250.0
+
+
+async def test_fetch_when_jittering_ttls_leaves_the_random_modules_state_alone() -> None:
+    # Hypothesis, drawing in a test's thread while an app served in another, failed a run when the app's
+    # jitter moved the shared state of the `random` module.
+    aside = CacheAside(MemoryCache(max_entries=10, max_bytes=10_000), POLICY)
+    before = random.getstate()
+    await aside.fetch_generational(KEY, Backend().compute, route="search")
+    assert random.getstate() == before

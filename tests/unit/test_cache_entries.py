@@ -5,12 +5,22 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import zlib
 from dataclasses import replace
 
 import orjson
 import pytest
 
-from src.cache.entries import EntryCorrupt, decode_entry, encode_entry, etag_for, freshness, jittered, make_entry
+from src.cache.entries import (
+    EntryCorrupt,
+    decode_entry,
+    encode_entry,
+    etag_for,
+    freshness,
+    jittered,
+    make_entry,
+    with_took_ms,
+)
 from src.cache.models import CacheEntry
 
 COMPRESSIBLE = b'{"hits": [' + b'{"id": "doc", "title": "nginx reverse proxy"},' * 40 + b"]}"
@@ -381,3 +391,128 @@ def test_freshness_soft_equal_to_hard_goes_straight_to_expired() -> None:
     entry = replace(_TIMED, hard_expires_at=100.0)
     assert freshness(entry, 99.0) == "fresh"
     assert freshness(entry, 100.0) == "expired"
+
+
+# --- with_took_ms: a hit states its own time ---------------------------------------------------
+
+
+def _page(took: bytes, head: bytes = COMPRESSIBLE[:-1]) -> tuple[bytes, tuple[int, int]]:
+    """A body whose last member states `took` (as the service encodes a page), and where the number is."""
+    start = len(head) + len(b',"took_ms":')
+    return head + b',"took_ms":' + took + b"}", (start, start + len(took))
+
+
+def _timed(took: bytes = b"123.456", *, gzip_min_bytes: int = 0, head: bytes = COMPRESSIBLE[:-1]) -> CacheEntry:
+    body, span = _page(took, head)
+    return make_entry(
+        status=200,
+        body=body,
+        content_type="application/json",
+        surrogate_keys=(),
+        now=0.0,
+        soft_ttl=30.0,
+        hard_ttl=300.0,
+        gzip_min_bytes=gzip_min_bytes,
+        took_span=span,
+    )
+
+
+def _one_gzip_member(data: bytes) -> bytes:
+    """Decode as clients that read one gzip member only do (httpx, zlib's own gunzip): nothing may follow."""
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    decoded = decoder.decompress(data)
+    assert decoder.eof
+    assert decoder.unused_data == b""
+    return decoded
+
+
+def test_with_took_ms_when_hit_states_its_own_time_in_both_bodies() -> None:
+    entry = _timed(b"123.456")
+    hit = with_took_ms(entry, 0.04213)
+    assert hit.body == _page(b"0.042")[0]
+    assert hit.gzip_body is not None
+    assert _one_gzip_member(hit.gzip_body) == hit.body
+    assert gzip.decompress(hit.gzip_body) == hit.body
+    assert (hit.etag, hit.surrogate_keys) == (entry.etag, entry.surrogate_keys)
+
+
+def test_with_took_ms_when_spliced_again_replaces_the_new_number() -> None:
+    once = with_took_ms(_timed(b"1.5"), 12345678.25)
+    twice = with_took_ms(once, 7.0)
+    assert twice.body == _page(b"7.0")[0]
+    assert twice.gzip_body is not None
+    assert _one_gzip_member(twice.gzip_body) == twice.body
+    assert twice.took is not None
+    assert twice.body[twice.took.start : twice.took.end] == b"7.0"
+
+
+def test_with_took_ms_when_entry_states_no_time_returns_it_unchanged() -> None:
+    entry = _make(COMPRESSIBLE)
+    assert with_took_ms(entry, 1.0) is entry
+
+
+def test_with_took_ms_when_entry_has_no_gzip_body_splices_the_body_only() -> None:
+    entry = _timed(gzip_min_bytes=10**6)
+    assert entry.gzip_body is None
+    assert entry.took is not None
+    assert entry.took.gzip_head == 0
+    hit = with_took_ms(entry, 2.0)
+    assert (hit.body, hit.gzip_body) == (_page(b"2.0")[0], None)
+
+
+def test_with_took_ms_when_the_rest_passes_one_stored_block_splits_it() -> None:
+    # A stored deflate block holds at most 65535 bytes: the rest after the number spans two.
+    head = b'{"pad":"' + b"a" * 200_000 + b'"'
+    body = head + b',"took_ms":' + b"1.0" + b',"tail":"' + b"z" * 70_000 + b'"}'
+    start = len(head) + len(b',"took_ms":')
+    entry = make_entry(
+        status=200,
+        body=body,
+        content_type="application/json",
+        surrogate_keys=(),
+        now=0.0,
+        soft_ttl=30.0,
+        hard_ttl=300.0,
+        gzip_min_bytes=0,
+        took_span=(start, start + 3),
+    )
+    hit = with_took_ms(entry, 3.25)
+    assert hit.body == body.replace(b'"took_ms":1.0', b'"took_ms":3.25')
+    assert hit.gzip_body is not None
+    assert _one_gzip_member(hit.gzip_body) == hit.body
+
+
+def test_make_entry_when_body_states_took_ms_tags_it_weak_without_the_number() -> None:
+    slow, fast = _timed(b"250.5"), _timed(b"0.1")
+    assert slow.etag == fast.etag == etag_for(COMPRESSIBLE[:-1] + b',"took_ms":}', weak=True)
+    assert slow.etag.startswith('W/"')
+    assert slow.gzip_body is not None
+    assert _one_gzip_member(slow.gzip_body) == slow.body
+
+
+def test_make_entry_when_body_states_took_ms_but_is_incompressible_keeps_no_gzip() -> None:
+    entry = _timed(head=b'{"h":"' + INCOMPRESSIBLE + b'"')
+    assert entry.gzip_body is None
+    assert entry.took is not None
+
+
+def test_encode_entry_when_it_states_took_ms_round_trips_the_slot() -> None:
+    entry = with_took_ms(_timed(), 9.5)
+    assert decode_entry(encode_entry(entry)) == entry
+
+
+def test_decode_entry_when_took_slot_is_outside_the_body_is_corrupt() -> None:
+    with pytest.raises(EntryCorrupt, match="took_ms slot"):
+        decode_entry(_raw(orjson.dumps(_header(tk=[1, 5, 0, 0])), b"ab"))
+
+
+def test_decode_entry_when_took_slot_is_malformed_is_corrupt() -> None:
+    with pytest.raises(EntryCorrupt):
+        decode_entry(_raw(orjson.dumps(_header(tk=[1])), b"ab"))
+
+
+def test_make_entry_when_body_states_took_ms_points_the_slot_at_the_number() -> None:
+    entry = _timed(b"123.456")
+    assert entry.took is not None
+    assert entry.body[entry.took.start : entry.took.end] == b"123.456"
+    assert entry.took.head_crc == zlib.crc32(entry.body[: entry.took.start])

@@ -28,6 +28,9 @@ from tests.fixtures.catalog import SCHEMA
 FAST = RetryPolicy(attempts=3, base_seconds=0.001, cap_seconds=0.005)
 OPTIONS = StreamOptions(consumer="test", retry=FAST, restart_pause_seconds=0.01)
 
+HANG_SECONDS = 60.0
+"""Bounds a hang (the test fails), never a speed: every wait below ends as soon as its condition holds."""
+
 
 @dataclass
 class Harness:
@@ -74,7 +77,7 @@ class Harness:
             )
         )
 
-    async def run_until(self, condition: object, *, timeout: float = 5.0) -> None:
+    async def run_until(self, condition: object, *, timeout: float = HANG_SECONDS) -> None:
         stop = asyncio.Event()
         task = self.start(stop)
         try:
@@ -85,7 +88,7 @@ class Harness:
                     await asyncio.sleep(0.01)
         finally:
             stop.set()
-            await asyncio.wait_for(task, 5)
+            await asyncio.wait_for(task, HANG_SECONDS)
 
 
 async def test_run_stream_when_no_checkpoint_copies_then_tails_changes() -> None:
@@ -304,11 +307,11 @@ async def test_stream_once_when_writer_slow_reader_stays_within_the_queue() -> N
             start, source=h.source, sink=h.sink, checkpoints=h.checkpoints, invalidate=None, options=OPTIONS, stop=stop
         )
     )
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_SECONDS):
         while len(await h.index_state()) < 40:
             await asyncio.sleep(0.01)
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await asyncio.wait_for(task, HANG_SECONDS)
     assert written >= 10
     assert max_ahead <= OPTIONS.queue_batches + 2
 
@@ -499,7 +502,7 @@ async def test_stream_once_when_the_writer_fails_with_a_full_queue_raises_instea
     )
     await reader_blocked.wait()
     backend.gate.set()
-    async with asyncio.timeout(10):  # a hang, not a speed: the reader used to wait forever on the full queue
+    async with asyncio.timeout(HANG_SECONDS):  # a hang, not a speed: the reader used to wait forever on the full queue
         with pytest.raises(SearchUnavailable):
             await task
     assert h.checkpoints.saved == {}
@@ -517,7 +520,7 @@ async def test_stream_once_when_stopped_with_a_full_queue_finishes_the_batch_in_
     await backend.entered.wait()  # the first batch is in flight
     stop.set()
     backend.gate.set()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_SECONDS):
         last = await task
     assert sorted(await h.index_state()) == ["d00"]  # the queued batches were never written
     assert h.checkpoints.saved["test"] == last
@@ -537,7 +540,7 @@ async def test_run_stream_when_stopped_while_the_engine_never_acknowledges_retur
     await reader_blocked.wait()
     await backend.entered.wait()
     stop.set()
-    async with asyncio.timeout(10):  # the gate never opens: only the grace ends the write
+    async with asyncio.timeout(HANG_SECONDS):  # the gate never opens: only the grace ends the write
         await task
     assert backend.cancelled == 1
     assert h.checkpoints.saved["test"] == FRESH  # nothing acknowledged, nothing checkpointed
@@ -554,7 +557,7 @@ async def test_run_stream_when_stopped_during_the_first_copy_returns_after_the_g
     )
     await backend.entered.wait()  # the copy's first bulk, held
     stop.set()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_SECONDS):
         await task
     assert backend.cancelled == 1
     assert h.checkpoints.saved == {}

@@ -18,11 +18,16 @@ from typing import Any
 
 import orjson
 import pytest
+import pytest_asyncio
 import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
 from src.api.security import API_CSP, SecurityHeaders
 from src.serving import CoalescingHttpToolsProtocol, CoalescingTransport, EdgeHttpToolsProtocol
+
+# One event loop for the module, so that each server below starts and stops once (a uvicorn shutdown costs
+# a fifth of a second); every test opens connections of its own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @dataclass
@@ -130,19 +135,19 @@ async def _serve(protocol: type[asyncio.Protocol], **config: Any) -> AsyncIterat
         await task
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def served() -> AsyncIterator[int]:
     async with _serve(CoalescingHttpToolsProtocol) as port:
         yield port
 
 
-HEAD_SECONDS = 0.3
+HEAD_SECONDS = 0.1
 UNREAD_BYTES = 1024
 HANG = 20.0
 """Only a bound on a hang: every wait below ends as soon as the server acts."""
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def edge_served() -> AsyncIterator[int]:
     protocol = EdgeHttpToolsProtocol.configured(
         header_timeout_seconds=HEAD_SECONDS,

@@ -9,6 +9,22 @@ type XCache = Literal["HIT", "MISS", "STALE"]
 
 
 @dataclass(frozen=True, slots=True)
+class TookSlot:
+    """Where a cached body states how long its computation took (`took_ms`), so that a hit can state its
+    own time instead (`src.cache.entries.with_took_ms`) without re-encoding anything."""
+
+    start: int
+    """Offset in the body of the took_ms number's first byte."""
+    end: int
+    """Offset just past the number; the body's bytes from here on follow it (`}`)."""
+    gzip_head: int
+    """Bytes of the gzip body before its last deflate block, which holds body[start:] stored uncompressed
+    (0 when the entry has no gzip body)."""
+    head_crc: int
+    """CRC-32 of body[:start] (the gzip trailer of a spliced body continues it)."""
+
+
+@dataclass(frozen=True, slots=True)
 class CacheEntry:
     """One cached response: the final encoded bytes plus what HTTP caching needs."""
 
@@ -19,7 +35,8 @@ class CacheEntry:
     content_type: str
     """Media type of `body`."""
     etag: str
-    """Strong ETag (quoted) of `body`, from a deterministic hash."""
+    """ETag (quoted) from a deterministic hash of `body`: strong, or weak when the body states its took_ms
+    (`took`), which the hash leaves out (a hit's body differs from the miss's in that number only)."""
     surrogate_keys: tuple[str, ...]
     """CDN purge keys: the document ids in the response and the search generation."""
     soft_expires_at: float
@@ -28,6 +45,8 @@ class CacheEntry:
     """Wall-clock time after which the entry is a miss (kept longer only for stale-if-error)."""
     gzip_body: bytes | None = None
     """`body` gzip-compressed, when it was worth compressing."""
+    took: TookSlot | None = None
+    """Where `body` states its took_ms (search responses); None when it does not."""
 
 
 @dataclass(frozen=True, slots=True)
