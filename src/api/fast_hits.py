@@ -84,8 +84,10 @@ class FastHitMiddleware:
         self._searches: OrderedDict[str, BoundSearch] = OrderedDict()
         """Per raw query string: what it binds to (see `bind_search`)."""
         self._responses: OrderedDict[
-            tuple[int, str, bool], tuple[CacheEntry, int, tuple[tuple[bytes, bytes], ...], bytes]
+            tuple[int, str, bool], tuple[CacheEntry, int, tuple[tuple[bytes, bytes], ...], bytes | bool]
         ] = OrderedDict()
+        """Per stored entry, X-Cache and gzip choice: status, headers and the body, or, for an entry stating
+        its own time (no two hits' bodies alike), whether the body is the gzip one."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -156,23 +158,32 @@ class FastHitMiddleware:
                 accept_encoding = value.decode("latin-1")
         policy = services.http_cache_policy
         memo_key = None
-        if if_none_match is None and policy.compress_min_bytes is None and served.entry.took is None:
+        stored = served.origin or served.entry
+        if if_none_match is None and policy.compress_min_bytes is None:
             # The same entry object comes back for every in-process hit (see CacheAside._decode_memoised):
-            # its status, headers and body are worked out once per entry and Accept-Encoding choice.
-            memo_key = (id(served.entry), served.x_cache, accepts_gzip(accept_encoding))
+            # its status and headers are worked out once per entry and Accept-Encoding choice, and its body
+            # too unless the body states this hit's own time.
+            memo_key = (id(stored), served.x_cache, accepts_gzip(accept_encoding))
             remembered = self._responses.get(memo_key)
-            if remembered is not None and remembered[0] is served.entry:
-                await send({"type": "http.response.start", "status": remembered[1], "headers": list(remembered[2])})
-                await send({"type": "http.response.body", "body": remembered[3]})
+            if remembered is not None and remembered[0] is stored:
+                kept = remembered[3]
+                body = kept if isinstance(kept, bytes) else (kept and served.entry.gzip_body) or served.entry.body
+                headers = list(remembered[2])
+                if remembered[1] >= 200 and remembered[1] not in (204, 304):  # as Starlette's Response does
+                    headers.append((b"content-length", str(len(body)).encode()))
+                await send({"type": "http.response.start", "status": remembered[1], "headers": headers})
+                await send({"type": "http.response.body", "body": body})
                 return
         rendered = render(served, if_none_match=if_none_match, accept_encoding=accept_encoding, policy=policy)
         raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in rendered.headers.items()]
-        if rendered.status >= 200 and rendered.status not in (204, 304):  # as Starlette's Response does
-            raw_headers.append((b"content-length", str(len(rendered.body)).encode()))
         if memo_key is not None:
-            self._responses[memo_key] = (served.entry, rendered.status, tuple(raw_headers), rendered.body)
+            timed = served.entry.took is not None
+            body_or_gzip: bytes | bool = rendered.body if not timed else rendered.body is served.entry.gzip_body
+            self._responses[memo_key] = (stored, rendered.status, tuple(raw_headers), body_or_gzip)
             if len(self._responses) > _RESPONSE_ENTRIES:
                 self._responses.popitem(last=False)
+        if rendered.status >= 200 and rendered.status not in (204, 304):  # as Starlette's Response does
+            raw_headers.append((b"content-length", str(len(rendered.body)).encode()))
         start: Message = {"type": "http.response.start", "status": rendered.status, "headers": raw_headers}
         await send(start)
         await send({"type": "http.response.body", "body": rendered.body})

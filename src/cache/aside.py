@@ -186,7 +186,7 @@ class CacheAside:
         """`entry` served from the cache, stating its own time (see the module docstring)."""
         if entry.took is None:
             return Served(entry, x_cache)
-        return Served(with_took_ms(entry, (self.timer() - started) * 1000), x_cache)
+        return Served(with_took_ms(entry, (self.timer() - started) * 1000), x_cache, origin=entry)
 
     def _decode_memoised(self, raw: bytes) -> CacheEntry:
         """`decode_entry`, remembered for the last few stored values by identity: the in-process tier

@@ -96,9 +96,29 @@ def with_took_ms(entry: CacheEntry, took_ms: float) -> CacheEntry:
     body = entry.body[: slot.start] + rest
     gzip_body = entry.gzip_body
     if gzip_body is not None:
-        gzip_body = gzip_body[: slot.gzip_head] + _gzip_tail(rest, slot.head_crc, len(body))
-    took = dataclasses.replace(slot, end=slot.start + len(number))
-    return dataclasses.replace(entry, body=body, gzip_body=gzip_body, took=took)
+        # The page's tail is short: one stored block (no loop), then the trailer.
+        total = len(body)
+        tail = (
+            b"\x01" + struct.pack("<HH", len(rest), len(rest) ^ 0xFFFF) + rest
+            if 0 < len(rest) <= _STORED_MAX
+            else _stored_blocks(rest)
+        )
+        gzip_body = b"".join(
+            (gzip_body[: slot.gzip_head], tail, struct.pack("<II", zlib.crc32(rest, slot.head_crc), total & 0xFFFFFFFF))
+        )
+    # Built directly, not with dataclasses.replace (a hit's hot path: that costs more than the splice).
+    took = TookSlot(slot.start, slot.start + len(number), slot.gzip_head, slot.head_crc)
+    return CacheEntry(
+        entry.status,
+        body,
+        entry.content_type,
+        entry.etag,
+        entry.surrogate_keys,
+        entry.soft_expires_at,
+        entry.hard_expires_at,
+        gzip_body,
+        took,
+    )
 
 
 def make_entry(

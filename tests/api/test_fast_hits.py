@@ -99,7 +99,7 @@ async def test_fast_path_when_hit_again_serves_each_encoding_with_its_tag(
 async def test_fast_path_when_many_entries_hit_bounds_the_response_memo(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    # Documents (here cached 404s): a search hit states its own took_ms, so its response is never remembered.
+    # Documents (here cached 404s): one remembered response each.
     for number in range(_RESPONSE_ENTRIES + 6):
         await client.get(f"/v1/documents/memo-{number}")
         assert (await client.get(f"/v1/documents/memo-{number}")).headers["x-cache"] == "HIT"
@@ -107,6 +107,26 @@ async def test_fast_path_when_many_entries_hit_bounds_the_response_memo(
     while not isinstance(layer, FastHitMiddleware):
         layer = getattr(layer, "app")  # noqa: B009 -- each middleware's inner app
     assert len(layer._responses) == _RESPONSE_ENTRIES
+
+
+async def test_fast_path_when_a_search_hit_is_remembered_states_each_hits_own_time(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    params = {"filter": "category:web", "q": "server", "highlight": "1"}
+    routed = await client.get("/v1/search", params=params)
+    layer: object = getattr(app, "edge")  # noqa: B009 -- the layers in front of Starlette's stack
+    while not isinstance(layer, FastHitMiddleware):
+        layer = getattr(layer, "app")  # noqa: B009 -- each middleware's inner app
+    for encoding in ("gzip", "identity"):
+        hits = [await client.get("/v1/search", params=params, headers={"accept-encoding": encoding}) for _ in range(3)]
+        for hit in hits:  # the first renders and remembers status and headers, the others replay them
+            assert hit.headers["x-cache"] == "HIT"
+            assert int(hit.headers["content-length"]) == hit.num_bytes_downloaded  # of this hit's own body
+            assert _without_took(hit) == _without_took(routed)
+            assert isinstance(hit.json()["took_ms"], float)
+        assert hits[1].headers["etag"] == hits[2].headers["etag"]
+    remembered = [kept for stored, _, _, kept in layer._responses.values() if stored.took is not None]
+    assert set(remembered) == {False, True}  # the body is the hit's own: only its encoding is remembered
 
 
 async def test_fast_path_when_the_lookup_fails_serves_through_the_service(

@@ -56,3 +56,6 @@ class Served:
     entry: CacheEntry
     x_cache: XCache
     """HIT (fresh from cache), MISS (computed now) or STALE (served past its soft TTL)."""
+    origin: CacheEntry | None = None
+    """For an entry that states its own time (`entry` is then a copy with this hit's took_ms), the entry as
+    stored: one object per stored value, so what depends only on it (status, headers) can be remembered."""
