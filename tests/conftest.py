@@ -347,6 +347,19 @@ async def loaded_backend(
     return backend
 
 
+@asynccontextmanager
+async def serving_backend(
+    kind: str, schema: IndexSchema, docs: list[Document], tmp_path: Path, templates: TantivyTemplates
+) -> AsyncIterator[SearchBackend]:
+    """`loaded_backend` for the block's length: its indices dropped and its clients closed after."""
+    backend = await loaded_backend(kind, schema, docs, tmp_path, templates)
+    try:
+        yield backend
+    finally:
+        await drop_all(backend)
+        await backend.close()
+
+
 @pytest.fixture(params=BACKENDS)
 async def catalog_backend(
     request: pytest.FixtureRequest, tmp_path: Path, tantivy_templates: TantivyTemplates
@@ -354,12 +367,8 @@ async def catalog_backend(
     """Each implementation, loaded with the contract catalogue."""
     from tests.fixtures.catalog import DOCS, SCHEMA
 
-    backend = await loaded_backend(str(request.param), SCHEMA, DOCS, tmp_path, tantivy_templates)
-    try:
+    async with serving_backend(str(request.param), SCHEMA, DOCS, tmp_path, tantivy_templates) as backend:
         yield backend
-    finally:
-        await drop_all(backend)
-        await backend.close()
 
 
 def _secantus_binary() -> str | None:

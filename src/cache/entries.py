@@ -63,6 +63,8 @@ def gzipped(body: bytes) -> bytes | None:
 def _stored_blocks(data: bytes) -> bytes:
     """`data` as stored (uncompressed) deflate blocks, the last one final; the stream must be at a byte
     boundary (after a sync flush), where a stored block's 3 header bits are padded to a whole byte."""
+    if 0 < len(data) <= _STORED_MAX:  # a page's tail after its took_ms (every hit): one block, no loop
+        return struct.pack("<BHH", 1, len(data), len(data) ^ 0xFFFF) + data
     blocks = []
     for offset in range(0, max(len(data), 1), _STORED_MAX):
         chunk = data[offset : offset + _STORED_MAX]
@@ -96,16 +98,7 @@ def with_took_ms(entry: CacheEntry, took_ms: float) -> CacheEntry:
     body = entry.body[: slot.start] + rest
     gzip_body = entry.gzip_body
     if gzip_body is not None:
-        # The page's tail is short: one stored block (no loop), then the trailer.
-        total = len(body)
-        tail = (
-            b"\x01" + struct.pack("<HH", len(rest), len(rest) ^ 0xFFFF) + rest
-            if 0 < len(rest) <= _STORED_MAX
-            else _stored_blocks(rest)
-        )
-        gzip_body = b"".join(
-            (gzip_body[: slot.gzip_head], tail, struct.pack("<II", zlib.crc32(rest, slot.head_crc), total & 0xFFFFFFFF))
-        )
+        gzip_body = gzip_body[: slot.gzip_head] + _gzip_tail(rest, slot.head_crc, len(body))
     # Built directly, not with dataclasses.replace (a hit's hot path: that costs more than the splice).
     took = TookSlot(slot.start, slot.start + len(number), slot.gzip_head, slot.head_crc)
     return CacheEntry(

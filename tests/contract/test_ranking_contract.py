@@ -12,7 +12,7 @@ from src.search.backends.base import SearchBackend
 from src.search.models import Document, SearchPage
 from src.search.schema import IndexSchema, parse_schema
 from src.search.service import SearchOptions, SearchRequest, search_documents
-from tests.conftest import BACKENDS, TantivyTemplates, drop_all, load, loaded_backend, make_backend
+from tests.conftest import BACKENDS, TantivyTemplates, drop_all, load, make_backend, serving_backend
 
 OPTIONS = SearchOptions(cursor_secret=b"ranking-contract")
 SCHEMA: IndexSchema = parse_schema(
@@ -57,12 +57,8 @@ async def ranked(
     request: pytest.FixtureRequest, tmp_path: Path, tantivy_templates: TantivyTemplates
 ) -> AsyncIterator[SearchBackend]:
     """Each engine, loaded with `DOCS` under a schema with two custom ranking fields."""
-    backend = await loaded_backend(str(request.param), SCHEMA, DOCS, tmp_path, tantivy_templates)
-    try:
+    async with serving_backend(str(request.param), SCHEMA, DOCS, tmp_path, tantivy_templates) as backend:
         yield backend
-    finally:
-        await drop_all(backend)
-        await backend.close()
 
 
 async def run(backend: SearchBackend, q: str, **params: object) -> SearchPage:
